@@ -1,0 +1,31 @@
+//! `framelink-client`: parse the command line, open the source, run. The work is in the library.
+
+use anyhow::Result;
+use clap::Parser;
+use framelink::cli::ClientOpts;
+use framelink::shutdown::Shutdown;
+use framelink::{client, logging};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    logging::init();
+    match run(ClientOpts::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(opts: ClientOpts) -> Result<()> {
+    let config = opts.config()?;
+    let shutdown = Shutdown::new();
+    shutdown.on_ctrl_c()?;
+    if let Some(d) = opts.duration()? {
+        shutdown.trigger_after(d);
+    }
+    let summary = client::run(config, shutdown)?;
+    println!("summary: {}", summary.figures.describe());
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! Command lines of both programs (clap derive; the help text is the doc
+//! comments), turned into validated configs that tests can also build directly.
+
+use crate::client::ClientConfig;
+use crate::server::ServerConfig;
+use crate::source::{SourceConfig, SourceKind};
+use crate::DEFAULT_PORT;
+use anyhow::{bail, Result};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Receive live camera frames from framelink clients: measure each frame's
+/// age on arrival, drop stale ones, and show and process the newest.
+#[derive(Debug, Parser)]
+#[command(name = "framelink-server", version)]
+pub struct ServerOpts {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "0.0.0.0:1998")]
+    pub listen: SocketAddr,
+
+    /// Frames older than this on arrival (capture to fully received) are dropped as stale.
+    #[arg(long, default_value_t = 80, value_name = "MS")]
+    pub max_latency_ms: u32,
+
+    /// Largest frame accepted, in bytes; a client announcing a larger one is disconnected.
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
+    pub max_frame_bytes: u32,
+
+    /// Most clients connected at once; one more is told the server is full.
+    #[arg(long, default_value_t = 64)]
+    pub max_clients: usize,
+
+    /// Tickets kept outstanding per client: 1 is stop-and-wait (one frame per round trip);
+    /// more lets a long link carry the camera's full rate.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub window: u16,
+
+    /// Seconds a client may stall in the handshake or in the middle of a frame before it is dropped.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub io_timeout: f64,
+
+    /// Run without a window (no display is needed).
+    #[arg(long)]
+    pub no_display: bool,
+
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+
+    /// Seconds between status lines; 0 turns them off.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub stats_interval: f64,
+
+    /// Write the final summary to this file as one JSON object.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+}
+
+impl ServerOpts {
+    pub fn config(&self) -> Result<ServerConfig> {
+        if self.max_latency_ms == 0 {
+            bail!("--max-latency-ms must be at least 1");
+        }
+        if self.max_frame_bytes < 64 {
+            bail!("--max-frame-bytes must be at least 64");
+        }
+        if self.max_clients == 0 {
+            bail!("--max-clients must be at least 1");
+        }
+        if self.window == 0 || self.window > 64 {
+            bail!("--window must be 1..=64");
+        }
+        Ok(ServerConfig {
+            max_age: Duration::from_millis(self.max_latency_ms as u64),
+            max_frame_bytes: self.max_frame_bytes,
+            max_clients: self.max_clients,
+            window: self.window,
+            io_timeout: seconds("--io-timeout", self.io_timeout)?,
+            stats_interval: interval(self.stats_interval)?,
+            summary_json: self.summary_json.clone(),
+        })
+    }
+
+    pub fn duration(&self) -> Result<Option<Duration>> {
+        self.duration.map(|d| seconds("--duration", d)).transpose()
+    }
+}
+
+/// Stream live camera frames to a framelink server, newest first: a frame
+/// replaced before it could be sent is never sent.
+#[derive(Debug, Parser)]
+#[command(name = "framelink-client", version)]
+pub struct ClientOpts {
+    /// The server, as HOST or HOST:PORT (default port 1998).
+    pub server: String,
+
+    /// Where frames come from: `camera`, `test-pattern` (synthetic, needs nothing),
+    /// or the path of a folder of JPEG files (sent in name order, looped).
+    #[arg(long, default_value = "camera")]
+    pub source: SourceKind,
+
+    /// Which camera, by index (see the list printed when a camera cannot be opened).
+    #[arg(long, default_value_t = 0, value_name = "INDEX")]
+    pub camera: u32,
+
+    /// Frame width: the camera picks its closest mode.
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+
+    /// Frame height: the camera picks its closest mode.
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+
+    /// Frames a second to capture; 0 means as fast as possible (test pattern and folder only).
+    #[arg(long, default_value_t = 30.0)]
+    pub fps: f64,
+
+    /// JPEG quality, 1-100, for frames this client encodes.
+    #[arg(long, default_value_t = 80)]
+    pub quality: u8,
+
+    /// Name shown by the server for this client (default: this machine's host name).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+
+    /// Seconds between status lines; 0 turns them off.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub stats_interval: f64,
+
+    /// Write the final summary to this file as one JSON object.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Seconds to wait for the server to accept a connection.
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+    pub connect_timeout: f64,
+
+    /// Seconds the server may stall mid-message, and a send may block, before reconnecting.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub io_timeout: f64,
+
+    /// Longest wait, in seconds, between reconnection attempts.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub max_backoff: f64,
+}
+
+impl ClientOpts {
+    pub fn config(&self) -> Result<ClientConfig> {
+        if !(1..=100).contains(&self.quality) {
+            bail!("--quality must be 1..=100, got {}", self.quality);
+        }
+        if !(self.fps >= 0.0 && self.fps <= 1000.0) {
+            bail!("--fps must be 0..=1000, got {}", self.fps);
+        }
+        if self.width == 0 || self.height == 0 || self.width > 65535 || self.height > 65535 {
+            bail!("--width and --height must be 1..=65535");
+        }
+        let name = self.name.clone().unwrap_or_else(host_name);
+        if name.is_empty() || name.len() > crate::protocol::MAX_NAME_BYTES || name.chars().any(char::is_control) {
+            bail!("--name must be 1 to {} bytes with no control characters", crate::protocol::MAX_NAME_BYTES);
+        }
+        Ok(ClientConfig {
+            server: with_default_port(&self.server),
+            name,
+            source: SourceConfig { kind: self.source.clone(), camera_index: self.camera, width: self.width, height: self.height, fps: self.fps },
+            quality: self.quality,
+            connect_timeout: seconds("--connect-timeout", self.connect_timeout)?,
+            io_timeout: seconds("--io-timeout", self.io_timeout)?,
+            max_backoff: seconds("--max-backoff", self.max_backoff)?,
+            stats_interval: interval(self.stats_interval)?,
+            summary_json: self.summary_json.clone(),
+        })
+    }
+
+    pub fn duration(&self) -> Result<Option<Duration>> {
+        self.duration.map(|d| seconds("--duration", d)).transpose()
+    }
+}
+
+/// `HOST` → `HOST:1998`; `HOST:PORT` and `[v6]:PORT` stay; a bare IPv6
+/// address gets brackets.
+pub fn with_default_port(server: &str) -> String {
+    if server.parse::<SocketAddr>().is_ok() {
+        return server.to_string();
+    }
+    if server.parse::<std::net::Ipv6Addr>().is_ok() {
+        return format!("[{server}]:{DEFAULT_PORT}");
+    }
+    if server.starts_with('[') && server.ends_with(']') {
+        return format!("{server}:{DEFAULT_PORT}");
+    }
+    match server.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_ok() => server.to_string(),
+        _ => format!("{server}:{DEFAULT_PORT}"),
+    }
+}
+
+fn seconds(flag: &str, s: f64) -> Result<Duration> {
+    if !(s > 0.0 && s < 1e9) {
+        bail!("{flag} must be a positive number of seconds, got {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn interval(s: f64) -> Result<Option<Duration>> {
+    if s == 0.0 {
+        Ok(None)
+    } else {
+        seconds("--stats-interval", s).map(Some)
+    }
+}
+
+/// This machine's host name, or `framelink-client`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|s| s.trim().chars().filter(|c| !c.is_control()).take(crate::protocol::MAX_NAME_BYTES).collect::<String>())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "framelink-client".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_port_is_added_only_when_missing() {
+        assert_eq!(with_default_port("10.0.0.2"), "10.0.0.2:1998");
+        assert_eq!(with_default_port("10.0.0.2:7000"), "10.0.0.2:7000");
+        assert_eq!(with_default_port("jetson.local"), "jetson.local:1998");
+        assert_eq!(with_default_port("jetson.local:80"), "jetson.local:80");
+        assert_eq!(with_default_port("::1"), "[::1]:1998");
+        assert_eq!(with_default_port("[::1]"), "[::1]:1998");
+        assert_eq!(with_default_port("[::1]:5"), "[::1]:5");
+    }
+
+    #[test]
+    fn server_defaults_match_the_documented_ones() {
+        let c = ServerOpts::parse_from(["framelink-server"]).config().unwrap();
+        assert_eq!(c.max_age, Duration::from_millis(80));
+        assert_eq!(c.max_frame_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.max_clients, 64);
+        assert_eq!(ServerOpts::parse_from(["framelink-server"]).listen.port(), DEFAULT_PORT);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        let e = ClientOpts::parse_from(["c", "h", "--quality", "0"]).config().unwrap_err().to_string();
+        assert!(e.contains("--quality"), "{e}");
+        let e = ServerOpts::parse_from(["s", "--window", "0"]).config().unwrap_err().to_string();
+        assert!(e.contains("--window"), "{e}");
+        let e = ClientOpts::parse_from(["c", "h", "--duration=-1"]).duration().unwrap_err().to_string();
+        assert!(e.contains("--duration"), "{e}");
+    }
+
+    #[test]
+    fn source_flag_parses_the_three_kinds() {
+        let src = |s: &str| ClientOpts::parse_from(["c", "h", "--source", s]).source;
+        assert_eq!(src("camera"), SourceKind::Camera);
+        assert_eq!(src("test-pattern"), SourceKind::TestPattern);
+        assert_eq!(src("frames/"), SourceKind::Folder("frames/".into()));
+    }
+}

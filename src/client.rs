@@ -1,0 +1,417 @@
+//! The client: a capture thread puts each new frame (encoded) into a
+//! latest-only slot; the sender takes the newest frame each time it holds a
+//! ticket from the server, and reconnects by itself when the link breaks.
+
+use crate::connection::{self, ConnError, Reader, Writer};
+use crate::encode::{self, Encoder};
+use crate::gate::micros_u32;
+use crate::latest::{self, LatestReceiver, LatestSender};
+use crate::protocol::{self, Encoding, FrameHeader, Goodbye, GoodbyeCode, Hello, Limits, Message, Outcome, Ticket};
+use crate::shutdown::Shutdown;
+use crate::source::{self, Image, Source, SourceConfig};
+use crate::stats::{Figures, Running};
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use serde::Serialize;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::{debug, error, info, warn};
+
+/// Everything the client needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `HOST:PORT` of the server.
+    pub server: String,
+    /// The name the server shows for this client.
+    pub name: String,
+    pub source: SourceConfig,
+    /// JPEG quality 1..=100 for sources that need encoding.
+    pub quality: u8,
+    /// Longest wait for a TCP connection to be set up.
+    pub connect_timeout: Duration,
+    /// How long the server may stall mid-message or in the handshake, and how
+    /// long a send may block.
+    pub io_timeout: Duration,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+    /// How often to print a status line (None: never).
+    pub stats_interval: Option<Duration>,
+    /// Where to write the summary as JSON at exit.
+    pub summary_json: Option<PathBuf>,
+}
+
+impl ClientConfig {
+    /// A config with the usual defaults, streaming the test pattern.
+    pub fn test_pattern(server: impl Into<String>, width: u32, height: u32, fps: f64) -> Self {
+        ClientConfig {
+            server: server.into(),
+            name: "test-pattern".into(),
+            source: SourceConfig { kind: source::SourceKind::TestPattern, camera_index: 0, width, height, fps },
+            quality: 80,
+            connect_timeout: Duration::from_secs(3),
+            io_timeout: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(2),
+            stats_interval: None,
+            summary_json: None,
+        }
+    }
+}
+
+/// The end-of-run figures of a client.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientSummary {
+    #[serde(flatten)]
+    pub figures: Figures,
+    pub server: String,
+    /// Successful connections (1 when the link never broke).
+    pub connections: u64,
+    pub duration_s: f64,
+}
+
+/// A captured, encoded frame waiting in the slot.
+#[derive(Debug, Clone)]
+pub struct EncodedFrame {
+    pub id: u64,
+    pub jpeg: Bytes,
+    pub width: u16,
+    pub height: u16,
+    pub captured_at: Instant,
+}
+
+/// Runs the client until `shutdown` (Ctrl-C, `--duration`) and returns the
+/// summary. Opens the source first: a missing camera fails here, before any
+/// connection is tried. Fails too on a server that speaks another protocol
+/// version, and if the source fails mid-run.
+pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
+    let started = Instant::now();
+    for d in [config.source.width, config.source.height] {
+        if d == 0 || d > u16::MAX as u32 {
+            bail!("--width and --height must be 1..=65535, got {}x{}", config.source.width, config.source.height);
+        }
+    }
+    let source = source::open(&config.source)?;
+    info!("source: {}", source.describe());
+    let encoder = encode::default_encoder(config.quality);
+    let (slot, frames) = latest::channel::<EncodedFrame>();
+    let superseded = slot.superseded_counter();
+    let stats = Arc::new(Mutex::new(Running::default()));
+    let capture_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
+
+    // Not scoped: a camera can block in the driver forever; it must not keep
+    // the client from exiting. It ends by itself when the slot is orphaned.
+    let capture = {
+        let (shutdown, capture_error) = (shutdown.clone(), capture_error.clone());
+        std::thread::Builder::new().name("capture".into()).spawn(move || {
+            if let Err(e) = capture_loop(source, encoder, slot, &shutdown) {
+                error!("capture stopped: {e:#}");
+                *capture_error.lock().unwrap() = Some(e);
+                shutdown.trigger();
+            }
+        })?
+    };
+
+    let mut connections = 0;
+    let outcome = std::thread::scope(|s| {
+        if let Some(every) = config.stats_interval {
+            let (stats, superseded, shutdown) = (&stats, &superseded, &shutdown);
+            s.spawn(move || {
+                let mut reported = 0;
+                while !shutdown.wait_timeout(every) {
+                    let now = superseded.load(std::sync::atomic::Ordering::Relaxed);
+                    let mut st = stats.lock().unwrap();
+                    st.add_superseded(now - reported);
+                    reported = now;
+                    let (t, elapsed) = st.take_interval();
+                    drop(st);
+                    println!("{}", t.status_line(elapsed));
+                }
+            });
+        }
+        let r = connect_loop(&config, &frames, &stats, &shutdown, &mut connections);
+        shutdown.trigger();
+        r
+    });
+    drop(frames); // orphans the slot: the capture thread stops at its next frame
+    if capture.is_finished() {
+        let _ = capture.join();
+    }
+
+    let mut total = stats.lock().unwrap().total.clone();
+    total.counts.superseded = superseded.load(std::sync::atomic::Ordering::Relaxed);
+    let summary = ClientSummary { figures: total.figures(true), server: config.server.clone(), connections, duration_s: started.elapsed().as_secs_f64() };
+    if let Some(path) = &config.summary_json {
+        crate::server::write_json(path, &summary)?;
+    }
+    if let Some(e) = capture_error.lock().unwrap().take() {
+        return Err(e);
+    }
+    outcome.map(|_| summary)
+}
+
+/// Grabs, encodes and publishes frames until shutdown or until nobody reads.
+fn capture_loop(mut source: Box<dyn Source>, mut encoder: Box<dyn Encoder>, slot: LatestSender<EncodedFrame>, shutdown: &Shutdown) -> Result<()> {
+    let mut buf = Vec::new();
+    let mut id = 0u64;
+    while !shutdown.is_triggered() && !slot.is_orphaned() {
+        let captured = source.next_frame()?;
+        let (w, h) = captured.image.dimensions();
+        let jpeg = match captured.image {
+            Image::Jpeg { data, .. } => Bytes::copy_from_slice(data),
+            Image::Rgb { data, width, height } => {
+                encoder.encode(data, width, height, &mut buf)?;
+                Bytes::copy_from_slice(&buf)
+            }
+        };
+        let (width, height) = (u16::try_from(w).context("frame wider than 65535")?, u16::try_from(h).context("frame taller than 65535")?);
+        slot.send(EncodedFrame { id, jpeg, width, height, captured_at: captured.at });
+        id += 1;
+    }
+    Ok(())
+}
+
+/// Why a session with the server ended.
+enum SessionEnd {
+    /// Our own shutdown: stop.
+    Stopped,
+    /// The server said goodbye or the link broke: reconnect.
+    Lost(String),
+    /// The server will not talk to us until something changes: reconnect,
+    /// but warn.
+    Refused(String),
+}
+
+/// Connects, streams, and reconnects with capped backoff until shutdown.
+/// Logs a line per change of state, not per retry.
+fn connect_loop(config: &ClientConfig, frames: &LatestReceiver<EncodedFrame>, stats: &Mutex<Running>, shutdown: &Shutdown, connections: &mut u64) -> Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    let mut last_problem: Option<String> = None;
+    while !shutdown.is_triggered() {
+        let attempt = resolve(&config.server).and_then(|addr| {
+            TcpStream::connect_timeout(&addr, config.connect_timeout).map_err(|e| anyhow!("cannot connect to {}: {e}", config.server))
+        });
+        let end = match attempt {
+            Ok(stream) => match session(stream, config, frames, stats, shutdown) {
+                Ok((end, connected)) => {
+                    if connected {
+                        *connections += 1;
+                        backoff = Duration::from_millis(100);
+                    }
+                    end
+                }
+                Err(e) => return Err(e),
+            },
+            Err(e) => SessionEnd::Lost(format!("{e:#}")),
+        };
+        let problem = match end {
+            SessionEnd::Stopped => return Ok(()),
+            SessionEnd::Lost(why) => (why, false),
+            SessionEnd::Refused(why) => (why, true),
+        };
+        if last_problem.as_deref() != Some(problem.0.as_str()) {
+            if problem.1 {
+                warn!("{}; retrying", problem.0);
+            } else {
+                info!("{}; retrying", problem.0);
+            }
+            last_problem = Some(problem.0);
+        } else {
+            debug!("still {}; retrying in {backoff:?}", problem.0);
+        }
+        if shutdown.wait_timeout(backoff) {
+            return Ok(());
+        }
+        backoff = (backoff * 2).min(config.max_backoff);
+    }
+    Ok(())
+}
+
+fn resolve(server: &str) -> Result<SocketAddr> {
+    server
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve server address {server}"))?
+        .next()
+        .ok_or_else(|| anyhow!("server address {server} resolves to nothing"))
+}
+
+/// One connection: handshake, then frames until it ends. Returns how it
+/// ended and whether the handshake succeeded. Fails only for what retrying
+/// cannot fix (a server speaking another protocol version).
+fn session(stream: TcpStream, config: &ClientConfig, frames: &LatestReceiver<EncodedFrame>, stats: &Mutex<Running>, shutdown: &Shutdown) -> Result<(SessionEnd, bool)> {
+    let server = &config.server;
+    connection::configure(&stream, config.io_timeout)?;
+    let limits = Limits { max_frame_bytes: 0, max_result_bytes: 16 * 1024 * 1024 };
+    let mut reader = Reader::new(stream.try_clone()?, limits);
+    let mut writer = Writer::new(stream);
+    let hello = Message::Hello(Hello { capabilities: 0, name: config.name.clone() });
+    if let Err(e) = writer.send(true, &[&hello]) {
+        return Ok((SessionEnd::Lost(format!("connection to {server} failed: {e}")), false));
+    }
+    let io = config.io_timeout;
+    let handshake = reader.read_preface(Instant::now() + io, shutdown).and_then(|version| {
+        let msg = reader.read_message(Some(io), io, shutdown)?;
+        Ok((version, msg))
+    });
+    let welcome = match handshake {
+        Ok((_, Some(Message::Welcome(w)))) => w,
+        Ok((_, Some(Message::Goodbye(g)))) => return goodbye_end(server, g).map(|e| (e, false)),
+        Ok((version, other)) => {
+            if version != protocol::VERSION {
+                bail!("the server at {server} speaks framelink protocol version {version}; this client speaks version {}: upgrade the older side", protocol::VERSION);
+            }
+            let got = other.map(|m| m.name()).unwrap_or("end of stream");
+            return Ok((SessionEnd::Refused(format!("{server} sent {got} instead of WELCOME: is it a framelink server?")), false));
+        }
+        Err(ConnError::Shutdown) => return Ok((SessionEnd::Stopped, false)),
+        Err(ConnError::Protocol(e)) => return Ok((SessionEnd::Refused(format!("{server} is not a framelink server: {e}")), false)),
+        Err(e) => return Ok((SessionEnd::Lost(format!("handshake with {server} failed: {e}")), false)),
+    };
+    info!(
+        "connected to {server}: frames older than {:.0} ms are dropped, window {}",
+        welcome.max_age_us as f64 / 1000.0,
+        welcome.window
+    );
+    if welcome.max_frame_bytes == 0 {
+        return Ok((SessionEnd::Refused(format!("{server} accepts no frame bytes (max_frame_bytes 0)")), true));
+    }
+
+    // The reader thread takes tickets and verdicts; this thread sends frames.
+    let session_stop = Shutdown::new();
+    let reader_done = Shutdown::new();
+    let (tickets_tx, tickets) = crossbeam_channel::bounded::<(Ticket, Instant)>(welcome.window as usize);
+    let end = std::thread::scope(|s| {
+        let reader_thread = {
+            let (session_stop, reader_done) = (&session_stop, &reader_done);
+            s.spawn(move || {
+                let end = read_loop(reader, tickets_tx, stats, session_stop, server, io);
+                reader_done.trigger();
+                end
+            })
+        };
+        let sent = send_loop(&mut writer, &tickets, frames, welcome.max_frame_bytes, stats, shutdown, &reader_done);
+        let stopping = matches!(sent, SendEnd::Stopped);
+        if stopping {
+            let bye = Message::Goodbye(Goodbye { code: GoodbyeCode::ShuttingDown, text: "client stopping".into() });
+            let _ = writer.send(false, &[&bye]);
+            writer.finish();
+            // Let the last verdicts arrive, briefly.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            reader_done.wait_timeout(deadline - Instant::now());
+        }
+        session_stop.trigger();
+        let read_end = reader_thread.join().unwrap_or_else(|_| SessionEnd::Lost("reader thread failed".into()));
+        match sent {
+            SendEnd::Stopped => SessionEnd::Stopped,
+            SendEnd::Failed(why) => SessionEnd::Lost(format!("connection to {server} lost: {why}")),
+            SendEnd::ReaderEnded => read_end,
+        }
+    });
+    Ok((end, true))
+}
+
+/// What a GOODBYE from the server means for us.
+fn goodbye_end(server: &str, g: Goodbye) -> Result<SessionEnd> {
+    Ok(match g.code {
+        GoodbyeCode::UnsupportedVersion => bail!("the server at {server} refused our protocol version: {}", g.text),
+        GoodbyeCode::ShuttingDown => SessionEnd::Lost(format!("server {server} is shutting down; waiting for it to come back")),
+        GoodbyeCode::ServerFull => SessionEnd::Refused(format!("server {server} is full: {}", g.text)),
+        code => SessionEnd::Refused(format!("server {server} closed the connection ({code:?}): {}", g.text)),
+    })
+}
+
+enum SendEnd {
+    Stopped,
+    ReaderEnded,
+    Failed(String),
+}
+
+/// Sends the newest frame for each ticket. Blocks on the ticket channel and
+/// the frame slot, waking every tick to watch `shutdown`; ends when the
+/// reader ends (its ticket sender is dropped) or a send fails.
+fn send_loop(
+    writer: &mut Writer,
+    tickets: &Receiver<(Ticket, Instant)>,
+    frames: &LatestReceiver<EncodedFrame>,
+    max_frame_bytes: u32,
+    stats: &Mutex<Running>,
+    shutdown: &Shutdown,
+    reader_done: &Shutdown,
+) -> SendEnd {
+    let mut warned_too_large = false;
+    loop {
+        let (ticket, received) = loop {
+            if shutdown.is_triggered() {
+                return SendEnd::Stopped;
+            }
+            match tickets.recv_timeout(connection::TICK) {
+                Ok(t) => break t,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return SendEnd::ReaderEnded,
+            }
+        };
+        let frame = loop {
+            if shutdown.is_triggered() {
+                return SendEnd::Stopped;
+            }
+            match frames.recv_timeout(connection::TICK) {
+                Ok(f) if f.jpeg.len() as u64 > max_frame_bytes as u64 => {
+                    if !warned_too_large {
+                        warn!("frame of {} bytes is over the server's limit of {max_frame_bytes} bytes: not sent (lower --quality or the size)", f.jpeg.len());
+                        warned_too_large = true;
+                    }
+                }
+                Ok(f) => break f,
+                Err(RecvTimeoutError::Timeout) => {
+                    if reader_done.is_triggered() {
+                        return SendEnd::ReaderEnded;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return SendEnd::Stopped,
+            }
+        };
+        let now = Instant::now();
+        let header = FrameHeader {
+            frame_id: frame.id,
+            encoding: Encoding::Jpeg,
+            width: frame.width,
+            height: frame.height,
+            capture_to_send_us: micros_u32(now.saturating_duration_since(frame.captured_at)),
+            ticket_held_us: micros_u32(now.saturating_duration_since(received)),
+            payload_len: frame.jpeg.len() as u32,
+        };
+        if let Err(e) = writer.send_frame(&header, &frame.jpeg, ticket) {
+            return SendEnd::Failed(e.to_string());
+        }
+        stats.lock().unwrap().record_sent(frame.jpeg.len());
+    }
+}
+
+/// Reads tickets (passed to the sender) and verdicts (counted) until the
+/// connection ends; returns how it ended.
+fn read_loop(mut reader: Reader, tickets: crossbeam_channel::Sender<(Ticket, Instant)>, stats: &Mutex<Running>, stop: &Shutdown, server: &str, stall: Duration) -> SessionEnd {
+    loop {
+        match reader.read_message(None, stall, stop) {
+            Ok(Some(Message::Ticket(t))) => {
+                if tickets.try_send((t, Instant::now())).is_err() {
+                    return SessionEnd::Refused(format!("{server} sent more tickets than its window"));
+                }
+            }
+            Ok(Some(Message::Verdict(v))) => {
+                let (age, transit) = (Duration::from_micros(v.age_us as u64), Duration::from_micros(v.transit_us as u64));
+                stats.lock().unwrap().record_verdict(v.outcome, age, transit, Instant::now());
+                match v.outcome {
+                    Outcome::Rejected => warn!(frame = v.frame_id, "server rejected frame: {}", v.reason.describe()),
+                    Outcome::DroppedStale => debug!(frame = v.frame_id, age_ms = v.age_us as f64 / 1e3, "server dropped stale frame"),
+                    Outcome::Accepted => {}
+                }
+            }
+            Ok(Some(Message::Goodbye(g))) => return goodbye_end(server, g).unwrap_or_else(|e| SessionEnd::Refused(e.to_string())),
+            Ok(Some(other)) => return SessionEnd::Refused(format!("{server} sent an unexpected {}", other.name())),
+            Ok(None) => return SessionEnd::Lost(format!("server {server} closed the connection")),
+            Err(ConnError::Shutdown) => return SessionEnd::Stopped,
+            Err(e) => return SessionEnd::Lost(format!("connection to {server} lost: {e}")),
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Buffered message I/O over a TCP stream, shared by client and server.
+//!
+//! [`Reader`] accumulates bytes and hands out whole messages (check, then
+//! parse, from [`protocol`]); [`Writer`] sends each message, or each frame with
+//! its payload, in a single system call with TCP_NODELAY set, so nothing waits
+//! on Nagle's algorithm.
+
+use crate::protocol::{self, Limits, Message};
+use crate::shutdown::Shutdown;
+use bytes::BytesMut;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// How often a blocked read wakes to look at the shutdown flag and deadlines.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Largest read done in one go when the next message's size is not known yet.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Protocol(#[from] protocol::Error),
+    #[error("peer closed the connection{}", if *.mid_message { " in the middle of a message" } else { "" })]
+    Closed { mid_message: bool },
+    #[error("peer sent nothing for {0:?} while {1}")]
+    TimedOut(Duration, &'static str),
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// Sets what every framelink socket needs: TCP_NODELAY (small messages leave
+/// at once), a write timeout (a peer that stops reading cannot block us
+/// forever), and TCP keepalive (a peer that vanished is noticed even when
+/// nothing is being sent).
+pub fn configure(stream: &TcpStream, write_timeout: Duration) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(write_timeout))?;
+    stream.set_read_timeout(Some(TICK))?;
+    let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(5)).with_interval(Duration::from_secs(1));
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+    let keepalive = keepalive.with_retries(5);
+    socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive)?;
+    Ok(())
+}
+
+/// The reading half of a connection.
+pub struct Reader {
+    stream: TcpStream,
+    buf: BytesMut,
+    limits: Limits,
+}
+
+impl Reader {
+    /// Wraps a stream already [`configure`]d (its read timeout is the tick).
+    pub fn new(stream: TcpStream, limits: Limits) -> Self {
+        Reader { stream, buf: BytesMut::with_capacity(READ_CHUNK), limits }
+    }
+
+    /// Reads the peer's 6-byte preface and returns its version.
+    ///
+    /// Unblocks when the preface has arrived, when the bytes so far already
+    /// cannot be a preface, at EOF or an I/O error, at `deadline`, or on
+    /// shutdown.
+    pub fn read_preface(&mut self, deadline: Instant, shutdown: &Shutdown) -> Result<u16, ConnError> {
+        loop {
+            match protocol::check_preface(&self.buf) {
+                Ok(version) => {
+                    let _ = self.buf.split_to(protocol::PREFACE_LEN);
+                    return Ok(version);
+                }
+                Err(protocol::Error::Incomplete) => {}
+                Err(e) => {
+                    // Wait for a few more bytes (up to 8) to describe the peer well.
+                    if self.buf.len() >= 8 || !self.fill_some(8, deadline, shutdown, "waiting for the preface")? {
+                        return Err(e.into());
+                    }
+                    continue;
+                }
+            }
+            if !self.fill_some(protocol::PREFACE_LEN, deadline, shutdown, "waiting for the preface")? {
+                return Err(match protocol::check_preface(&self.buf) {
+                    Err(e @ protocol::Error::NotFramelink(_)) => e.into(),
+                    _ => ConnError::Closed { mid_message: !self.buf.is_empty() },
+                });
+            }
+        }
+    }
+
+    /// Reads one whole message.
+    ///
+    /// Returns `Ok(None)` when the peer closed the connection between messages.
+    /// Unblocks when a whole message is buffered, at EOF or an I/O error, on
+    /// shutdown, when `stall` passes with part of a message read (a peer stuck
+    /// mid-frame), or when `idle` (if given) passes with nothing read.
+    pub fn read_message(&mut self, idle: Option<Duration>, stall: Duration, shutdown: &Shutdown) -> Result<Option<Message>, ConnError> {
+        let mut last_progress = Instant::now();
+        loop {
+            match protocol::check(&self.buf, &self.limits) {
+                Ok(n) => {
+                    let msg = self.buf.split_to(n).freeze();
+                    return Ok(Some(protocol::parse(msg)?));
+                }
+                Err(protocol::Error::Incomplete) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let want = protocol::needed(&self.buf, &self.limits)?.unwrap_or(protocol::ENVELOPE_LEN);
+            let (limit, what) = if self.buf.is_empty() {
+                match idle {
+                    Some(idle) => (idle, "waiting for a message"),
+                    None => (Duration::MAX, "waiting for a message"),
+                }
+            } else {
+                (stall, "in the middle of a message")
+            };
+            let deadline = last_progress.checked_add(limit).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+            let before = self.buf.len();
+            if !self.fill_some(want, deadline, shutdown, what)? {
+                return if self.buf.is_empty() { Ok(None) } else { Err(ConnError::Closed { mid_message: true }) };
+            }
+            if self.buf.len() > before {
+                last_progress = Instant::now();
+            }
+        }
+    }
+
+    /// Reads at least one byte towards having `want` buffered. Returns false at
+    /// EOF. Fails at `deadline` or on shutdown.
+    fn fill_some(&mut self, want: usize, deadline: Instant, shutdown: &Shutdown, what: &'static str) -> Result<bool, ConnError> {
+        let have = self.buf.len();
+        // Reserve the rest of this message at once (its size was checked
+        // against the limits), but zero and read at most a chunk at a time.
+        self.buf.reserve(want.saturating_sub(have).max(READ_CHUNK));
+        self.buf.resize(have + READ_CHUNK, 0);
+        let started = Instant::now();
+        loop {
+            if shutdown.is_triggered() {
+                self.buf.truncate(have);
+                return Err(ConnError::Shutdown);
+            }
+            match self.stream.read(&mut self.buf[have..]) {
+                Ok(0) => {
+                    self.buf.truncate(have);
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.buf.truncate(have + n);
+                    return Ok(true);
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
+                    if Instant::now() >= deadline {
+                        self.buf.truncate(have);
+                        return Err(ConnError::TimedOut(started.elapsed(), what));
+                    }
+                }
+                Err(e) => {
+                    self.buf.truncate(have);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// Bytes buffered but not yet taken as a message.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// The writing half of a connection.
+pub struct Writer {
+    stream: TcpStream,
+    scratch: Vec<u8>,
+}
+
+impl Writer {
+    /// Wraps a stream already [`configure`]d (its write timeout bounds every write).
+    pub fn new(stream: TcpStream) -> Self {
+        Writer { stream, scratch: Vec::with_capacity(256) }
+    }
+
+    /// Sends `messages` back to back in one write, after our preface if
+    /// `with_preface`. Blocks until the kernel took them all; unblocked by the
+    /// write timeout if the peer stops reading.
+    pub fn send(&mut self, with_preface: bool, messages: &[&Message]) -> io::Result<()> {
+        self.scratch.clear();
+        if with_preface {
+            self.scratch.extend_from_slice(&protocol::preface());
+        }
+        for m in messages {
+            m.encode(&mut self.scratch);
+        }
+        self.stream.write_all(&self.scratch)
+    }
+
+    /// Sends one FRAME (header, payload, echoed ticket) in one vectored write,
+    /// without copying the payload. Blocks like [`send`](Self::send).
+    pub fn send_frame(&mut self, header: &protocol::FrameHeader, payload: &[u8], ticket: protocol::Ticket) -> io::Result<()> {
+        let (head, tail) = protocol::frame_parts(header, ticket);
+        let mut slices = [IoSlice::new(&head), IoSlice::new(payload), IoSlice::new(&tail)];
+        write_all_vectored(&mut self.stream, &mut slices)
+    }
+
+    /// Half-closes the write side: the peer reads EOF after what was sent.
+    pub fn finish(&mut self) {
+        let _ = self.stream.flush();
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "connection closed while sending")),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Goodbye, GoodbyeCode, Ticket};
+    use std::net::TcpListener;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        for s in [&a, &b] {
+            configure(s, Duration::from_secs(5)).unwrap();
+        }
+        (a, b)
+    }
+
+    #[test]
+    fn messages_split_across_writes_are_reassembled() {
+        let (a, b) = pair();
+        let mut bytes = protocol::preface().to_vec();
+        Message::Ticket(Ticket { id: 3, issued_us: 99 }).encode(&mut bytes);
+        let writer = std::thread::spawn(move || {
+            let mut a = a;
+            for chunk in bytes.chunks(3) {
+                a.write_all(chunk).unwrap();
+                a.flush().unwrap();
+            }
+            a
+        });
+        let mut r = Reader::new(b, Limits::default());
+        let s = Shutdown::new();
+        assert_eq!(r.read_preface(Instant::now() + Duration::from_secs(5), &s).unwrap(), protocol::VERSION);
+        let m = r.read_message(None, Duration::from_secs(5), &s).unwrap().unwrap();
+        assert_eq!(m, Message::Ticket(Ticket { id: 3, issued_us: 99 }));
+        drop(writer.join().unwrap());
+        assert!(r.read_message(None, Duration::from_secs(5), &s).unwrap().is_none(), "clean EOF");
+    }
+
+    #[test]
+    fn a_peer_stalled_mid_message_times_out() {
+        let (mut a, b) = pair();
+        a.write_all(&[protocol::kind::GOODBYE, 0, 0, 0, 10, 0]).unwrap();
+        let mut r = Reader::new(b, Limits::default());
+        let err = r.read_message(None, Duration::from_millis(300), &Shutdown::new()).unwrap_err();
+        assert!(matches!(err, ConnError::TimedOut(_, "in the middle of a message")), "{err}");
+    }
+
+    #[test]
+    fn a_peer_closing_mid_message_is_reported_as_such() {
+        let (mut a, b) = pair();
+        a.write_all(&[protocol::kind::GOODBYE, 0, 0, 0, 10, 0]).unwrap();
+        drop(a);
+        let mut r = Reader::new(b, Limits::default());
+        let err = r.read_message(None, Duration::from_secs(5), &Shutdown::new()).unwrap_err();
+        assert!(matches!(err, ConnError::Closed { mid_message: true }), "{err}");
+    }
+
+    #[test]
+    fn shutdown_unblocks_a_waiting_read() {
+        let (_a, b) = pair();
+        let s = Shutdown::new();
+        let t = s.clone();
+        let h = std::thread::spawn(move || Reader::new(b, Limits::default()).read_message(None, Duration::from_secs(60), &t));
+        s.trigger();
+        assert!(matches!(h.join().unwrap(), Err(ConnError::Shutdown)));
+    }
+
+    #[test]
+    fn http_request_is_named_as_such() {
+        let (mut a, b) = pair();
+        a.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut r = Reader::new(b, Limits::default());
+        let err = r.read_preface(Instant::now() + Duration::from_secs(5), &Shutdown::new()).unwrap_err();
+        assert!(err.to_string().contains("HTTP"), "{err}");
+    }
+
+    #[test]
+    fn writer_sends_preface_and_messages_in_one_go() {
+        let (a, b) = pair();
+        let mut w = Writer::new(a);
+        let bye = Message::Goodbye(Goodbye { code: GoodbyeCode::ShuttingDown, text: "bye".into() });
+        w.send(true, &[&bye]).unwrap();
+        w.finish();
+        let mut r = Reader::new(b, Limits::default());
+        let s = Shutdown::new();
+        r.read_preface(Instant::now() + Duration::from_secs(5), &s).unwrap();
+        assert_eq!(r.read_message(None, Duration::from_secs(5), &s).unwrap(), Some(bye));
+    }
+}

@@ -1,0 +1,104 @@
+//! The staleness gate: how old a frame is on arrival, without synchronized clocks.
+//!
+//! The server hands out a [`Ticket`](crate::protocol::Ticket) carrying its own
+//! clock reading `T_s`. The client keeps it for `held` (its own clock) until a
+//! frame is ready, and reports with the frame how long ago, on its own clock,
+//! that frame was captured (`capture_to_send`). When the whole frame has
+//! arrived at `T_a` (server clock):
+//!
+//! ```text
+//! transit = (T_a − T_s) − held          // ticket's trip out + frame's trip in
+//! age     = capture_to_send + transit
+//! ```
+//!
+//! Each difference is taken on a single clock, so no clock sync is needed.
+//! The true age is `capture_to_send + frame's trip in`; `age` adds the ticket's
+//! trip out, so it never under-states a frame's age, and over-states it by at
+//! most the one-way server→client delay (≤ `transit`), plus clock-rate
+//! drift over `held` (ppm: microseconds per second held).
+
+use crate::protocol::Outcome;
+use std::time::Duration;
+
+/// The figures the gate judges a frame by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measure {
+    /// Frame age on arrival (conservative; see the module docs).
+    pub age: Duration,
+    /// The link's share of the age: ticket out plus frame in.
+    pub transit: Duration,
+}
+
+/// Computes [`Measure`] from the server's clock readings and the client's two
+/// reported durations. A client that reports a `held` longer than the whole
+/// round trip gets a transit of zero, never a negative one.
+pub fn measure(issued: Duration, arrived: Duration, held: Duration, capture_to_send: Duration) -> Measure {
+    let transit = arrived.saturating_sub(issued).saturating_sub(held);
+    Measure { transit, age: capture_to_send.saturating_add(transit) }
+}
+
+/// Compares frame ages with a threshold (`--max-latency-ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gate {
+    pub max_age: Duration,
+}
+
+impl Gate {
+    pub fn new(max_age: Duration) -> Self {
+        Gate { max_age }
+    }
+
+    /// `Accepted` when the age is at most the threshold, else `DroppedStale`.
+    pub fn judge(&self, m: &Measure) -> Outcome {
+        if m.age <= self.max_age {
+            Outcome::Accepted
+        } else {
+            Outcome::DroppedStale
+        }
+    }
+}
+
+/// A duration as whole microseconds in a u32, saturating (about 71 minutes).
+pub fn micros_u32(d: Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn age_counts_capture_delay_and_link_but_not_time_holding_the_ticket() {
+        // Ticket issued at 1000 ms, held 30 ms by the client waiting for a frame,
+        // frame arrives at 1045 ms: 15 ms on the link in all. The frame was
+        // captured 5 ms before sending began.
+        let m = measure(ms(1000), ms(1045), ms(30), ms(5));
+        assert_eq!(m.transit, ms(15));
+        assert_eq!(m.age, ms(20));
+    }
+
+    #[test]
+    fn a_reported_hold_longer_than_the_round_trip_gives_zero_transit() {
+        let m = measure(ms(1000), ms(1010), ms(50), ms(3));
+        assert_eq!(m.transit, Duration::ZERO);
+        assert_eq!(m.age, ms(3));
+    }
+
+    #[test]
+    fn threshold_is_inclusive() {
+        let g = Gate::new(ms(80));
+        let at = |age| Measure { age, transit: Duration::ZERO };
+        assert_eq!(g.judge(&at(ms(80))), Outcome::Accepted);
+        assert_eq!(g.judge(&at(ms(80) + Duration::from_micros(1))), Outcome::DroppedStale);
+    }
+
+    #[test]
+    fn micros_saturate() {
+        assert_eq!(micros_u32(Duration::from_secs(10_000)), u32::MAX);
+        assert_eq!(micros_u32(ms(2)), 2000);
+    }
+}

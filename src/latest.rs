@@ -1,0 +1,145 @@
+//! Latest-only hand-off: a one-place channel where a new value replaces an
+//! unread one instead of waiting behind it.
+//!
+//! Used on the client between capture and sending, and on the server between
+//! each connection and the display/processing thread. The sender never blocks;
+//! the receiver derefs to a plain [`crossbeam_channel::Receiver`], so it works
+//! with `recv_timeout` and `Select`, and sees disconnection when the sender is
+//! gone.
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+/// The sending half. Not `Clone`: one producer per slot.
+pub struct LatestSender<T> {
+    tx: Sender<T>,
+    /// A receiver of our own, used only to take out a value nobody read.
+    drain: Receiver<T>,
+    superseded: Arc<AtomicU64>,
+    /// Alive while the receiving half is.
+    receiver_alive: Weak<()>,
+}
+
+/// The receiving half: a crossbeam receiver (by `Deref`), not `Clone`.
+pub struct LatestReceiver<T> {
+    rx: Receiver<T>,
+    _alive: Arc<()>,
+}
+
+impl<T> std::ops::Deref for LatestReceiver<T> {
+    type Target = Receiver<T>;
+    fn deref(&self) -> &Receiver<T> {
+        &self.rx
+    }
+}
+
+/// Creates a latest-only channel.
+pub fn channel<T>() -> (LatestSender<T>, LatestReceiver<T>) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let alive = Arc::new(());
+    let sender = LatestSender { tx, drain: rx.clone(), superseded: Arc::new(AtomicU64::new(0)), receiver_alive: Arc::downgrade(&alive) };
+    (sender, LatestReceiver { rx, _alive: alive })
+}
+
+impl<T> LatestSender<T> {
+    /// Puts `value` in the slot, replacing any value not yet received, and
+    /// returns the replaced one (counted as superseded). Never blocks. When
+    /// the receivers are all gone the value just waits in the slot: check
+    /// [`is_orphaned`](Self::is_orphaned) to stop producing.
+    pub fn send(&self, value: T) -> Option<T> {
+        let mut replaced = None;
+        let mut value = value;
+        loop {
+            // Our own `drain` receiver keeps the channel connected, so the
+            // only failure here is `Full`.
+            match self.tx.try_send(value) {
+                Ok(()) => return replaced,
+                Err(TrySendError::Full(v)) | Err(TrySendError::Disconnected(v)) => {
+                    value = v;
+                    if let Ok(old) = self.drain.try_recv() {
+                        self.superseded.fetch_add(1, Ordering::Relaxed);
+                        replaced = Some(old);
+                    }
+                    // Empty: the receiver took it in between, so the slot is free now.
+                }
+            }
+        }
+    }
+
+    /// How many values were replaced before anyone received them.
+    pub fn superseded(&self) -> u64 {
+        self.superseded.load(Ordering::Relaxed)
+    }
+
+    /// A shared handle on the superseded count, readable after the sender is gone.
+    pub fn superseded_counter(&self) -> Arc<AtomicU64> {
+        self.superseded.clone()
+    }
+
+    /// True when the receiving half is gone: nobody will read.
+    pub fn is_orphaned(&self) -> bool {
+        self.receiver_alive.strong_count() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_new_value_replaces_an_unread_one() {
+        let (tx, rx) = channel();
+        assert_eq!(tx.send(1), None);
+        assert_eq!(tx.send(2), Some(1));
+        assert_eq!(tx.send(3), Some(2));
+        assert_eq!(rx.try_recv().unwrap(), 3);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(tx.superseded(), 2);
+    }
+
+    #[test]
+    fn a_value_that_was_read_is_not_superseded() {
+        let (tx, rx) = channel();
+        tx.send(1);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(1)).unwrap(), 1);
+        assert_eq!(tx.send(2), None);
+        assert_eq!(tx.superseded(), 0);
+    }
+
+    #[test]
+    fn receiver_sees_disconnection_when_sender_goes() {
+        let (tx, rx) = channel::<u8>();
+        tx.send(7);
+        drop(tx);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(1)).unwrap(), 7);
+        assert!(rx.recv_timeout(Duration::from_secs(1)).unwrap_err().is_disconnected());
+    }
+
+    #[test]
+    fn sender_knows_when_nobody_reads() {
+        let (tx, rx) = channel::<u8>();
+        assert!(!tx.is_orphaned());
+        drop(rx);
+        assert!(tx.is_orphaned());
+    }
+
+    #[test]
+    fn memory_stays_at_one_value_however_fast_the_producer() {
+        let (tx, rx) = channel();
+        let producer = std::thread::spawn(move || {
+            for i in 0..100_000u32 {
+                tx.send(vec![i as u8; 64]);
+            }
+            tx.superseded()
+        });
+        let mut got = 0u64;
+        while let Ok(_v) = rx.recv_timeout(Duration::from_secs(5)) {
+            got += 1;
+            assert!(rx.len() <= 1);
+        }
+        let superseded = producer.join().unwrap();
+        assert_eq!(got + superseded, 100_000);
+    }
+}

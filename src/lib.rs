@@ -1,0 +1,29 @@
+//! framelink: live camera frames over raw TCP from an edge device to a
+//! processing machine, fresh or not at all.
+//!
+//! The client ([`client::run`]) captures frames from a [`source::Source`],
+//! encodes them into a latest-only slot ([`latest`]) and sends the newest one
+//! each time the server hands it a ticket. The server ([`server::run`]) judges
+//! each frame's age on arrival ([`gate`]), drops stale ones, and hands fresh
+//! ones, newest only, to the display and processing sinks ([`sink`]).
+//! The wire format is in [`protocol`] and `protocol.md`.
+
+pub mod cli;
+pub mod client;
+pub mod connection;
+pub mod display;
+pub mod draw;
+pub mod encode;
+pub mod gate;
+pub mod jpeg;
+pub mod latest;
+pub mod logging;
+pub mod protocol;
+pub mod server;
+pub mod shutdown;
+pub mod sink;
+pub mod source;
+pub mod stats;
+
+/// The TCP port framelink uses when none is given.
+pub const DEFAULT_PORT: u16 = 1998;

@@ -1,0 +1,11 @@
+//! Log set-up for both programs: `tracing` to stderr, filtered by `RUST_LOG`
+//! (default `info`). Status lines and summaries go to stdout instead: they
+//! are the programs' output, not logs.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. Safe to call more than once.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}

@@ -1,0 +1,264 @@
+//! A real camera through nokhwa (V4L2 on Linux, AVFoundation on macOS, Media
+//! Foundation on Windows), behind the `camera` cargo feature.
+//!
+//! The device is read on a thread of its own: nokhwa sets no read timeout, so
+//! a stalled camera blocks its `frame()` forever. That thread hands the newest
+//! buffer over a latest-only channel; [`next_frame`](Source::next_frame) waits on it with
+//! a watchdog that warns when the camera goes quiet and fails after a long
+//! stall, instead of hanging the client.
+//!
+//! MJPEG frames are cut at their end-of-image marker (nokhwa hands back the
+//! whole driver buffer, padding and all) and sent as they are; YUYV, NV12,
+//! grey and raw RGB/BGR frames are converted to RGB for the encoder.
+
+#[cfg(feature = "camera")]
+pub use imp::{open, CameraSource};
+
+#[cfg(not(feature = "camera"))]
+pub use disabled::open;
+
+/// How long the camera may stay quiet before a warning, and before failing.
+pub const STALL_WARN: std::time::Duration = std::time::Duration::from_secs(2);
+pub const STALL_FAIL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The error for a camera that cannot be opened: what was found, and the way out.
+pub fn no_camera_message(index: u32, found: &[String], cause: &str) -> String {
+    let listing = if found.is_empty() {
+        "no cameras were found on this machine".to_string()
+    } else {
+        format!("cameras found: {}", found.join("; "))
+    };
+    format!(
+        "cannot open camera {index}: {cause}\n  {listing}\n  \
+         to stream without a camera use --source test-pattern (or --source DIR for a folder of JPEG files); \
+         to pick another camera use --camera INDEX; on Linux check that /dev/video{index} exists and that you are in the `video` group"
+    )
+}
+
+#[cfg(not(feature = "camera"))]
+mod disabled {
+    use anyhow::{bail, Result};
+
+    pub fn open(index: u32, _w: u32, _h: u32, _fps: f64) -> Result<Box<dyn super::super::Source>> {
+        bail!(super::no_camera_message(
+            index,
+            &[],
+            "this framelink was built without the `camera` feature (rebuild with default features)"
+        ))
+    }
+}
+
+/// Packed YUYV (4:2:2) to RGB8, BT.601 limited range.
+pub fn yuyv_to_rgb(src: &[u8], width: usize, height: usize, out: &mut Vec<u8>) {
+    out.clear();
+    out.resize(width * height * 3, 0);
+    let pairs = (width * height / 2).min(src.len() / 4);
+    for i in 0..pairs {
+        let [y0, u, y1, v] = [src[4 * i], src[4 * i + 1], src[4 * i + 2], src[4 * i + 3]];
+        let a = yuv_to_rgb(y0, u, v);
+        let b = yuv_to_rgb(y1, u, v);
+        out[6 * i..6 * i + 3].copy_from_slice(&a);
+        out[6 * i + 3..6 * i + 6].copy_from_slice(&b);
+    }
+}
+
+/// NV12 (Y plane, then interleaved UV at half resolution) to RGB8.
+pub fn nv12_to_rgb(src: &[u8], width: usize, height: usize, out: &mut Vec<u8>) {
+    out.clear();
+    out.resize(width * height * 3, 0);
+    let y_len = width * height;
+    if src.len() < y_len + y_len / 2 {
+        return;
+    }
+    let (ys, uv) = src.split_at(y_len);
+    for y in 0..height {
+        for x in 0..width {
+            let c = (y / 2) * width + (x / 2) * 2;
+            let px = yuv_to_rgb(ys[y * width + x], uv[c], uv[c + 1]);
+            let o = (y * width + x) * 3;
+            out[o..o + 3].copy_from_slice(&px);
+        }
+    }
+}
+
+fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
+    let c = (y as i32 - 16) * 298;
+    let d = u as i32 - 128;
+    let e = v as i32 - 128;
+    let clamp = |x: i32| ((x + 128) >> 8).clamp(0, 255) as u8;
+    [clamp(c + 409 * e), clamp(c - 100 * d - 208 * e), clamp(c + 516 * d)]
+}
+
+#[cfg(feature = "camera")]
+mod imp {
+    use super::super::{Captured, Image, Source};
+    use super::{no_camera_message, nv12_to_rgb, yuyv_to_rgb, STALL_FAIL, STALL_WARN};
+    use crate::jpeg;
+    use anyhow::{anyhow, bail, Context, Result};
+    use crossbeam_channel::RecvTimeoutError;
+    use nokhwa::utils::{ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType};
+    use std::time::Instant;
+
+    /// One buffer as the device delivered it.
+    struct Raw {
+        data: Vec<u8>,
+        format: FrameFormat,
+        width: u32,
+        height: u32,
+        at: Instant,
+    }
+
+    /// The camera source.
+    pub struct CameraSource {
+        describe: String,
+        frames: crate::latest::LatestReceiver<Result<Raw, String>>,
+        current: Option<Raw>,
+        rgb: Vec<u8>,
+        jpeg_len: usize,
+    }
+
+    fn list_cameras() -> Vec<String> {
+        nokhwa::query(ApiBackend::Auto)
+            .map(|list| list.iter().map(|c| format!("{} = {}", c.index(), c.human_name())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Opens camera `index`, asking for the closest mode to `width`×`height`
+    /// at `fps`, preferring MJPEG (sent without re-encoding). Fails now, with
+    /// the list of cameras found, if the camera cannot be opened.
+    pub fn open(index: u32, width: u32, height: u32, fps: f64) -> Result<Box<dyn Source>> {
+        let (tx, frames) = crate::latest::channel();
+        let (opened_tx, opened) = crossbeam_channel::bounded::<Result<String, String>>(1);
+        let fps_u = fps.round().max(1.0) as u32;
+        std::thread::Builder::new()
+            .name("camera".into())
+            .spawn(move || {
+                let wanted = CameraFormat::new_from(width, height, FrameFormat::MJPEG, fps_u);
+                let formats = [FrameFormat::MJPEG, FrameFormat::YUYV, FrameFormat::NV12, FrameFormat::GRAY, FrameFormat::RAWRGB, FrameFormat::RAWBGR];
+                let request = RequestedFormat::with_formats(RequestedFormatType::Closest(wanted), &formats);
+                let mut cam = match nokhwa::Camera::new(CameraIndex::Index(index), request)
+                    .and_then(|mut c| c.open_stream().map(|_| c))
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let f = cam.camera_format();
+                let _ = opened_tx.send(Ok(format!(
+                    "camera {index} ({}) {}x{} {} @ {} fps",
+                    cam.info().human_name(),
+                    f.width(),
+                    f.height(),
+                    f.format(),
+                    f.frame_rate()
+                )));
+                // Ends when the source is dropped (nobody reads) or the device fails.
+                loop {
+                    let item = cam.frame().map_err(|e| e.to_string()).map(|b| {
+                        let res = b.resolution();
+                        Raw { data: b.buffer().to_vec(), format: b.source_frame_format(), width: res.width(), height: res.height(), at: Instant::now() }
+                    });
+                    let failed = item.is_err();
+                    tx.send(item);
+                    if failed || tx.is_orphaned() {
+                        let _ = cam.stop_stream();
+                        return;
+                    }
+                }
+            })
+            .context("cannot start the camera thread")?;
+        let describe = match opened.recv() {
+            Ok(Ok(d)) => d,
+            Ok(Err(cause)) => bail!(no_camera_message(index, &list_cameras(), &cause)),
+            Err(_) => bail!(no_camera_message(index, &list_cameras(), "the camera thread ended while opening")),
+        };
+        Ok(Box::new(CameraSource { describe, frames, current: None, rgb: Vec::new(), jpeg_len: 0 }))
+    }
+
+    impl Source for CameraSource {
+        fn describe(&self) -> String {
+            self.describe.clone()
+        }
+
+        /// Blocks until the camera delivers a frame; warns after 2 s of
+        /// silence and fails after 10 s.
+        fn next_frame(&mut self) -> Result<Captured<'_>> {
+            let started = Instant::now();
+            let mut warned = false;
+            let raw = loop {
+                match self.frames.recv_timeout(STALL_WARN) {
+                    Ok(Ok(raw)) => break raw,
+                    Ok(Err(e)) => bail!("camera failed: {e}"),
+                    Err(RecvTimeoutError::Disconnected) => bail!("the camera thread ended"),
+                    Err(RecvTimeoutError::Timeout) => {
+                        if started.elapsed() >= STALL_FAIL {
+                            bail!("camera delivered no frame for {} s: is it still connected?", STALL_FAIL.as_secs());
+                        }
+                        if !warned {
+                            tracing::warn!("camera has delivered no frame for {} s", STALL_WARN.as_secs());
+                            warned = true;
+                        }
+                    }
+                }
+            };
+            let (w, h) = (raw.width as usize, raw.height as usize);
+            let at = raw.at;
+            match raw.format {
+                FrameFormat::MJPEG => {
+                    self.jpeg_len = jpeg::whole_len(&raw.data)
+                        .ok_or_else(|| anyhow!("camera gave an MJPEG frame with no end-of-image marker"))?;
+                }
+                FrameFormat::YUYV => yuyv_to_rgb(&raw.data, w, h, &mut self.rgb),
+                FrameFormat::NV12 => nv12_to_rgb(&raw.data, w, h, &mut self.rgb),
+                FrameFormat::GRAY => {
+                    self.rgb.clear();
+                    self.rgb.extend(raw.data.iter().take(w * h).flat_map(|&g| [g, g, g]));
+                }
+                FrameFormat::RAWRGB => {
+                    self.rgb.clear();
+                    self.rgb.extend_from_slice(&raw.data[..(w * h * 3).min(raw.data.len())]);
+                }
+                FrameFormat::RAWBGR => {
+                    self.rgb.clear();
+                    self.rgb.extend(raw.data.chunks_exact(3).take(w * h).flat_map(|p| [p[2], p[1], p[0]]));
+                }
+            }
+            let mjpeg = raw.format == FrameFormat::MJPEG;
+            self.current = Some(raw);
+            let image = if mjpeg {
+                let data = &self.current.as_ref().expect("just set").data[..self.jpeg_len];
+                Image::Jpeg { data, width: w as u32, height: h as u32 }
+            } else {
+                if self.rgb.len() != w * h * 3 {
+                    bail!("camera frame is {} bytes, too short for {w}x{h}", self.rgb.len());
+                }
+                Image::Rgb { data: &self.rgb, width: w as u32, height: h as u32 }
+            };
+            Ok(Captured { image, at })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yuyv_grey_and_white_convert() {
+        // Two pixel pairs: black (Y=16) and white (Y=235), neutral chroma.
+        let src = [16, 128, 16, 128, 235, 128, 235, 128];
+        let mut out = Vec::new();
+        yuyv_to_rgb(&src, 4, 1, &mut out);
+        assert_eq!(&out[..6], &[0, 0, 0, 0, 0, 0]);
+        assert_eq!(&out[6..], &[255; 6]);
+    }
+
+    #[test]
+    fn no_camera_message_names_the_fix() {
+        let m = no_camera_message(0, &[], "Could not open device 0: V4L2 Error: No such file or directory");
+        assert!(m.contains("--source test-pattern"));
+        assert!(m.contains("no cameras were found"));
+    }
+}

@@ -1,0 +1,315 @@
+//! Counters and latency histograms, the periodic status line and the final
+//! summary (printed, and written as JSON with `--summary-json`).
+//!
+//! Memory is fixed: latencies go into HDR histograms (microseconds, 3
+//! significant digits, up to an hour), never into growing lists.
+
+use crate::protocol::Outcome;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// Highest latency a histogram records; larger values are clamped to it.
+const MAX_RECORDED_US: u64 = 3_600_000_000;
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_RECORDED_US, 3).expect("valid histogram bounds")
+}
+
+/// Frame counts by fate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Frames put on the wire (client) or received whole (server).
+    pub sent: u64,
+    pub accepted: u64,
+    pub dropped_stale: u64,
+    pub rejected: u64,
+    /// Frames replaced by a newer one before they were used: before sending on
+    /// the client, before display/processing took them on the server.
+    pub superseded: u64,
+    /// Payload bytes of the frames in `sent`.
+    pub bytes: u64,
+}
+
+/// Counts plus age/transit distributions and the span of accepted frames.
+#[derive(Clone)]
+pub struct Tally {
+    pub counts: Counts,
+    age: Histogram<u64>,
+    transit: Histogram<u64>,
+    first_accepted: Option<Instant>,
+    last_accepted: Option<Instant>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally { counts: Counts::default(), age: new_histogram(), transit: new_histogram(), first_accepted: None, last_accepted: None }
+    }
+}
+
+impl std::fmt::Debug for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tally").field("counts", &self.counts).finish_non_exhaustive()
+    }
+}
+
+impl Tally {
+    /// One frame sent (client) or received (server) with `bytes` of payload.
+    pub fn record_sent(&mut self, bytes: usize) {
+        self.counts.sent += 1;
+        self.counts.bytes += bytes as u64;
+    }
+
+    /// The server's verdict on one frame, with the figures it was judged by.
+    pub fn record_verdict(&mut self, outcome: Outcome, age: Duration, transit: Duration, at: Instant) {
+        match outcome {
+            Outcome::Accepted => {
+                self.counts.accepted += 1;
+                self.first_accepted.get_or_insert(at);
+                self.last_accepted = Some(at);
+            }
+            Outcome::DroppedStale => self.counts.dropped_stale += 1,
+            Outcome::Rejected => {
+                self.counts.rejected += 1;
+                return; // a rejected frame's age says nothing about the link
+            }
+        }
+        self.age.saturating_record((age.as_micros() as u64).clamp(1, MAX_RECORDED_US));
+        self.transit.saturating_record((transit.as_micros() as u64).clamp(1, MAX_RECORDED_US));
+    }
+
+    /// Adds another tally into this one (per-client tallies into a total).
+    pub fn merge(&mut self, other: &Tally) {
+        let c = &mut self.counts;
+        let o = &other.counts;
+        c.sent += o.sent;
+        c.accepted += o.accepted;
+        c.dropped_stale += o.dropped_stale;
+        c.rejected += o.rejected;
+        c.superseded += o.superseded;
+        c.bytes += o.bytes;
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.age.add(&other.age);
+        let _ = self.transit.add(&other.transit);
+        self.first_accepted = match (self.first_accepted, other.first_accepted) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_accepted = match (self.last_accepted, other.last_accepted) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// Accepted frames per second between the first and the last accepted
+    /// frame (0 with fewer than two).
+    pub fn fps_accepted(&self) -> f64 {
+        match (self.first_accepted, self.last_accepted) {
+            (Some(a), Some(b)) if b > a && self.counts.accepted > 1 => {
+                (self.counts.accepted - 1) as f64 / (b - a).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+
+    pub fn age_ms(&self) -> Percentiles {
+        Percentiles::of(&self.age)
+    }
+
+    pub fn transit_ms(&self) -> Percentiles {
+        Percentiles::of(&self.transit)
+    }
+
+    /// The summary figures, keyed as `--summary-json` writes them.
+    pub fn figures(&self, client_side: bool) -> Figures {
+        let c = self.counts;
+        Figures {
+            frames_sent: client_side.then_some(c.sent),
+            frames_received: (!client_side).then_some(c.sent),
+            frames_accepted: c.accepted,
+            frames_dropped_stale: c.dropped_stale,
+            frames_rejected: c.rejected,
+            frames_superseded: c.superseded,
+            fps_accepted: round2(self.fps_accepted()),
+            age_ms: self.age_ms(),
+            transit_ms: self.transit_ms(),
+            bytes: c.bytes,
+        }
+    }
+
+    /// One status line over `elapsed` (the interval this tally covers).
+    pub fn status_line(&self, elapsed: Duration) -> String {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let c = self.counts;
+        let age = self.age_ms();
+        let transit = self.transit_ms();
+        format!(
+            "{:6.1} fps sent {:6.1} fps accepted | drops: superseded {} stale {} rejected {} | age p50 {} p99 {} ms | transit p50 {} p99 {} ms | {:.2} MB/s",
+            c.sent as f64 / secs,
+            c.accepted as f64 / secs,
+            c.superseded,
+            c.dropped_stale,
+            c.rejected,
+            fmt_ms(age.p50),
+            fmt_ms(age.p99),
+            fmt_ms(transit.p50),
+            fmt_ms(transit.p99),
+            c.bytes as f64 / secs / 1e6,
+        )
+    }
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// p50, p99 and max of a latency distribution, in milliseconds (null when empty).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Percentiles { p50: None, p99: None, max: None };
+        }
+        let ms = |us: u64| Some((us as f64 / 1000.0 * 1000.0).round() / 1000.0);
+        Percentiles { p50: ms(h.value_at_quantile(0.50)), p99: ms(h.value_at_quantile(0.99)), max: ms(h.max()) }
+    }
+}
+
+/// The figures of a summary, for one client or a total.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_received: Option<u64>,
+    pub frames_accepted: u64,
+    pub frames_dropped_stale: u64,
+    pub frames_rejected: u64,
+    pub frames_superseded: u64,
+    pub fps_accepted: f64,
+    pub age_ms: Percentiles,
+    pub transit_ms: Percentiles,
+    pub bytes: u64,
+}
+
+impl Figures {
+    /// A short human-readable form for the end of a run.
+    pub fn describe(&self) -> String {
+        let sent = self.frames_sent.or(self.frames_received).unwrap_or(0);
+        format!(
+            "{} frames {}, {} accepted ({:.1} fps), {} stale, {} rejected, {} superseded; age p50 {} p99 {} max {} ms; transit p50 {} p99 {} ms; {:.1} MB",
+            sent,
+            if self.frames_sent.is_some() { "sent" } else { "received" },
+            self.frames_accepted,
+            self.fps_accepted,
+            self.frames_dropped_stale,
+            self.frames_rejected,
+            self.frames_superseded,
+            fmt_ms(self.age_ms.p50),
+            fmt_ms(self.age_ms.p99),
+            fmt_ms(self.age_ms.max),
+            fmt_ms(self.transit_ms.p50),
+            fmt_ms(self.transit_ms.p99),
+            self.bytes as f64 / 1e6,
+        )
+    }
+}
+
+/// A tally for the whole run plus one for the current status interval.
+#[derive(Debug)]
+pub struct Running {
+    pub total: Tally,
+    pub interval: Tally,
+    interval_start: Instant,
+}
+
+impl Default for Running {
+    fn default() -> Self {
+        Running { total: Tally::default(), interval: Tally::default(), interval_start: Instant::now() }
+    }
+}
+
+impl Running {
+    pub fn record_sent(&mut self, bytes: usize) {
+        self.total.record_sent(bytes);
+        self.interval.record_sent(bytes);
+    }
+
+    pub fn record_verdict(&mut self, outcome: Outcome, age: Duration, transit: Duration, at: Instant) {
+        self.total.record_verdict(outcome, age, transit, at);
+        self.interval.record_verdict(outcome, age, transit, at);
+    }
+
+    pub fn add_superseded(&mut self, n: u64) {
+        self.total.counts.superseded += n;
+        self.interval.counts.superseded += n;
+    }
+
+    /// Ends the current interval: returns its tally and length, starts a new one.
+    pub fn take_interval(&mut self) -> (Tally, Duration) {
+        let now = Instant::now();
+        let elapsed = now - self.interval_start;
+        self.interval_start = now;
+        (std::mem::take(&mut self.interval), elapsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_count_each_fate_and_percentiles_come_from_the_histogram() {
+        let mut t = Tally::default();
+        let t0 = Instant::now();
+        for i in 0..100u64 {
+            t.record_sent(1000);
+            t.record_verdict(Outcome::Accepted, Duration::from_millis(i + 1), Duration::from_micros(500), t0 + Duration::from_millis(i * 10));
+        }
+        t.record_sent(1000);
+        t.record_verdict(Outcome::DroppedStale, Duration::from_millis(200), Duration::from_millis(150), t0);
+        t.record_sent(1000);
+        t.record_verdict(Outcome::Rejected, Duration::from_millis(1), Duration::ZERO, t0);
+        let f = t.figures(true);
+        assert_eq!(f.frames_sent, Some(102));
+        assert_eq!(f.frames_received, None);
+        assert_eq!((f.frames_accepted, f.frames_dropped_stale, f.frames_rejected), (100, 1, 1));
+        assert_eq!(f.bytes, 102_000);
+        // 100 accepted frames over 990 ms: 99 intervals.
+        assert!((f.fps_accepted - 100.0).abs() < 0.01, "{}", f.fps_accepted);
+        let p50 = f.age_ms.p50.unwrap();
+        assert!((49.9..=51.1).contains(&p50), "{p50}");
+        assert!((f.age_ms.max.unwrap() - 200.0).abs() < 0.5);
+    }
+
+    #[test]
+    fn merge_adds_counts_and_widens_the_accepted_span() {
+        let t0 = Instant::now();
+        let mut a = Tally::default();
+        a.record_verdict(Outcome::Accepted, Duration::from_millis(1), Duration::from_millis(1), t0);
+        let mut b = Tally::default();
+        b.record_verdict(Outcome::Accepted, Duration::from_millis(3), Duration::from_millis(1), t0 + Duration::from_secs(1));
+        a.merge(&b);
+        assert_eq!(a.counts.accepted, 2);
+        assert!((a.fps_accepted() - 1.0).abs() < 1e-6);
+        assert!((a.age_ms().max.unwrap() - 3.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn empty_tally_has_null_percentiles_in_json() {
+        let json = serde_json::to_value(Tally::default().figures(false)).unwrap();
+        assert!(json["age_ms"]["p99"].is_null());
+        assert_eq!(json["frames_received"], 0);
+        assert!(json.get("frames_sent").is_none());
+    }
+}
