@@ -1,0 +1,172 @@
+//! Test helpers: a server on port 0 whose accepted frames can be waited on,
+//! a client on its own thread, a delaying TCP proxy, and raw protocol peers.
+//! Every wait has a timeout; nothing here sleeps to synchronize.
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use crossbeam_channel::{Receiver, Sender};
+use framelink::client::{self, ClientConfig, ClientSummary};
+use framelink::connection::{self, Reader, Writer};
+use framelink::protocol::{Limits, Message};
+use framelink::server::{self, ServerConfig, ServerSummary};
+use framelink::shutdown::Shutdown;
+use framelink::sink::{CountProcessor, FrameView, ProcessorSink, Sink};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// What a test sees of each accepted frame.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub client: String,
+    pub frame_id: u64,
+    pub age: Duration,
+    pub jpeg_len: usize,
+}
+
+/// A sink that reports every frame it is given to the test.
+struct ChannelSink(Sender<Seen>);
+
+impl Sink for ChannelSink {
+    fn name(&self) -> &str {
+        "test-channel"
+    }
+    fn frame(&mut self, view: &mut FrameView) -> anyhow::Result<()> {
+        let f = &view.frame;
+        let _ = self.0.try_send(Seen { client: f.client_name.to_string(), frame_id: f.frame_id, age: f.age, jpeg_len: f.jpeg.len() });
+        Ok(())
+    }
+}
+
+/// Headless server settings for tests: no status lines.
+pub fn server_config() -> ServerConfig {
+    ServerConfig { stats_interval: None, ..ServerConfig::default() }
+}
+
+/// A server running on its own thread.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub shutdown: Shutdown,
+    /// Every frame handed to the sinks (bounded; the oldest are kept).
+    pub frames: Receiver<Seen>,
+    done: Receiver<anyhow::Result<ServerSummary>>,
+    _thread: JoinHandle<()>,
+}
+
+impl TestServer {
+    pub fn start(config: ServerConfig) -> Self {
+        Self::start_with(config, "127.0.0.1:0", Vec::new)
+    }
+
+    /// Starts on `addr` (e.g. the port of a server that was stopped), with
+    /// extra sinks made on the server's thread by `extra`.
+    pub fn start_with(config: ServerConfig, addr: &str, extra: impl FnOnce() -> Vec<Box<dyn Sink>> + Send + 'static) -> Self {
+        let listener = TcpListener::bind(addr).expect("bind the test server");
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let (tx, frames) = crossbeam_channel::bounded(100_000);
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let sd = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(ProcessorSink::new(Box::new(CountProcessor::default()))), Box::new(ChannelSink(tx))];
+            sinks.extend(extra());
+            let _ = done_tx.send(server::run(listener, config, sinks, sd));
+        });
+        TestServer { addr, shutdown, frames, done, _thread: thread }
+    }
+
+    /// Waits for the next accepted frame from `client` (any client if None).
+    pub fn next_frame(&self, client: Option<&str>) -> Seen {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let seen = self.frames.recv_timeout(left).unwrap_or_else(|_| panic!("no frame from {client:?} within {WAIT:?}"));
+            if client.is_none_or(|c| c == seen.client) {
+                return seen;
+            }
+        }
+    }
+
+    /// Waits for `n` more accepted frames from `client`.
+    pub fn wait_frames(&self, client: Option<&str>, n: usize) -> Vec<Seen> {
+        (0..n).map(|_| self.next_frame(client)).collect()
+    }
+
+    /// Stops the server and returns its summary; fails the test if stopping
+    /// takes longer than [`WAIT`].
+    pub fn stop(self) -> ServerSummary {
+        self.shutdown.trigger();
+        self.done.recv_timeout(WAIT).expect("server::run returned after shutdown").expect("server ran without error")
+    }
+}
+
+/// A client running on its own thread.
+pub struct TestClient {
+    pub shutdown: Shutdown,
+    done: Receiver<anyhow::Result<ClientSummary>>,
+}
+
+impl TestClient {
+    pub fn start(config: ClientConfig) -> Self {
+        let shutdown = Shutdown::new();
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let sd = shutdown.clone();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(client::run(config, sd));
+        });
+        TestClient { shutdown, done }
+    }
+
+    /// A test-pattern client named `name` streaming to `addr`.
+    pub fn pattern(addr: SocketAddr, name: &str, width: u32, height: u32, fps: f64) -> Self {
+        let mut c = ClientConfig::test_pattern(addr.to_string(), width, height, fps);
+        c.name = name.into();
+        Self::start(c)
+    }
+
+    pub fn stop(self) -> anyhow::Result<ClientSummary> {
+        self.shutdown.trigger();
+        self.done.recv_timeout(WAIT).expect("client::run returned after shutdown")
+    }
+
+    /// The client's result if it ended by itself within [`WAIT`].
+    pub fn wait_end(&self) -> anyhow::Result<ClientSummary> {
+        self.done.recv_timeout(WAIT).expect("client::run ended by itself")
+    }
+}
+
+/// A raw connection for speaking (or breaking) the protocol by hand.
+pub struct RawPeer {
+    pub reader: Reader,
+    pub writer: Writer,
+    pub stream: TcpStream,
+}
+
+impl RawPeer {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+        connection::configure(&stream, WAIT).unwrap();
+        let reader = Reader::new(stream.try_clone().unwrap(), Limits::default());
+        let writer = Writer::new(stream.try_clone().unwrap());
+        RawPeer { reader, writer, stream }
+    }
+
+    /// Reads the server's preface and next message (None at EOF).
+    pub fn read_reply(&mut self) -> Option<Message> {
+        self.reader.read_preface(Instant::now() + WAIT, &Shutdown::new()).expect("server preface");
+        self.read()
+    }
+
+    pub fn read(&mut self) -> Option<Message> {
+        self.reader.read_message(Some(WAIT), WAIT, &Shutdown::new()).expect("a message or EOF")
+    }
+
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stream.write_all(bytes).expect("write");
+    }
+}
