@@ -162,13 +162,25 @@ impl ClientOpts {
             bail!("--width and --height must be 1..=65535");
         }
         let name = self.name.clone().unwrap_or_else(host_name);
-        if name.is_empty() || name.len() > crate::protocol::MAX_NAME_BYTES || name.chars().any(char::is_control) {
-            bail!("--name must be 1 to {} bytes with no control characters", crate::protocol::MAX_NAME_BYTES);
+        if name.is_empty()
+            || name.len() > crate::protocol::MAX_NAME_BYTES
+            || name.chars().any(char::is_control)
+        {
+            bail!(
+                "--name must be 1 to {} bytes with no control characters",
+                crate::protocol::MAX_NAME_BYTES
+            );
         }
         Ok(ClientConfig {
             server: with_default_port(&self.server),
             name,
-            source: SourceConfig { kind: self.source.clone(), camera_index: self.camera, width: self.width, height: self.height, fps: self.fps },
+            source: SourceConfig {
+                kind: self.source.clone(),
+                camera_index: self.camera,
+                width: self.width,
+                height: self.height,
+                fps: self.fps,
+            },
             quality: self.quality,
             connect_timeout: seconds("--connect-timeout", self.connect_timeout)?,
             io_timeout: seconds("--io-timeout", self.io_timeout)?,
@@ -222,7 +234,13 @@ fn host_name() -> String {
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .map(|s| s.trim().chars().filter(|c| !c.is_control()).take(crate::protocol::MAX_NAME_BYTES).collect::<String>())
+        .map(|s| {
+            s.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(crate::protocol::MAX_NAME_BYTES)
+                .collect::<String>()
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "framelink-client".into())
 }
@@ -244,20 +262,34 @@ mod tests {
 
     #[test]
     fn server_defaults_match_the_documented_ones() {
-        let c = ServerOpts::parse_from(["framelink-server"]).config().unwrap();
+        let c = ServerOpts::parse_from(["framelink-server"])
+            .config()
+            .unwrap();
         assert_eq!(c.max_age, Duration::from_millis(80));
         assert_eq!(c.max_frame_bytes, 16 * 1024 * 1024);
         assert_eq!(c.max_clients, 64);
-        assert_eq!(ServerOpts::parse_from(["framelink-server"]).listen.port(), DEFAULT_PORT);
+        assert_eq!(
+            ServerOpts::parse_from(["framelink-server"]).listen.port(),
+            DEFAULT_PORT
+        );
     }
 
     #[test]
     fn bad_values_are_refused_with_the_flag_named() {
-        let e = ClientOpts::parse_from(["c", "h", "--quality", "0"]).config().unwrap_err().to_string();
+        let e = ClientOpts::parse_from(["c", "h", "--quality", "0"])
+            .config()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--quality"), "{e}");
-        let e = ServerOpts::parse_from(["s", "--window", "0"]).config().unwrap_err().to_string();
+        let e = ServerOpts::parse_from(["s", "--window", "0"])
+            .config()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--window"), "{e}");
-        let e = ClientOpts::parse_from(["c", "h", "--duration=-1"]).duration().unwrap_err().to_string();
+        let e = ClientOpts::parse_from(["c", "h", "--duration=-1"])
+            .duration()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--duration"), "{e}");
     }
 

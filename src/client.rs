@@ -6,7 +6,9 @@ use crate::connection::{self, ConnError, Reader, Writer};
 use crate::encode::{self, Encoder};
 use crate::gate::micros_u32;
 use crate::latest::{self, LatestReceiver, LatestSender};
-use crate::protocol::{self, Encoding, FrameHeader, Goodbye, GoodbyeCode, Hello, Limits, Message, Outcome, Ticket};
+use crate::protocol::{
+    self, Encoding, FrameHeader, Goodbye, GoodbyeCode, Hello, Limits, Message, Outcome, Ticket,
+};
 use crate::shutdown::Shutdown;
 use crate::source::{self, Image, Source, SourceConfig};
 use crate::stats::{Figures, Running};
@@ -49,7 +51,13 @@ impl ClientConfig {
         ClientConfig {
             server: server.into(),
             name: "test-pattern".into(),
-            source: SourceConfig { kind: source::SourceKind::TestPattern, camera_index: 0, width, height, fps },
+            source: SourceConfig {
+                kind: source::SourceKind::TestPattern,
+                camera_index: 0,
+                width,
+                height,
+                fps,
+            },
             quality: 80,
             connect_timeout: Duration::from_secs(3),
             io_timeout: Duration::from_secs(10),
@@ -89,7 +97,11 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     let started = Instant::now();
     for d in [config.source.width, config.source.height] {
         if d == 0 || d > u16::MAX as u32 {
-            bail!("--width and --height must be 1..=65535, got {}x{}", config.source.width, config.source.height);
+            bail!(
+                "--width and --height must be 1..=65535, got {}x{}",
+                config.source.width,
+                config.source.height
+            );
         }
     }
     let source = source::open(&config.source)?;
@@ -104,13 +116,15 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     // the client from exiting. It ends by itself when the slot is orphaned.
     let capture = {
         let (shutdown, capture_error) = (shutdown.clone(), capture_error.clone());
-        std::thread::Builder::new().name("capture".into()).spawn(move || {
-            if let Err(e) = capture_loop(source, encoder, slot, &shutdown) {
-                error!("capture stopped: {e:#}");
-                *capture_error.lock().unwrap() = Some(e);
-                shutdown.trigger();
-            }
-        })?
+        std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || {
+                if let Err(e) = capture_loop(source, encoder, slot, &shutdown) {
+                    error!("capture stopped: {e:#}");
+                    *capture_error.lock().unwrap() = Some(e);
+                    shutdown.trigger();
+                }
+            })?
     };
 
     let mut connections = 0;
@@ -141,7 +155,12 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
 
     let mut total = stats.lock().unwrap().total.clone();
     total.counts.superseded = superseded.load(std::sync::atomic::Ordering::Relaxed);
-    let summary = ClientSummary { figures: total.figures(true), server: config.server.clone(), connections, duration_s: started.elapsed().as_secs_f64() };
+    let summary = ClientSummary {
+        figures: total.figures(true),
+        server: config.server.clone(),
+        connections,
+        duration_s: started.elapsed().as_secs_f64(),
+    };
     if let Some(path) = &config.summary_json {
         crate::server::write_json(path, &summary)?;
     }
@@ -152,7 +171,12 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
 }
 
 /// Grabs, encodes and publishes frames until shutdown or until nobody reads.
-fn capture_loop(mut source: Box<dyn Source>, mut encoder: Box<dyn Encoder>, slot: LatestSender<EncodedFrame>, shutdown: &Shutdown) -> Result<()> {
+fn capture_loop(
+    mut source: Box<dyn Source>,
+    mut encoder: Box<dyn Encoder>,
+    slot: LatestSender<EncodedFrame>,
+    shutdown: &Shutdown,
+) -> Result<()> {
     let mut buf = Vec::new();
     let mut id = 0u64;
     while !shutdown.is_triggered() && !slot.is_orphaned() {
@@ -160,13 +184,26 @@ fn capture_loop(mut source: Box<dyn Source>, mut encoder: Box<dyn Encoder>, slot
         let (w, h) = captured.image.dimensions();
         let jpeg = match captured.image {
             Image::Jpeg { data, .. } => Bytes::copy_from_slice(data),
-            Image::Rgb { data, width, height } => {
+            Image::Rgb {
+                data,
+                width,
+                height,
+            } => {
                 encoder.encode(data, width, height, &mut buf)?;
                 Bytes::copy_from_slice(&buf)
             }
         };
-        let (width, height) = (u16::try_from(w).context("frame wider than 65535")?, u16::try_from(h).context("frame taller than 65535")?);
-        slot.send(EncodedFrame { id, jpeg, width, height, captured_at: captured.at });
+        let (width, height) = (
+            u16::try_from(w).context("frame wider than 65535")?,
+            u16::try_from(h).context("frame taller than 65535")?,
+        );
+        slot.send(EncodedFrame {
+            id,
+            jpeg,
+            width,
+            height,
+            captured_at: captured.at,
+        });
         id += 1;
     }
     Ok(())
@@ -185,12 +222,19 @@ enum SessionEnd {
 
 /// Connects, streams, and reconnects with capped backoff until shutdown.
 /// Logs a line per change of state, not per retry.
-fn connect_loop(config: &ClientConfig, frames: &LatestReceiver<EncodedFrame>, stats: &Mutex<Running>, shutdown: &Shutdown, connections: &mut u64) -> Result<()> {
+fn connect_loop(
+    config: &ClientConfig,
+    frames: &LatestReceiver<EncodedFrame>,
+    stats: &Mutex<Running>,
+    shutdown: &Shutdown,
+    connections: &mut u64,
+) -> Result<()> {
     let mut backoff = Duration::from_millis(100);
     let mut last_problem: Option<String> = None;
     while !shutdown.is_triggered() {
         let attempt = resolve(&config.server).and_then(|addr| {
-            TcpStream::connect_timeout(&addr, config.connect_timeout).map_err(|e| anyhow!("cannot connect to {}: {e}", config.server))
+            TcpStream::connect_timeout(&addr, config.connect_timeout)
+                .map_err(|e| anyhow!("cannot connect to {}: {e}", config.server))
         });
         let end = match attempt {
             Ok(stream) => match session(stream, config, frames, stats, shutdown) {
@@ -239,21 +283,38 @@ fn resolve(server: &str) -> Result<SocketAddr> {
 /// One connection: handshake, then frames until it ends. Returns how it
 /// ended and whether the handshake succeeded. Fails only for what retrying
 /// cannot fix (a server speaking another protocol version).
-fn session(stream: TcpStream, config: &ClientConfig, frames: &LatestReceiver<EncodedFrame>, stats: &Mutex<Running>, shutdown: &Shutdown) -> Result<(SessionEnd, bool)> {
+fn session(
+    stream: TcpStream,
+    config: &ClientConfig,
+    frames: &LatestReceiver<EncodedFrame>,
+    stats: &Mutex<Running>,
+    shutdown: &Shutdown,
+) -> Result<(SessionEnd, bool)> {
     let server = &config.server;
     connection::configure(&stream, config.io_timeout)?;
-    let limits = Limits { max_frame_bytes: 0, max_result_bytes: 16 * 1024 * 1024 };
+    let limits = Limits {
+        max_frame_bytes: 0,
+        max_result_bytes: 16 * 1024 * 1024,
+    };
     let mut reader = Reader::new(stream.try_clone()?, limits);
     let mut writer = Writer::new(stream);
-    let hello = Message::Hello(Hello { capabilities: 0, name: config.name.clone() });
+    let hello = Message::Hello(Hello {
+        capabilities: 0,
+        name: config.name.clone(),
+    });
     if let Err(e) = writer.send(true, &[&hello]) {
-        return Ok((SessionEnd::Lost(format!("connection to {server} failed: {e}")), false));
+        return Ok((
+            SessionEnd::Lost(format!("connection to {server} failed: {e}")),
+            false,
+        ));
     }
     let io = config.io_timeout;
-    let handshake = reader.read_preface(Instant::now() + io, shutdown).and_then(|version| {
-        let msg = reader.read_message(Some(io), io, shutdown)?;
-        Ok((version, msg))
-    });
+    let handshake = reader
+        .read_preface(Instant::now() + io, shutdown)
+        .and_then(|version| {
+            let msg = reader.read_message(Some(io), io, shutdown)?;
+            Ok((version, msg))
+        });
     let welcome = match handshake {
         Ok((_, Some(Message::Welcome(w)))) => w,
         Ok((_, Some(Message::Goodbye(g)))) => return goodbye_end(server, g).map(|e| (e, false)),
@@ -262,11 +323,26 @@ fn session(stream: TcpStream, config: &ClientConfig, frames: &LatestReceiver<Enc
                 bail!("the server at {server} speaks framelink protocol version {version}; this client speaks version {}: upgrade the older side", protocol::VERSION);
             }
             let got = other.map(|m| m.name()).unwrap_or("end of stream");
-            return Ok((SessionEnd::Refused(format!("{server} sent {got} instead of WELCOME: is it a framelink server?")), false));
+            return Ok((
+                SessionEnd::Refused(format!(
+                    "{server} sent {got} instead of WELCOME: is it a framelink server?"
+                )),
+                false,
+            ));
         }
         Err(ConnError::Shutdown) => return Ok((SessionEnd::Stopped, false)),
-        Err(ConnError::Protocol(e)) => return Ok((SessionEnd::Refused(format!("{server} is not a framelink server: {e}")), false)),
-        Err(e) => return Ok((SessionEnd::Lost(format!("handshake with {server} failed: {e}")), false)),
+        Err(ConnError::Protocol(e)) => {
+            return Ok((
+                SessionEnd::Refused(format!("{server} is not a framelink server: {e}")),
+                false,
+            ))
+        }
+        Err(e) => {
+            return Ok((
+                SessionEnd::Lost(format!("handshake with {server} failed: {e}")),
+                false,
+            ))
+        }
     };
     info!(
         "connected to {server}: frames older than {:.0} ms are dropped, window {}",
@@ -274,13 +350,19 @@ fn session(stream: TcpStream, config: &ClientConfig, frames: &LatestReceiver<Enc
         welcome.window
     );
     if welcome.max_frame_bytes == 0 {
-        return Ok((SessionEnd::Refused(format!("{server} accepts no frame bytes (max_frame_bytes 0)")), true));
+        return Ok((
+            SessionEnd::Refused(format!(
+                "{server} accepts no frame bytes (max_frame_bytes 0)"
+            )),
+            true,
+        ));
     }
 
     // The reader thread takes tickets and verdicts; this thread sends frames.
     let session_stop = Shutdown::new();
     let reader_done = Shutdown::new();
-    let (tickets_tx, tickets) = crossbeam_channel::bounded::<(Ticket, Instant)>(welcome.window as usize);
+    let (tickets_tx, tickets) =
+        crossbeam_channel::bounded::<(Ticket, Instant)>(welcome.window as usize);
     let end = std::thread::scope(|s| {
         let reader_thread = {
             let (session_stop, reader_done) = (&session_stop, &reader_done);
@@ -290,10 +372,21 @@ fn session(stream: TcpStream, config: &ClientConfig, frames: &LatestReceiver<Enc
                 end
             })
         };
-        let sent = send_loop(&mut writer, &tickets, frames, welcome.max_frame_bytes, stats, shutdown, &reader_done);
+        let sent = send_loop(
+            &mut writer,
+            &tickets,
+            frames,
+            welcome.max_frame_bytes,
+            stats,
+            shutdown,
+            &reader_done,
+        );
         let stopping = matches!(sent, SendEnd::Stopped);
         if stopping {
-            let bye = Message::Goodbye(Goodbye { code: GoodbyeCode::ShuttingDown, text: "client stopping".into() });
+            let bye = Message::Goodbye(Goodbye {
+                code: GoodbyeCode::ShuttingDown,
+                text: "client stopping".into(),
+            });
             let _ = writer.send(false, &[&bye]);
             writer.finish();
             // Let the last verdicts arrive, briefly.
@@ -301,7 +394,9 @@ fn session(stream: TcpStream, config: &ClientConfig, frames: &LatestReceiver<Enc
             reader_done.wait_timeout(deadline - Instant::now());
         }
         session_stop.trigger();
-        let read_end = reader_thread.join().unwrap_or_else(|_| SessionEnd::Lost("reader thread failed".into()));
+        let read_end = reader_thread
+            .join()
+            .unwrap_or_else(|_| SessionEnd::Lost("reader thread failed".into()));
         match sent {
             SendEnd::Stopped => SessionEnd::Stopped,
             SendEnd::Failed(why) => SessionEnd::Lost(format!("connection to {server} lost: {why}")),
@@ -314,10 +409,20 @@ fn session(stream: TcpStream, config: &ClientConfig, frames: &LatestReceiver<Enc
 /// What a GOODBYE from the server means for us.
 fn goodbye_end(server: &str, g: Goodbye) -> Result<SessionEnd> {
     Ok(match g.code {
-        GoodbyeCode::UnsupportedVersion => bail!("the server at {server} refused our protocol version: {}", g.text),
-        GoodbyeCode::ShuttingDown => SessionEnd::Lost(format!("server {server} is shutting down; waiting for it to come back")),
-        GoodbyeCode::ServerFull => SessionEnd::Refused(format!("server {server} is full: {}", g.text)),
-        code => SessionEnd::Refused(format!("server {server} closed the connection ({code:?}): {}", g.text)),
+        GoodbyeCode::UnsupportedVersion => bail!(
+            "the server at {server} refused our protocol version: {}",
+            g.text
+        ),
+        GoodbyeCode::ShuttingDown => SessionEnd::Lost(format!(
+            "server {server} is shutting down; waiting for it to come back"
+        )),
+        GoodbyeCode::ServerFull => {
+            SessionEnd::Refused(format!("server {server} is full: {}", g.text))
+        }
+        code => SessionEnd::Refused(format!(
+            "server {server} closed the connection ({code:?}): {}",
+            g.text
+        )),
     })
 }
 
@@ -390,25 +495,53 @@ fn send_loop(
 
 /// Reads tickets (passed to the sender) and verdicts (counted) until the
 /// connection ends; returns how it ended.
-fn read_loop(mut reader: Reader, tickets: crossbeam_channel::Sender<(Ticket, Instant)>, stats: &Mutex<Running>, stop: &Shutdown, server: &str, stall: Duration) -> SessionEnd {
+fn read_loop(
+    mut reader: Reader,
+    tickets: crossbeam_channel::Sender<(Ticket, Instant)>,
+    stats: &Mutex<Running>,
+    stop: &Shutdown,
+    server: &str,
+    stall: Duration,
+) -> SessionEnd {
     loop {
         match reader.read_message(None, stall, stop) {
             Ok(Some(Message::Ticket(t))) => {
                 if tickets.try_send((t, Instant::now())).is_err() {
-                    return SessionEnd::Refused(format!("{server} sent more tickets than its window"));
+                    return SessionEnd::Refused(format!(
+                        "{server} sent more tickets than its window"
+                    ));
                 }
             }
             Ok(Some(Message::Verdict(v))) => {
-                let (age, transit) = (Duration::from_micros(v.age_us as u64), Duration::from_micros(v.transit_us as u64));
-                stats.lock().unwrap().record_verdict(v.outcome, age, transit, Instant::now());
+                let (age, transit) = (
+                    Duration::from_micros(v.age_us as u64),
+                    Duration::from_micros(v.transit_us as u64),
+                );
+                stats
+                    .lock()
+                    .unwrap()
+                    .record_verdict(v.outcome, age, transit, Instant::now());
                 match v.outcome {
-                    Outcome::Rejected => warn!(frame = v.frame_id, "server rejected frame: {}", v.reason.describe()),
-                    Outcome::DroppedStale => debug!(frame = v.frame_id, age_ms = v.age_us as f64 / 1e3, "server dropped stale frame"),
+                    Outcome::Rejected => warn!(
+                        frame = v.frame_id,
+                        "server rejected frame: {}",
+                        v.reason.describe()
+                    ),
+                    Outcome::DroppedStale => debug!(
+                        frame = v.frame_id,
+                        age_ms = v.age_us as f64 / 1e3,
+                        "server dropped stale frame"
+                    ),
                     Outcome::Accepted => {}
                 }
             }
-            Ok(Some(Message::Goodbye(g))) => return goodbye_end(server, g).unwrap_or_else(|e| SessionEnd::Refused(e.to_string())),
-            Ok(Some(other)) => return SessionEnd::Refused(format!("{server} sent an unexpected {}", other.name())),
+            Ok(Some(Message::Goodbye(g))) => {
+                return goodbye_end(server, g)
+                    .unwrap_or_else(|e| SessionEnd::Refused(e.to_string()))
+            }
+            Ok(Some(other)) => {
+                return SessionEnd::Refused(format!("{server} sent an unexpected {}", other.name()))
+            }
             Ok(None) => return SessionEnd::Lost(format!("server {server} closed the connection")),
             Err(ConnError::Shutdown) => return SessionEnd::Stopped,
             Err(e) => return SessionEnd::Lost(format!("connection to {server} lost: {e}")),

@@ -40,7 +40,9 @@ pub fn configure(stream: &TcpStream, write_timeout: Duration) -> io::Result<()> 
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(write_timeout))?;
     stream.set_read_timeout(Some(TICK))?;
-    let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(5)).with_interval(Duration::from_secs(1));
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(5))
+        .with_interval(Duration::from_secs(1));
     #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
     let keepalive = keepalive.with_retries(5);
     socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive)?;
@@ -57,7 +59,11 @@ pub struct Reader {
 impl Reader {
     /// Wraps a stream already [`configure`]d (its read timeout is the tick).
     pub fn new(stream: TcpStream, limits: Limits) -> Self {
-        Reader { stream, buf: BytesMut::with_capacity(READ_CHUNK), limits }
+        Reader {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            limits,
+        }
     }
 
     /// Reads the peer's 6-byte preface and returns its version.
@@ -65,7 +71,11 @@ impl Reader {
     /// Unblocks when the preface has arrived, when the bytes so far already
     /// cannot be a preface, at EOF or an I/O error, at `deadline`, or on
     /// shutdown.
-    pub fn read_preface(&mut self, deadline: Instant, shutdown: &Shutdown) -> Result<u16, ConnError> {
+    pub fn read_preface(
+        &mut self,
+        deadline: Instant,
+        shutdown: &Shutdown,
+    ) -> Result<u16, ConnError> {
         loop {
             match protocol::check_preface(&self.buf) {
                 Ok(version) => {
@@ -75,16 +85,25 @@ impl Reader {
                 Err(protocol::Error::Incomplete) => {}
                 Err(e) => {
                     // Wait for a few more bytes (up to 8) to describe the peer well.
-                    if self.buf.len() >= 8 || !self.fill_some(8, deadline, shutdown, "waiting for the preface")? {
+                    if self.buf.len() >= 8
+                        || !self.fill_some(8, deadline, shutdown, "waiting for the preface")?
+                    {
                         return Err(e.into());
                     }
                     continue;
                 }
             }
-            if !self.fill_some(protocol::PREFACE_LEN, deadline, shutdown, "waiting for the preface")? {
+            if !self.fill_some(
+                protocol::PREFACE_LEN,
+                deadline,
+                shutdown,
+                "waiting for the preface",
+            )? {
                 return Err(match protocol::check_preface(&self.buf) {
                     Err(e @ protocol::Error::NotFramelink(_)) => e.into(),
-                    _ => ConnError::Closed { mid_message: !self.buf.is_empty() },
+                    _ => ConnError::Closed {
+                        mid_message: !self.buf.is_empty(),
+                    },
                 });
             }
         }
@@ -96,7 +115,12 @@ impl Reader {
     /// Unblocks when a whole message is buffered, at EOF or an I/O error, on
     /// shutdown, when `stall` passes with part of a message read (a peer stuck
     /// mid-frame), or when `idle` (if given) passes with nothing read.
-    pub fn read_message(&mut self, idle: Option<Duration>, stall: Duration, shutdown: &Shutdown) -> Result<Option<Message>, ConnError> {
+    pub fn read_message(
+        &mut self,
+        idle: Option<Duration>,
+        stall: Duration,
+        shutdown: &Shutdown,
+    ) -> Result<Option<Message>, ConnError> {
         let mut last_progress = Instant::now();
         loop {
             match protocol::check(&self.buf, &self.limits) {
@@ -116,10 +140,16 @@ impl Reader {
             } else {
                 (stall, "in the middle of a message")
             };
-            let deadline = last_progress.checked_add(limit).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+            let deadline = last_progress
+                .checked_add(limit)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
             let before = self.buf.len();
             if !self.fill_some(want, deadline, shutdown, what)? {
-                return if self.buf.is_empty() { Ok(None) } else { Err(ConnError::Closed { mid_message: true }) };
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(ConnError::Closed { mid_message: true })
+                };
             }
             if self.buf.len() > before {
                 last_progress = Instant::now();
@@ -129,7 +159,13 @@ impl Reader {
 
     /// Reads at least one byte towards having `want` buffered. Returns false at
     /// EOF. Fails at `deadline` or on shutdown.
-    fn fill_some(&mut self, want: usize, deadline: Instant, shutdown: &Shutdown, what: &'static str) -> Result<bool, ConnError> {
+    fn fill_some(
+        &mut self,
+        want: usize,
+        deadline: Instant,
+        shutdown: &Shutdown,
+        what: &'static str,
+    ) -> Result<bool, ConnError> {
         let have = self.buf.len();
         // Reserve the rest of this message at once (its size was checked
         // against the limits), but zero and read at most a chunk at a time.
@@ -150,7 +186,14 @@ impl Reader {
                     self.buf.truncate(have + n);
                     return Ok(true);
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
                     if Instant::now() >= deadline {
                         self.buf.truncate(have);
                         return Err(ConnError::TimedOut(started.elapsed(), what));
@@ -179,7 +222,10 @@ pub struct Writer {
 impl Writer {
     /// Wraps a stream already [`configure`]d (its write timeout bounds every write).
     pub fn new(stream: TcpStream) -> Self {
-        Writer { stream, scratch: Vec::with_capacity(256) }
+        Writer {
+            stream,
+            scratch: Vec::with_capacity(256),
+        }
     }
 
     /// Sends `messages` back to back in one write, after our preface if
@@ -198,9 +244,18 @@ impl Writer {
 
     /// Sends one FRAME (header, payload, echoed ticket) in one vectored write,
     /// without copying the payload. Blocks like [`send`](Self::send).
-    pub fn send_frame(&mut self, header: &protocol::FrameHeader, payload: &[u8], ticket: protocol::Ticket) -> io::Result<()> {
+    pub fn send_frame(
+        &mut self,
+        header: &protocol::FrameHeader,
+        payload: &[u8],
+        ticket: protocol::Ticket,
+    ) -> io::Result<()> {
         let (head, tail) = protocol::frame_parts(header, ticket);
-        let mut slices = [IoSlice::new(&head), IoSlice::new(payload), IoSlice::new(&tail)];
+        let mut slices = [
+            IoSlice::new(&head),
+            IoSlice::new(payload),
+            IoSlice::new(&tail),
+        ];
         write_all_vectored(&mut self.stream, &mut slices)
     }
 
@@ -215,7 +270,12 @@ fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> io::R
     IoSlice::advance_slices(&mut bufs, 0);
     while !bufs.is_empty() {
         match w.write_vectored(bufs) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "connection closed while sending")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "connection closed while sending",
+                ))
+            }
             Ok(n) => IoSlice::advance_slices(&mut bufs, n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -244,7 +304,11 @@ mod tests {
     fn messages_split_across_writes_are_reassembled() {
         let (a, b) = pair();
         let mut bytes = protocol::preface().to_vec();
-        Message::Ticket(Ticket { id: 3, issued_us: 99 }).encode(&mut bytes);
+        Message::Ticket(Ticket {
+            id: 3,
+            issued_us: 99,
+        })
+        .encode(&mut bytes);
         let writer = std::thread::spawn(move || {
             let mut a = a;
             for chunk in bytes.chunks(3) {
@@ -255,30 +319,60 @@ mod tests {
         });
         let mut r = Reader::new(b, Limits::default());
         let s = Shutdown::new();
-        assert_eq!(r.read_preface(Instant::now() + Duration::from_secs(5), &s).unwrap(), protocol::VERSION);
-        let m = r.read_message(None, Duration::from_secs(5), &s).unwrap().unwrap();
-        assert_eq!(m, Message::Ticket(Ticket { id: 3, issued_us: 99 }));
+        assert_eq!(
+            r.read_preface(Instant::now() + Duration::from_secs(5), &s)
+                .unwrap(),
+            protocol::VERSION
+        );
+        let m = r
+            .read_message(None, Duration::from_secs(5), &s)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            m,
+            Message::Ticket(Ticket {
+                id: 3,
+                issued_us: 99
+            })
+        );
         drop(writer.join().unwrap());
-        assert!(r.read_message(None, Duration::from_secs(5), &s).unwrap().is_none(), "clean EOF");
+        assert!(
+            r.read_message(None, Duration::from_secs(5), &s)
+                .unwrap()
+                .is_none(),
+            "clean EOF"
+        );
     }
 
     #[test]
     fn a_peer_stalled_mid_message_times_out() {
         let (mut a, b) = pair();
-        a.write_all(&[protocol::kind::GOODBYE, 0, 0, 0, 10, 0]).unwrap();
+        a.write_all(&[protocol::kind::GOODBYE, 0, 0, 0, 10, 0])
+            .unwrap();
         let mut r = Reader::new(b, Limits::default());
-        let err = r.read_message(None, Duration::from_millis(300), &Shutdown::new()).unwrap_err();
-        assert!(matches!(err, ConnError::TimedOut(_, "in the middle of a message")), "{err}");
+        let err = r
+            .read_message(None, Duration::from_millis(300), &Shutdown::new())
+            .unwrap_err();
+        assert!(
+            matches!(err, ConnError::TimedOut(_, "in the middle of a message")),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_peer_closing_mid_message_is_reported_as_such() {
         let (mut a, b) = pair();
-        a.write_all(&[protocol::kind::GOODBYE, 0, 0, 0, 10, 0]).unwrap();
+        a.write_all(&[protocol::kind::GOODBYE, 0, 0, 0, 10, 0])
+            .unwrap();
         drop(a);
         let mut r = Reader::new(b, Limits::default());
-        let err = r.read_message(None, Duration::from_secs(5), &Shutdown::new()).unwrap_err();
-        assert!(matches!(err, ConnError::Closed { mid_message: true }), "{err}");
+        let err = r
+            .read_message(None, Duration::from_secs(5), &Shutdown::new())
+            .unwrap_err();
+        assert!(
+            matches!(err, ConnError::Closed { mid_message: true }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -286,7 +380,9 @@ mod tests {
         let (_a, b) = pair();
         let s = Shutdown::new();
         let t = s.clone();
-        let h = std::thread::spawn(move || Reader::new(b, Limits::default()).read_message(None, Duration::from_secs(60), &t));
+        let h = std::thread::spawn(move || {
+            Reader::new(b, Limits::default()).read_message(None, Duration::from_secs(60), &t)
+        });
         s.trigger();
         assert!(matches!(h.join().unwrap(), Err(ConnError::Shutdown)));
     }
@@ -296,7 +392,9 @@ mod tests {
         let (mut a, b) = pair();
         a.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut r = Reader::new(b, Limits::default());
-        let err = r.read_preface(Instant::now() + Duration::from_secs(5), &Shutdown::new()).unwrap_err();
+        let err = r
+            .read_preface(Instant::now() + Duration::from_secs(5), &Shutdown::new())
+            .unwrap_err();
         assert!(err.to_string().contains("HTTP"), "{err}");
     }
 
@@ -304,12 +402,19 @@ mod tests {
     fn writer_sends_preface_and_messages_in_one_go() {
         let (a, b) = pair();
         let mut w = Writer::new(a);
-        let bye = Message::Goodbye(Goodbye { code: GoodbyeCode::ShuttingDown, text: "bye".into() });
+        let bye = Message::Goodbye(Goodbye {
+            code: GoodbyeCode::ShuttingDown,
+            text: "bye".into(),
+        });
         w.send(true, &[&bye]).unwrap();
         w.finish();
         let mut r = Reader::new(b, Limits::default());
         let s = Shutdown::new();
-        r.read_preface(Instant::now() + Duration::from_secs(5), &s).unwrap();
-        assert_eq!(r.read_message(None, Duration::from_secs(5), &s).unwrap(), Some(bye));
+        r.read_preface(Instant::now() + Duration::from_secs(5), &s)
+            .unwrap();
+        assert_eq!(
+            r.read_message(None, Duration::from_secs(5), &s).unwrap(),
+            Some(bye)
+        );
     }
 }

@@ -36,7 +36,12 @@ pub struct Mosaic {
 
 impl Mosaic {
     pub fn new(width: usize, height: usize) -> Self {
-        Mosaic { tiles: BTreeMap::new(), canvas: vec![0; width * height], width, height }
+        Mosaic {
+            tiles: BTreeMap::new(),
+            canvas: vec![0; width * height],
+            width,
+            height,
+        }
     }
 
     /// Stores a client's new frame (decoding it).
@@ -46,7 +51,14 @@ impl Mosaic {
         let age_ms = view.frame.age.as_secs_f64() * 1000.0;
         let rgb = view.rgb().map_err(|e| anyhow!(e))?.clone();
         let now = Instant::now();
-        let tile = self.tiles.entry(client).or_insert_with(|| Tile { name, rgb: image::RgbImage::new(1, 1), age_ms, shown: 0, since: now, fps: 0.0 });
+        let tile = self.tiles.entry(client).or_insert_with(|| Tile {
+            name,
+            rgb: image::RgbImage::new(1, 1),
+            age_ms,
+            shown: 0,
+            since: now,
+            fps: 0.0,
+        });
         tile.rgb = rgb;
         tile.age_ms = age_ms;
         tile.shown += 1;
@@ -78,7 +90,15 @@ impl Mosaic {
         if n == 0 {
             let msg = "framelink: waiting for clients";
             let x = self.width.saturating_sub(draw::text_width(msg, 2)) / 2;
-            draw::label_u32(&mut self.canvas, self.width, self.height, x, self.height / 2, 2, msg);
+            draw::label_u32(
+                &mut self.canvas,
+                self.width,
+                self.height,
+                x,
+                self.height / 2,
+                2,
+                msg,
+            );
             return &self.canvas;
         }
         let cols = (n as f64).sqrt().ceil() as usize;
@@ -87,21 +107,43 @@ impl Mosaic {
         for (i, tile) in self.tiles.values().enumerate() {
             let (ox, oy) = ((i % cols) * tw, (i / cols) * th);
             blit_fit(&mut self.canvas, self.width, &tile.rgb, ox, oy, tw, th);
-            let label = format!("{}  {:.1} fps  age {:.1} ms", tile.name, tile.fps, tile.age_ms);
-            draw::label_u32(&mut self.canvas, self.width, self.height, ox + 4, oy + 4, 2, &label);
+            let label = format!(
+                "{}  {:.1} fps  age {:.1} ms",
+                tile.name, tile.fps, tile.age_ms
+            );
+            draw::label_u32(
+                &mut self.canvas,
+                self.width,
+                self.height,
+                ox + 4,
+                oy + 4,
+                2,
+                &label,
+            );
         }
         &self.canvas
     }
 }
 
 /// Scales `img` (nearest neighbour, aspect kept) into the box (ox, oy, bw, bh).
-fn blit_fit(canvas: &mut [u32], stride: usize, img: &image::RgbImage, ox: usize, oy: usize, bw: usize, bh: usize) {
+fn blit_fit(
+    canvas: &mut [u32],
+    stride: usize,
+    img: &image::RgbImage,
+    ox: usize,
+    oy: usize,
+    bw: usize,
+    bh: usize,
+) {
     let (iw, ih) = (img.width() as usize, img.height() as usize);
     if iw == 0 || ih == 0 || bw == 0 || bh == 0 {
         return;
     }
     let scale = (bw as f64 / iw as f64).min(bh as f64 / ih as f64);
-    let (dw, dh) = (((iw as f64 * scale) as usize).max(1), ((ih as f64 * scale) as usize).max(1));
+    let (dw, dh) = (
+        ((iw as f64 * scale) as usize).max(1),
+        ((ih as f64 * scale) as usize).max(1),
+    );
     let (dx, dy) = (ox + (bw - dw.min(bw)) / 2, oy + (bh - dh.min(bh)) / 2);
     let raw = img.as_raw();
     for y in 0..dh.min(bh) {
@@ -127,10 +169,20 @@ impl DisplaySink {
     /// Opens the window. Fails (without panicking) when there is no display,
     /// e.g. `XOpenDisplay failed` on a machine with no X server.
     pub fn open(title: &str) -> Result<Self> {
-        let opts = WindowOptions { resize: true, scale_mode: minifb::ScaleMode::AspectRatioStretch, ..WindowOptions::default() };
-        let mut window = Window::new(title, CANVAS_W, CANVAS_H, opts).map_err(|e| anyhow!("cannot open a window: {e}"))?;
+        let opts = WindowOptions {
+            resize: true,
+            scale_mode: minifb::ScaleMode::AspectRatioStretch,
+            ..WindowOptions::default()
+        };
+        let mut window = Window::new(title, CANVAS_W, CANVAS_H, opts)
+            .map_err(|e| anyhow!("cannot open a window: {e}"))?;
         window.set_target_fps(0);
-        Ok(DisplaySink { window, mosaic: Mosaic::new(CANVAS_W, CANVAS_H), last_draw: Instant::now() - REFRESH, dirty: true })
+        Ok(DisplaySink {
+            window,
+            mosaic: Mosaic::new(CANVAS_W, CANVAS_H),
+            last_draw: Instant::now() - REFRESH,
+            dirty: true,
+        })
     }
 }
 
@@ -198,25 +250,40 @@ mod tests {
         let red = {
             let img = image::RgbImage::from_pixel(32, 16, image::Rgb([250, 0, 0]));
             let mut out = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95).encode(&img, 32, 16, image::ExtendedColorType::Rgb8).unwrap();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
+                .encode(&img, 32, 16, image::ExtendedColorType::Rgb8)
+                .unwrap();
             out
         };
         m.update(&mut view(1, red.clone())).unwrap();
         m.update(&mut view(2, red)).unwrap();
         assert_eq!(m.len(), 2);
-        let reddish = m.render().iter().filter(|&&p| (p >> 16) & 0xFF > 200 && (p >> 8) & 0xFF < 50).count();
-        assert!(reddish > 320 * 180 / 4, "two red tiles should cover much of the canvas, got {reddish} px");
+        let reddish = m
+            .render()
+            .iter()
+            .filter(|&&p| (p >> 16) & 0xFF > 200 && (p >> 8) & 0xFF < 50)
+            .count();
+        assert!(
+            reddish > 320 * 180 / 4,
+            "two red tiles should cover much of the canvas, got {reddish} px"
+        );
         m.remove(1);
         m.remove(2);
         assert!(m.is_empty());
-        let reddish = m.render().iter().filter(|&&p| (p >> 16) & 0xFF > 200 && (p >> 8) & 0xFF < 50).count();
+        let reddish = m
+            .render()
+            .iter()
+            .filter(|&&p| (p >> 16) & 0xFF > 200 && (p >> 8) & 0xFF < 50)
+            .count();
         assert_eq!(reddish, 0);
     }
 
     #[test]
     fn a_corrupt_frame_is_an_error_and_leaves_no_tile() {
         let mut m = Mosaic::new(64, 64);
-        assert!(m.update(&mut view(1, vec![0xFF, 0xD8, 0xFF, 0xD9])).is_err());
+        assert!(m
+            .update(&mut view(1, vec![0xFF, 0xD8, 0xFF, 0xD9]))
+            .is_err());
         assert!(m.is_empty());
     }
 }

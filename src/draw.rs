@@ -11,10 +11,21 @@ pub fn text_width(text: &str, scale: usize) -> usize {
 /// Draws `text` with its top-left corner at (x, y), each glyph pixel a
 /// `scale`×`scale` square, calling `put(x, y)` for every lit pixel that falls
 /// inside `width`×`height`.
-pub fn text(width: usize, height: usize, x: usize, y: usize, scale: usize, text: &str, mut put: impl FnMut(usize, usize)) {
+pub fn text(
+    width: usize,
+    height: usize,
+    x: usize,
+    y: usize,
+    scale: usize,
+    text: &str,
+    mut put: impl FnMut(usize, usize),
+) {
     let scale = scale.max(1);
     for (i, ch) in text.chars().enumerate() {
-        let glyph = BASIC_FONTS.get(ch).or_else(|| BASIC_FONTS.get('?')).unwrap_or([0; 8]);
+        let glyph = BASIC_FONTS
+            .get(ch)
+            .or_else(|| BASIC_FONTS.get('?'))
+            .unwrap_or([0; 8]);
         let gx = x + i * 8 * scale;
         for (row, bits) in glyph.iter().enumerate() {
             for col in 0..8 {
@@ -36,7 +47,15 @@ pub fn text(width: usize, height: usize, x: usize, y: usize, scale: usize, text:
 }
 
 /// Fills the rectangle (x, y, w, h), clipped to `width`×`height`.
-pub fn fill(width: usize, height: usize, x: usize, y: usize, w: usize, h: usize, mut put: impl FnMut(usize, usize)) {
+pub fn fill(
+    width: usize,
+    height: usize,
+    x: usize,
+    y: usize,
+    w: usize,
+    h: usize,
+    mut put: impl FnMut(usize, usize),
+) {
     for py in y..(y + h).min(height) {
         for px in x..(x + w).min(width) {
             put(px, py);
@@ -45,7 +64,15 @@ pub fn fill(width: usize, height: usize, x: usize, y: usize, w: usize, h: usize,
 }
 
 /// Draws `label` on a black box into a packed RGB8 buffer.
-pub fn label_rgb(buf: &mut [u8], width: usize, height: usize, x: usize, y: usize, scale: usize, label: &str) {
+pub fn label_rgb(
+    buf: &mut [u8],
+    width: usize,
+    height: usize,
+    x: usize,
+    y: usize,
+    scale: usize,
+    label: &str,
+) {
     let pad = scale;
     let w = text_width(label, scale) + 2 * pad;
     let h = 8 * scale + 2 * pad;
@@ -60,12 +87,22 @@ pub fn label_rgb(buf: &mut [u8], width: usize, height: usize, x: usize, y: usize
 }
 
 /// Draws `label` on a black box into a 0RGB `u32` buffer (minifb's format).
-pub fn label_u32(buf: &mut [u32], width: usize, height: usize, x: usize, y: usize, scale: usize, label: &str) {
+pub fn label_u32(
+    buf: &mut [u32],
+    width: usize,
+    height: usize,
+    x: usize,
+    y: usize,
+    scale: usize,
+    label: &str,
+) {
     let pad = scale;
     let w = text_width(label, scale) + 2 * pad;
     let h = 8 * scale + 2 * pad;
     fill(width, height, x, y, w, h, |px, py| buf[py * width + px] = 0);
-    text(width, height, x + pad, y + pad, scale, label, |px, py| buf[py * width + px] = 0x00FF_FFFF);
+    text(width, height, x + pad, y + pad, scale, label, |px, py| {
+        buf[py * width + px] = 0x00FF_FFFF
+    });
 }
 
 #[cfg(test)]

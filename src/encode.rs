@@ -20,7 +20,9 @@ pub struct ImageEncoder {
 impl ImageEncoder {
     /// `quality` 1..=100.
     pub fn new(quality: u8) -> Self {
-        ImageEncoder { quality: quality.clamp(1, 100) }
+        ImageEncoder {
+            quality: quality.clamp(1, 100),
+        }
     }
 }
 

@@ -32,9 +32,17 @@ pub struct Measure {
 /// Computes [`Measure`] from the server's clock readings and the client's two
 /// reported durations. A client that reports a `held` longer than the whole
 /// round trip gets a transit of zero, never a negative one.
-pub fn measure(issued: Duration, arrived: Duration, held: Duration, capture_to_send: Duration) -> Measure {
+pub fn measure(
+    issued: Duration,
+    arrived: Duration,
+    held: Duration,
+    capture_to_send: Duration,
+) -> Measure {
     let transit = arrived.saturating_sub(issued).saturating_sub(held);
-    Measure { transit, age: capture_to_send.saturating_add(transit) }
+    Measure {
+        transit,
+        age: capture_to_send.saturating_add(transit),
+    }
 }
 
 /// Compares frame ages with a threshold (`--max-latency-ms`).
@@ -91,9 +99,15 @@ mod tests {
     #[test]
     fn threshold_is_inclusive() {
         let g = Gate::new(ms(80));
-        let at = |age| Measure { age, transit: Duration::ZERO };
+        let at = |age| Measure {
+            age,
+            transit: Duration::ZERO,
+        };
         assert_eq!(g.judge(&at(ms(80))), Outcome::Accepted);
-        assert_eq!(g.judge(&at(ms(80) + Duration::from_micros(1))), Outcome::DroppedStale);
+        assert_eq!(
+            g.judge(&at(ms(80) + Duration::from_micros(1))),
+            Outcome::DroppedStale
+        );
     }
 
     #[test]

@@ -72,7 +72,11 @@ fn segments(b: &[u8], mut visit: impl FnMut(Segment) -> bool) -> Option<usize> {
                 }
             }
         }
-        if !visit(Segment { marker, start, end: i }) {
+        if !visit(Segment {
+            marker,
+            start,
+            end: i,
+        }) {
             return Some(i);
         }
     }
@@ -106,7 +110,8 @@ pub(crate) mod tests {
 
     /// A real 16×8 JPEG made by the `image` encoder.
     pub(crate) fn sample_jpeg(w: u32, h: u32) -> Vec<u8> {
-        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 13) as u8, 99]));
+        let img =
+            image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 13) as u8, 99]));
         let mut out = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
             .encode(&img, w, h, image::ExtendedColorType::Rgb8)

@@ -38,7 +38,12 @@ impl<T> std::ops::Deref for LatestReceiver<T> {
 pub fn channel<T>() -> (LatestSender<T>, LatestReceiver<T>) {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let alive = Arc::new(());
-    let sender = LatestSender { tx, drain: rx.clone(), superseded: Arc::new(AtomicU64::new(0)), receiver_alive: Arc::downgrade(&alive) };
+    let sender = LatestSender {
+        tx,
+        drain: rx.clone(),
+        superseded: Arc::new(AtomicU64::new(0)),
+        receiver_alive: Arc::downgrade(&alive),
+    };
     (sender, LatestReceiver { rx, _alive: alive })
 }
 
@@ -114,7 +119,10 @@ mod tests {
         tx.send(7);
         drop(tx);
         assert_eq!(rx.recv_timeout(Duration::from_secs(1)).unwrap(), 7);
-        assert!(rx.recv_timeout(Duration::from_secs(1)).unwrap_err().is_disconnected());
+        assert!(rx
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_err()
+            .is_disconnected());
     }
 
     #[test]

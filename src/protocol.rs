@@ -64,18 +64,30 @@ pub fn check_preface(buf: &[u8]) -> Result<u16, Error> {
 fn describe_foreign(buf: &[u8]) -> String {
     let head: Vec<u8> = buf.iter().take(8).copied().collect();
     let text = String::from_utf8_lossy(&head);
-    let http = ["GET ", "POST", "HEAD", "PUT ", "OPTIONS", "DELETE", "CONNECT", "PATCH", "HTTP/"];
-    if http.iter().any(|m| text.starts_with(m) || (text.len() >= 3 && m.starts_with(&*text))) {
+    let http = [
+        "GET ", "POST", "HEAD", "PUT ", "OPTIONS", "DELETE", "CONNECT", "PATCH", "HTTP/",
+    ];
+    if http
+        .iter()
+        .any(|m| text.starts_with(m) || (text.len() >= 3 && m.starts_with(&*text)))
+    {
         format!("peer sent {text:?}: this looks like HTTP, not framelink")
     } else if head.first() == Some(&0x16) {
         "peer sent a TLS handshake, not framelink".to_string()
     } else {
-        format!("peer's first bytes {} are not the framelink magic 46 4c 4e 4b (\"FLNK\")", hex(&head))
+        format!(
+            "peer's first bytes {} are not the framelink magic 46 4c 4e 4b (\"FLNK\")",
+            hex(&head)
+        )
     }
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Why bytes could not be decoded.
@@ -89,7 +101,11 @@ pub enum Error {
     NotFramelink(String),
     /// A length field is over the cap for its message kind.
     #[error("{what} of {len} bytes is over the limit of {max} bytes")]
-    TooLarge { what: &'static str, len: u64, max: u64 },
+    TooLarge {
+        what: &'static str,
+        len: u64,
+        max: u64,
+    },
     /// The bytes are complete but break the format.
     #[error("malformed {kind}: {reason}")]
     Malformed { kind: &'static str, reason: String },
@@ -99,7 +115,10 @@ pub enum Error {
 }
 
 fn malformed(kind: &'static str, reason: impl Into<String>) -> Error {
-    Error::Malformed { kind, reason: reason.into() }
+    Error::Malformed {
+        kind,
+        reason: reason.into(),
+    }
 }
 
 /// Caps applied while decoding, before any allocation.
@@ -113,7 +132,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_frame_bytes: 16 * 1024 * 1024, max_result_bytes: 16 * 1024 * 1024 }
+        Limits {
+            max_frame_bytes: 16 * 1024 * 1024,
+            max_result_bytes: 16 * 1024 * 1024,
+        }
     }
 }
 
@@ -452,7 +474,10 @@ fn put_ticket(out: &mut Vec<u8>, t: Ticket) {
 /// The bytes of a FRAME message around its payload: `(envelope + header, echoed
 /// ticket)`. Sent as one vectored write with the payload between them, so a
 /// frame leaves in one system call and never waits on Nagle's algorithm.
-pub fn frame_parts(h: &FrameHeader, ticket: Ticket) -> ([u8; ENVELOPE_LEN + FRAME_HEADER_LEN], [u8; TICKET_LEN]) {
+pub fn frame_parts(
+    h: &FrameHeader,
+    ticket: Ticket,
+) -> ([u8; ENVELOPE_LEN + FRAME_HEADER_LEN], [u8; TICKET_LEN]) {
     let mut head = [0u8; ENVELOPE_LEN + FRAME_HEADER_LEN];
     let body_len = FRAME_HEADER_LEN as u64 + h.payload_len as u64 + TICKET_LEN as u64;
     head[0] = kind::FRAME;
@@ -488,8 +513,14 @@ fn max_body(kind: u8, limits: &Limits) -> Result<(u64, &'static str), Error> {
         kind::HELLO => ((4 + 1 + MAX_NAME_BYTES) as u64, "HELLO"),
         kind::WELCOME => (WELCOME_LEN as u64, "WELCOME"),
         kind::TICKET => (TICKET_LEN as u64, "TICKET"),
-        kind::FRAME => ((FRAME_HEADER_LEN + TICKET_LEN) as u64 + limits.max_frame_bytes as u64, "FRAME"),
-        kind::VERDICT => (VERDICT_FIXED_LEN as u64 + limits.max_result_bytes as u64, "VERDICT"),
+        kind::FRAME => (
+            (FRAME_HEADER_LEN + TICKET_LEN) as u64 + limits.max_frame_bytes as u64,
+            "FRAME",
+        ),
+        kind::VERDICT => (
+            VERDICT_FIXED_LEN as u64 + limits.max_result_bytes as u64,
+            "VERDICT",
+        ),
         kind::GOODBYE => ((2 + 2 + MAX_GOODBYE_TEXT) as u64, "GOODBYE"),
         k => return Err(Error::UnknownKind(k)),
     })
@@ -511,9 +542,21 @@ pub fn check(buf: &[u8], limits: &Limits) -> Result<usize, Error> {
     }
     let len = BigEndian::read_u32(&buf[1..5]) as u64;
     if len > max {
-        let what = if k == kind::FRAME { "FRAME payload" } else { name };
-        let len = if k == kind::FRAME { len.saturating_sub((FRAME_HEADER_LEN + TICKET_LEN) as u64) } else { len };
-        let max = if k == kind::FRAME { limits.max_frame_bytes as u64 } else { max };
+        let what = if k == kind::FRAME {
+            "FRAME payload"
+        } else {
+            name
+        };
+        let len = if k == kind::FRAME {
+            len.saturating_sub((FRAME_HEADER_LEN + TICKET_LEN) as u64)
+        } else {
+            len
+        };
+        let max = if k == kind::FRAME {
+            limits.max_frame_bytes as u64
+        } else {
+            max
+        };
         return Err(Error::TooLarge { what, len, max });
     }
     let total = ENVELOPE_LEN + len as usize;
@@ -528,9 +571,9 @@ pub fn check(buf: &[u8], limits: &Limits) -> Result<usize, Error> {
 pub fn needed(buf: &[u8], limits: &Limits) -> Result<Option<usize>, Error> {
     match check(buf, limits) {
         Ok(n) => Ok(Some(n)),
-        Err(Error::Incomplete) if buf.len() >= ENVELOPE_LEN => {
-            Ok(Some(ENVELOPE_LEN + BigEndian::read_u32(&buf[1..5]) as usize))
-        }
+        Err(Error::Incomplete) if buf.len() >= ENVELOPE_LEN => Ok(Some(
+            ENVELOPE_LEN + BigEndian::read_u32(&buf[1..5]) as usize,
+        )),
         Err(Error::Incomplete) => Ok(None),
         Err(e) => Err(e),
     }
@@ -546,22 +589,37 @@ pub fn parse(msg: Bytes) -> Result<Message, Error> {
     let body = msg.slice(ENVELOPE_LEN..);
     let declared = BigEndian::read_u32(&msg[1..5]) as usize;
     if declared != body.len() {
-        return Err(malformed("message", format!("body is {} bytes, envelope says {declared}", body.len())));
+        return Err(malformed(
+            "message",
+            format!("body is {} bytes, envelope says {declared}", body.len()),
+        ));
     }
     let mut c = Cursor::new(&body[..]);
     let m = match k {
         kind::HELLO => {
-            let capabilities = c.read_u32::<BigEndian>().map_err(|_| malformed("HELLO", "shorter than 5 bytes"))?;
-            let n = c.read_u8().map_err(|_| malformed("HELLO", "shorter than 5 bytes"))? as usize;
+            let capabilities = c
+                .read_u32::<BigEndian>()
+                .map_err(|_| malformed("HELLO", "shorter than 5 bytes"))?;
+            let n = c
+                .read_u8()
+                .map_err(|_| malformed("HELLO", "shorter than 5 bytes"))?
+                as usize;
             if n == 0 || n > MAX_NAME_BYTES {
-                return Err(malformed("HELLO", format!("name length {n} is not 1..={MAX_NAME_BYTES}")));
+                return Err(malformed(
+                    "HELLO",
+                    format!("name length {n} is not 1..={MAX_NAME_BYTES}"),
+                ));
             }
             let name = exact(&body, 5, n, "HELLO", "name")?;
-            let name = std::str::from_utf8(name).map_err(|_| malformed("HELLO", "name is not UTF-8"))?;
+            let name =
+                std::str::from_utf8(name).map_err(|_| malformed("HELLO", "name is not UTF-8"))?;
             if name.chars().any(char::is_control) {
                 return Err(malformed("HELLO", "name has control characters"));
             }
-            Message::Hello(Hello { capabilities, name: name.to_string() })
+            Message::Hello(Hello {
+                capabilities,
+                name: name.to_string(),
+            })
         }
         kind::WELCOME => {
             fixed(&body, WELCOME_LEN, "WELCOME")?;
@@ -582,7 +640,14 @@ pub fn parse(msg: Bytes) -> Result<Message, Error> {
         }
         kind::FRAME => {
             if body.len() < FRAME_HEADER_LEN + TICKET_LEN {
-                return Err(malformed("FRAME", format!("body of {} bytes is shorter than {}", body.len(), FRAME_HEADER_LEN + TICKET_LEN)));
+                return Err(malformed(
+                    "FRAME",
+                    format!(
+                        "body of {} bytes is shorter than {}",
+                        body.len(),
+                        FRAME_HEADER_LEN + TICKET_LEN
+                    ),
+                ));
             }
             let b = &body[..];
             let header = FrameHeader {
@@ -598,26 +663,44 @@ pub fn parse(msg: Bytes) -> Result<Message, Error> {
             if expect != body.len() as u64 {
                 return Err(malformed(
                     "FRAME",
-                    format!("payload_len {} does not match a body of {} bytes", header.payload_len, body.len()),
+                    format!(
+                        "payload_len {} does not match a body of {} bytes",
+                        header.payload_len,
+                        body.len()
+                    ),
                 ));
             }
             let end = FRAME_HEADER_LEN + header.payload_len as usize;
             let payload = body.slice(FRAME_HEADER_LEN..end);
             let ticket = read_ticket(&b[end..]);
-            Message::Frame(Frame { header, payload, ticket })
+            Message::Frame(Frame {
+                header,
+                payload,
+                ticket,
+            })
         }
         kind::VERDICT => {
             if body.len() < VERDICT_FIXED_LEN {
-                return Err(malformed("VERDICT", format!("body of {} bytes is shorter than {VERDICT_FIXED_LEN}", body.len())));
+                return Err(malformed(
+                    "VERDICT",
+                    format!(
+                        "body of {} bytes is shorter than {VERDICT_FIXED_LEN}",
+                        body.len()
+                    ),
+                ));
             }
             let b = &body[..];
-            let outcome = Outcome::from_code(b[12])
-                .ok_or_else(|| malformed("VERDICT", format!("outcome {} is not 0, 1 or 2", b[12])))?;
+            let outcome = Outcome::from_code(b[12]).ok_or_else(|| {
+                malformed("VERDICT", format!("outcome {} is not 0, 1 or 2", b[12]))
+            })?;
             let result_len = BigEndian::read_u32(&b[23..27]) as u64;
             if VERDICT_FIXED_LEN as u64 + result_len != body.len() as u64 {
                 return Err(malformed(
                     "VERDICT",
-                    format!("result_len {result_len} does not match a body of {} bytes", body.len()),
+                    format!(
+                        "result_len {result_len} does not match a body of {} bytes",
+                        body.len()
+                    ),
                 ));
             }
             Message::Verdict(Verdict {
@@ -638,7 +721,10 @@ pub fn parse(msg: Bytes) -> Result<Message, Error> {
             let code = GoodbyeCode::from_code(BigEndian::read_u16(&body[0..2]));
             let n = BigEndian::read_u16(&body[2..4]) as usize;
             if n > MAX_GOODBYE_TEXT {
-                return Err(malformed("GOODBYE", format!("text length {n} is over {MAX_GOODBYE_TEXT}")));
+                return Err(malformed(
+                    "GOODBYE",
+                    format!("text length {n} is over {MAX_GOODBYE_TEXT}"),
+                ));
             }
             let text = exact(&body, 4, n, "GOODBYE", "text")?;
             let text = String::from_utf8_lossy(text).into_owned();
@@ -650,22 +736,40 @@ pub fn parse(msg: Bytes) -> Result<Message, Error> {
 }
 
 /// `body[at..at+n]`, which must end exactly at the end of `body`.
-fn exact<'a>(body: &'a [u8], at: usize, n: usize, kind: &'static str, what: &str) -> Result<&'a [u8], Error> {
+fn exact<'a>(
+    body: &'a [u8],
+    at: usize,
+    n: usize,
+    kind: &'static str,
+    what: &str,
+) -> Result<&'a [u8], Error> {
     if body.len() != at + n {
-        return Err(malformed(kind, format!("{what} length {n} does not match a body of {} bytes", body.len())));
+        return Err(malformed(
+            kind,
+            format!(
+                "{what} length {n} does not match a body of {} bytes",
+                body.len()
+            ),
+        ));
     }
     Ok(&body[at..])
 }
 
 fn fixed(body: &[u8], len: usize, kind: &'static str) -> Result<(), Error> {
     if body.len() != len {
-        return Err(malformed(kind, format!("body is {} bytes, must be {len}", body.len())));
+        return Err(malformed(
+            kind,
+            format!("body is {} bytes, must be {len}", body.len()),
+        ));
     }
     Ok(())
 }
 
 fn read_ticket(b: &[u8]) -> Ticket {
-    Ticket { id: BigEndian::read_u32(&b[0..4]), issued_us: BigEndian::read_u64(&b[4..12]) }
+    Ticket {
+        id: BigEndian::read_u32(&b[0..4]),
+        issued_us: BigEndian::read_u64(&b[4..12]),
+    }
 }
 
 /// Decodes one message from the front of `buf` if a whole one is there:
@@ -683,10 +787,24 @@ mod tests {
     fn samples() -> Vec<Message> {
         let payload = Bytes::from_static(&[0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9]);
         vec![
-            Message::Hello(Hello { capabilities: 0, name: "cam-01".into() }),
-            Message::Hello(Hello { capabilities: 7, name: "é".repeat(32) }),
-            Message::Welcome(Welcome { capabilities: 0, max_age_us: 80_000, max_frame_bytes: 1 << 24, window: 2 }),
-            Message::Ticket(Ticket { id: 9, issued_us: 123_456_789 }),
+            Message::Hello(Hello {
+                capabilities: 0,
+                name: "cam-01".into(),
+            }),
+            Message::Hello(Hello {
+                capabilities: 7,
+                name: "é".repeat(32),
+            }),
+            Message::Welcome(Welcome {
+                capabilities: 0,
+                max_age_us: 80_000,
+                max_frame_bytes: 1 << 24,
+                window: 2,
+            }),
+            Message::Ticket(Ticket {
+                id: 9,
+                issued_us: 123_456_789,
+            }),
             Message::Frame(Frame {
                 header: FrameHeader {
                     frame_id: 42,
@@ -698,7 +816,10 @@ mod tests {
                     payload_len: payload.len() as u32,
                 },
                 payload,
-                ticket: Ticket { id: 9, issued_us: 123_456_789 },
+                ticket: Ticket {
+                    id: 9,
+                    issued_us: 123_456_789,
+                },
             }),
             Message::Frame(Frame {
                 header: FrameHeader {
@@ -711,7 +832,10 @@ mod tests {
                     payload_len: 0,
                 },
                 payload: Bytes::new(),
-                ticket: Ticket { id: 0, issued_us: 0 },
+                ticket: Ticket {
+                    id: 0,
+                    issued_us: 0,
+                },
             }),
             Message::Verdict(Verdict {
                 frame_id: 42,
@@ -733,7 +857,10 @@ mod tests {
                 result_kind: 1,
                 result: Bytes::from_static(b"{\"n\":1}"),
             }),
-            Message::Goodbye(Goodbye { code: GoodbyeCode::ServerFull, text: "64 clients already".into() }),
+            Message::Goodbye(Goodbye {
+                code: GoodbyeCode::ServerFull,
+                text: "64 clients already".into(),
+            }),
         ]
     }
 
@@ -758,15 +885,26 @@ mod tests {
         for m in samples() {
             let bytes = encoded(&m);
             for cut in 0..bytes.len() {
-                assert_eq!(decode(&bytes[..cut], &Limits::default()).unwrap_err(), Error::Incomplete, "{} cut at {cut}", m.name());
+                assert_eq!(
+                    decode(&bytes[..cut], &Limits::default()).unwrap_err(),
+                    Error::Incomplete,
+                    "{} cut at {cut}",
+                    m.name()
+                );
             }
         }
     }
 
     #[test]
     fn two_messages_back_to_back_decode_one_at_a_time() {
-        let a = encoded(&Message::Ticket(Ticket { id: 1, issued_us: 2 }));
-        let b = encoded(&Message::Goodbye(Goodbye { code: GoodbyeCode::ShuttingDown, text: String::new() }));
+        let a = encoded(&Message::Ticket(Ticket {
+            id: 1,
+            issued_us: 2,
+        }));
+        let b = encoded(&Message::Goodbye(Goodbye {
+            code: GoodbyeCode::ShuttingDown,
+            text: String::new(),
+        }));
         let mut both = a.clone();
         both.extend_from_slice(&b);
         let (_, n) = decode(&both, &Limits::default()).unwrap();
@@ -777,11 +915,18 @@ mod tests {
 
     #[test]
     fn oversized_frame_is_refused_from_its_envelope_alone() {
-        let limits = Limits { max_frame_bytes: 1000, max_result_bytes: 0 };
+        let limits = Limits {
+            max_frame_bytes: 1000,
+            max_result_bytes: 0,
+        };
         // Only the 5-byte envelope: a FRAME claiming 4 GiB.
         let env = [kind::FRAME, 0xFF, 0xFF, 0xFF, 0xFF];
         match check(&env, &limits) {
-            Err(Error::TooLarge { what: "FRAME payload", max: 1000, .. }) => {}
+            Err(Error::TooLarge {
+                what: "FRAME payload",
+                max: 1000,
+                ..
+            }) => {}
             other => panic!("expected TooLarge, got {other:?}"),
         }
         let mut v = Vec::new();
@@ -795,8 +940,19 @@ mod tests {
             ticket_held_us: 0,
             payload_len: 1001,
         };
-        Message::Frame(Frame { header: h, payload, ticket: Ticket { id: 0, issued_us: 0 } }).encode(&mut v);
-        assert!(matches!(check(&v, &limits), Err(Error::TooLarge { len: 1001, .. })));
+        Message::Frame(Frame {
+            header: h,
+            payload,
+            ticket: Ticket {
+                id: 0,
+                issued_us: 0,
+            },
+        })
+        .encode(&mut v);
+        assert!(matches!(
+            check(&v, &limits),
+            Err(Error::TooLarge { len: 1001, .. })
+        ));
     }
 
     #[test]
@@ -807,27 +963,48 @@ mod tests {
         let at = ENVELOPE_LEN + 21;
         let n = BigEndian::read_u32(&bytes[at..at + 4]) + 1;
         BigEndian::write_u32(&mut bytes[at..at + 4], n);
-        assert!(matches!(decode(&bytes, &Limits::default()), Err(Error::Malformed { kind: "FRAME", .. })));
+        assert!(matches!(
+            decode(&bytes, &Limits::default()),
+            Err(Error::Malformed { kind: "FRAME", .. })
+        ));
     }
 
     #[test]
     fn unknown_kind_and_bad_fields_are_malformed() {
-        assert_eq!(check(&[0x7F], &Limits::default()), Err(Error::UnknownKind(0x7F)));
+        assert_eq!(
+            check(&[0x7F], &Limits::default()),
+            Err(Error::UnknownKind(0x7F))
+        );
         // HELLO with an empty name.
         let body = [0, 0, 0, 0, 0];
         let mut msg = vec![kind::HELLO, 0, 0, 0, 5];
         msg.extend_from_slice(&body);
-        assert!(matches!(decode(&msg, &Limits::default()), Err(Error::Malformed { kind: "HELLO", .. })));
+        assert!(matches!(
+            decode(&msg, &Limits::default()),
+            Err(Error::Malformed { kind: "HELLO", .. })
+        ));
         // VERDICT with outcome 9.
         let mut v = encoded(&samples()[6]);
         v[ENVELOPE_LEN + 12] = 9;
-        assert!(matches!(decode(&v, &Limits::default()), Err(Error::Malformed { kind: "VERDICT", .. })));
+        assert!(matches!(
+            decode(&v, &Limits::default()),
+            Err(Error::Malformed {
+                kind: "VERDICT",
+                ..
+            })
+        ));
         // WELCOME with window 0.
         let mut w = encoded(&samples()[2]);
         let at = ENVELOPE_LEN + 12;
         w[at] = 0;
         w[at + 1] = 0;
-        assert!(matches!(decode(&w, &Limits::default()), Err(Error::Malformed { kind: "WELCOME", .. })));
+        assert!(matches!(
+            decode(&w, &Limits::default()),
+            Err(Error::Malformed {
+                kind: "WELCOME",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -835,15 +1012,22 @@ mod tests {
         assert_eq!(check_preface(&preface()), Ok(VERSION));
         assert_eq!(check_preface(b"FL"), Err(Error::Incomplete));
         assert_eq!(check_preface(b"FLNK\x00\x02"), Ok(2));
-        let http = check_preface(b"GET / HTTP/1.1\r\n").unwrap_err().to_string();
+        let http = check_preface(b"GET / HTTP/1.1\r\n")
+            .unwrap_err()
+            .to_string();
         assert!(http.contains("HTTP"), "{http}");
-        let junk = check_preface(&[0xde, 0xad, 0xbe, 0xef, 0, 0]).unwrap_err().to_string();
+        let junk = check_preface(&[0xde, 0xad, 0xbe, 0xef, 0, 0])
+            .unwrap_err()
+            .to_string();
         assert!(junk.contains("de ad be ef"), "{junk}");
     }
 
     #[test]
     fn long_names_are_cut_on_a_char_boundary() {
-        let m = Message::Hello(Hello { capabilities: 0, name: "ü".repeat(40) });
+        let m = Message::Hello(Hello {
+            capabilities: 0,
+            name: "ü".repeat(40),
+        });
         let (back, _) = decode(&encoded(&m), &Limits::default()).unwrap();
         match back {
             Message::Hello(h) => assert_eq!(h.name, "ü".repeat(32)),

@@ -9,7 +9,10 @@ use crate::connection::{self, ConnError, Reader, Writer};
 use crate::gate::{self, Gate};
 use crate::jpeg;
 use crate::latest::{self, LatestReceiver, LatestSender};
-use crate::protocol::{self, Encoding, Goodbye, GoodbyeCode, Limits, Message, Outcome, Reason, Ticket, Verdict, Welcome};
+use crate::protocol::{
+    self, Encoding, Goodbye, GoodbyeCode, Limits, Message, Outcome, Reason, Ticket, Verdict,
+    Welcome,
+};
 use crate::shutdown::Shutdown;
 use crate::sink::{ArrivedFrame, ClientId, FrameView, Sink};
 use crate::stats::{Figures, Running, Tally};
@@ -105,11 +108,17 @@ impl Registry {
     }
 
     fn remove(&self, id: ClientId) {
-        let Some(live) = self.live.lock().unwrap().remove(&id) else { return };
+        let Some(live) = self.live.lock().unwrap().remove(&id) else {
+            return;
+        };
         let mut total = live.stats.lock().unwrap().total.clone();
         total.counts.superseded = live.superseded.load(Ordering::Relaxed);
         let mut gone = self.gone.lock().unwrap();
-        let key = if gone.len() < MAX_NAMED_CLIENTS || gone.contains_key(&live.name) { live.name.clone() } else { Arc::from("(other clients)") };
+        let key = if gone.len() < MAX_NAMED_CLIENTS || gone.contains_key(&live.name) {
+            live.name.clone()
+        } else {
+            Arc::from("(other clients)")
+        };
         let entry = gone.entry(key).or_insert_with(|| (Tally::default(), 0));
         entry.0.merge(&total);
         entry.1 += 1;
@@ -130,7 +139,12 @@ impl Registry {
             sum.counts.superseded += now - l.superseded_reported.swap(now, Ordering::Relaxed);
             elapsed = elapsed.max(e);
         }
-        Some(format!("{} client{} | {}", live.len(), if live.len() == 1 { "" } else { "s" }, sum.status_line(elapsed)))
+        Some(format!(
+            "{} client{} | {}",
+            live.len(),
+            if live.len() == 1 { "" } else { "s" },
+            sum.status_line(elapsed)
+        ))
     }
 
     fn summary(&self, processed: u64, duration: Duration) -> ServerSummary {
@@ -138,7 +152,9 @@ impl Registry {
         for l in self.live.lock().unwrap().values() {
             let mut t = l.stats.lock().unwrap().total.clone();
             t.counts.superseded = l.superseded.load(Ordering::Relaxed);
-            let e = per_name.entry(l.name.clone()).or_insert_with(|| (Tally::default(), 0));
+            let e = per_name
+                .entry(l.name.clone())
+                .or_insert_with(|| (Tally::default(), 0));
             e.0.merge(&t);
             e.1 += 1;
         }
@@ -147,10 +163,19 @@ impl Registry {
             .iter()
             .map(|(name, (t, n))| {
                 total.merge(t);
-                ClientSummary { name: name.to_string(), connections: *n, figures: t.figures(false) }
+                ClientSummary {
+                    name: name.to_string(),
+                    connections: *n,
+                    figures: t.figures(false),
+                }
             })
             .collect();
-        ServerSummary { total: total.figures(false), frames_processed: processed, duration_s: duration.as_secs_f64(), clients }
+        ServerSummary {
+            total: total.figures(false),
+            frames_processed: processed,
+            duration_s: duration.as_secs_f64(),
+            clients,
+        }
     }
 }
 
@@ -187,13 +212,23 @@ impl Shared {
 /// The display/processing thread is the calling thread (windows want the
 /// thread that made them); the accept loop and every connection run on
 /// scoped threads, all finished before this returns.
-pub fn run(listener: TcpListener, config: ServerConfig, mut sinks: Vec<Box<dyn Sink>>, shutdown: Shutdown) -> Result<ServerSummary> {
+pub fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    mut sinks: Vec<Box<dyn Sink>>,
+    shutdown: Shutdown,
+) -> Result<ServerSummary> {
     let started = Instant::now();
-    listener.set_nonblocking(true).context("cannot make the listening socket non-blocking")?;
+    listener
+        .set_nonblocking(true)
+        .context("cannot make the listening socket non-blocking")?;
     let (joined_tx, joined_rx) = crossbeam_channel::bounded(config.max_clients.max(1));
     let shared = Shared {
         gate: Gate::new(config.max_age),
-        limits: Limits { max_frame_bytes: config.max_frame_bytes, max_result_bytes: 0 },
+        limits: Limits {
+            max_frame_bytes: config.max_frame_bytes,
+            max_result_bytes: 0,
+        },
         epoch: Instant::now(),
         registry: Registry::default(),
         joined: joined_tx,
@@ -235,16 +270,24 @@ pub fn run(listener: TcpListener, config: ServerConfig, mut sinks: Vec<Box<dyn S
 /// Writes `value` as one JSON object to `path`.
 pub fn write_json(path: &std::path::Path, value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("cannot write the summary to {}", path.display()))
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write the summary to {}", path.display()))
 }
 
 /// Accepts connections until shutdown. Polls a non-blocking listener, so a
 /// shutdown is seen within 25 ms.
-fn accept_loop<'s>(s: &'s std::thread::Scope<'s, '_>, listener: &'s TcpListener, shared: &'s Shared) {
+fn accept_loop<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    listener: &'s TcpListener,
+    shared: &'s Shared,
+) {
     while !shared.shutdown.is_triggered() {
         match listener.accept() {
             Ok((stream, peer)) => {
-                if let Err(e) = stream.set_nonblocking(false).and_then(|_| connection::configure(&stream, shared.config.io_timeout)) {
+                if let Err(e) = stream
+                    .set_nonblocking(false)
+                    .and_then(|_| connection::configure(&stream, shared.config.io_timeout))
+                {
                     warn!(%peer, "cannot set up the connection: {e}");
                     continue;
                 }
@@ -253,10 +296,12 @@ fn accept_loop<'s>(s: &'s std::thread::Scope<'s, '_>, listener: &'s TcpListener,
                     continue;
                 }
                 shared.active.fetch_add(1, Ordering::SeqCst);
-                let spawned = std::thread::Builder::new().name(format!("conn {peer}")).spawn_scoped(s, move || {
-                    serve(stream, peer, shared);
-                    shared.active.fetch_sub(1, Ordering::SeqCst);
-                });
+                let spawned = std::thread::Builder::new()
+                    .name(format!("conn {peer}"))
+                    .spawn_scoped(s, move || {
+                        serve(stream, peer, shared);
+                        shared.active.fetch_sub(1, Ordering::SeqCst);
+                    });
                 if let Err(e) = spawned {
                     shared.active.fetch_sub(1, Ordering::SeqCst);
                     warn!(%peer, "cannot start a thread for the connection: {e}");
@@ -277,34 +322,51 @@ fn accept_loop<'s>(s: &'s std::thread::Scope<'s, '_>, listener: &'s TcpListener,
 /// Tells a client beyond `--max-clients` why it is turned away, on a short
 /// thread (at most [`MAX_REFUSING`] at once) that reads the client's hello
 /// before closing, so the goodbye is not lost to a reset.
-fn refuse_full<'s>(s: &'s std::thread::Scope<'s, '_>, stream: TcpStream, peer: SocketAddr, shared: &'s Shared) {
+fn refuse_full<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &'s Shared,
+) {
     warn!(%peer, max_clients = shared.config.max_clients, "refused: server full");
     if shared.refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
         shared.refusing.fetch_sub(1, Ordering::SeqCst);
         return;
     }
-    let spawned = std::thread::Builder::new().name(format!("refuse {peer}")).spawn_scoped(s, move || {
-        let text = format!("server full: {} clients are connected (--max-clients)", shared.config.max_clients);
-        let mut reader = match stream.try_clone() {
-            Ok(r) => Reader::new(r, shared.limits),
-            Err(_) => return,
-        };
-        let mut writer = Writer::new(stream);
-        let bye = Message::Goodbye(Goodbye { code: GoodbyeCode::ServerFull, text });
-        if writer.send(true, &[&bye]).is_ok() {
-            writer.finish();
-            // Drain until the client closes (it reads the goodbye, then closes), briefly.
-            let deadline = Instant::now() + Duration::from_secs(2);
-            let _ = reader.read_preface(deadline, &shared.shutdown);
-            while Instant::now() < deadline {
-                match reader.read_message(Some(Duration::from_secs(2)), Duration::from_secs(2), &shared.shutdown) {
-                    Ok(Some(_)) => continue,
-                    _ => break,
+    let spawned = std::thread::Builder::new()
+        .name(format!("refuse {peer}"))
+        .spawn_scoped(s, move || {
+            let text = format!(
+                "server full: {} clients are connected (--max-clients)",
+                shared.config.max_clients
+            );
+            let mut reader = match stream.try_clone() {
+                Ok(r) => Reader::new(r, shared.limits),
+                Err(_) => return,
+            };
+            let mut writer = Writer::new(stream);
+            let bye = Message::Goodbye(Goodbye {
+                code: GoodbyeCode::ServerFull,
+                text,
+            });
+            if writer.send(true, &[&bye]).is_ok() {
+                writer.finish();
+                // Drain until the client closes (it reads the goodbye, then closes), briefly.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                let _ = reader.read_preface(deadline, &shared.shutdown);
+                while Instant::now() < deadline {
+                    match reader.read_message(
+                        Some(Duration::from_secs(2)),
+                        Duration::from_secs(2),
+                        &shared.shutdown,
+                    ) {
+                        Ok(Some(_)) => continue,
+                        _ => break,
+                    }
                 }
             }
-        }
-        shared.refusing.fetch_sub(1, Ordering::SeqCst);
-    });
+            shared.refusing.fetch_sub(1, Ordering::SeqCst);
+        });
     if spawned.is_err() {
         shared.refusing.fetch_sub(1, Ordering::SeqCst);
     }
@@ -344,7 +406,12 @@ struct Connection<'a> {
 impl<'a> Connection<'a> {
     /// Reads the client's preface and HELLO, answers WELCOME and the first
     /// tickets. A wrong peer or version is told why (GOODBYE) and closed.
-    fn start(stream: TcpStream, peer: SocketAddr, shared: &'a Shared, span: &tracing::Span) -> Result<Self, ConnError> {
+    fn start(
+        stream: TcpStream,
+        peer: SocketAddr,
+        shared: &'a Shared,
+        span: &tracing::Span,
+    ) -> Result<Self, ConnError> {
         let mut reader = Reader::new(stream.try_clone()?, shared.limits);
         let mut writer = Writer::new(stream);
         let io = shared.config.io_timeout;
@@ -364,14 +431,20 @@ impl<'a> Connection<'a> {
         if version != protocol::VERSION {
             let text = format!("this server speaks framelink protocol version {}, the client sent version {version}", protocol::VERSION);
             refuse(&mut writer, GoodbyeCode::UnsupportedVersion, text.clone());
-            return Err(ConnError::Protocol(protocol::Error::Malformed { kind: "preface", reason: text }));
+            return Err(ConnError::Protocol(protocol::Error::Malformed {
+                kind: "preface",
+                reason: text,
+            }));
         }
         let hello = match reader.read_message(Some(io), io, &shared.shutdown) {
             Ok(Some(Message::Hello(h))) => h,
             Ok(Some(other)) => {
                 let text = format!("expected HELLO after the preface, got {}", other.name());
                 refuse(&mut writer, GoodbyeCode::ProtocolError, text.clone());
-                return Err(ConnError::Protocol(protocol::Error::Malformed { kind: "handshake", reason: text }));
+                return Err(ConnError::Protocol(protocol::Error::Malformed {
+                    kind: "handshake",
+                    reason: text,
+                }));
             }
             Ok(None) => return Err(ConnError::Closed { mid_message: false }),
             Err(e) => {
@@ -390,27 +463,46 @@ impl<'a> Connection<'a> {
         });
         shared.registry.add(id, live.clone());
         // The thread is closing down if this fails; the connection then ends at its first read.
-        let _ = shared.joined.send_timeout(Joined { id, frames: rx }, Duration::from_secs(1));
-        let mut conn = Connection { id, shared, reader, writer, live, frames, outstanding: VecDeque::new(), next_ticket: 0 };
+        let _ = shared
+            .joined
+            .send_timeout(Joined { id, frames: rx }, Duration::from_secs(1));
+        let mut conn = Connection {
+            id,
+            shared,
+            reader,
+            writer,
+            live,
+            frames,
+            outstanding: VecDeque::new(),
+            next_ticket: 0,
+        };
         let welcome = Message::Welcome(Welcome {
             capabilities: 0,
             max_age_us: gate::micros_u32(shared.config.max_age),
             max_frame_bytes: shared.config.max_frame_bytes,
             window: shared.config.window,
         });
-        let tickets: Vec<Message> = (0..shared.config.window).map(|_| Message::Ticket(conn.issue_ticket())).collect();
+        let tickets: Vec<Message> = (0..shared.config.window)
+            .map(|_| Message::Ticket(conn.issue_ticket()))
+            .collect();
         let mut out: Vec<&Message> = vec![&welcome];
         out.extend(tickets.iter());
         if let Err(e) = conn.writer.send(true, &out) {
             shared.registry.remove(id);
             return Err(e.into());
         }
-        info!(capabilities = hello.capabilities, "connected: {} (peer {peer})", hello.name);
+        info!(
+            capabilities = hello.capabilities,
+            "connected: {} (peer {peer})", hello.name
+        );
         Ok(conn)
     }
 
     fn issue_ticket(&mut self) -> Ticket {
-        let t = Ticket { id: self.next_ticket, issued_us: self.shared.now_us() };
+        let t = Ticket {
+            id: self.next_ticket,
+            issued_us: self.shared.now_us(),
+        };
         self.next_ticket = self.next_ticket.wrapping_add(1);
         self.outstanding.push_back(t);
         t
@@ -425,7 +517,10 @@ impl<'a> Connection<'a> {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok("client closed the connection without GOODBYE".into()),
                 Err(ConnError::Shutdown) => {
-                    let bye = Message::Goodbye(Goodbye { code: GoodbyeCode::ShuttingDown, text: "server is shutting down".into() });
+                    let bye = Message::Goodbye(Goodbye {
+                        code: GoodbyeCode::ShuttingDown,
+                        text: "server is shutting down".into(),
+                    });
                     let _ = self.writer.send(false, &[&bye]);
                     self.writer.finish();
                     return Ok("server shutting down".into());
@@ -440,14 +535,28 @@ impl<'a> Connection<'a> {
                     let arrived = Instant::now();
                     let verdict = self.judge(frame, arrived)?;
                     let ticket = Message::Ticket(self.issue_ticket());
-                    self.writer.send(false, &[&Message::Verdict(verdict), &ticket])?;
+                    self.writer
+                        .send(false, &[&Message::Verdict(verdict), &ticket])?;
                 }
                 Message::Goodbye(g) => {
-                    return Ok(if g.text.is_empty() { format!("client said goodbye ({:?})", g.code) } else { format!("client said goodbye: {}", g.text) });
+                    return Ok(if g.text.is_empty() {
+                        format!("client said goodbye ({:?})", g.code)
+                    } else {
+                        format!("client said goodbye: {}", g.text)
+                    });
                 }
                 other => {
-                    let e = protocol::Error::Malformed { kind: "stream", reason: format!("a client may not send {} after the handshake", other.name()) };
-                    let bye = Message::Goodbye(Goodbye { code: GoodbyeCode::ProtocolError, text: e.to_string() });
+                    let e = protocol::Error::Malformed {
+                        kind: "stream",
+                        reason: format!(
+                            "a client may not send {} after the handshake",
+                            other.name()
+                        ),
+                    };
+                    let bye = Message::Goodbye(Goodbye {
+                        code: GoodbyeCode::ProtocolError,
+                        text: e.to_string(),
+                    });
                     let _ = self.writer.send(false, &[&bye]);
                     self.writer.finish();
                     return Err(e.into());
@@ -464,9 +573,18 @@ impl<'a> Connection<'a> {
         let Some(pos) = self.outstanding.iter().position(|t| *t == frame.ticket) else {
             let e = protocol::Error::Malformed {
                 kind: "FRAME",
-                reason: format!("echoes ticket {} ({} us) that is not outstanding", frame.ticket.id, frame.ticket.issued_us),
+                reason: format!(
+                    "echoes ticket {} ({} us) that is not outstanding",
+                    frame.ticket.id, frame.ticket.issued_us
+                ),
             };
-            let _ = self.writer.send(false, &[&Message::Goodbye(Goodbye { code: GoodbyeCode::ProtocolError, text: e.to_string() })]);
+            let _ = self.writer.send(
+                false,
+                &[&Message::Goodbye(Goodbye {
+                    code: GoodbyeCode::ProtocolError,
+                    text: e.to_string(),
+                })],
+            );
             self.writer.finish();
             return Err(e.into());
         };
@@ -486,7 +604,11 @@ impl<'a> Connection<'a> {
         } else {
             Reason::None
         };
-        let outcome = if reason == Reason::None { self.shared.gate.judge(&m) } else { Outcome::Rejected };
+        let outcome = if reason == Reason::None {
+            self.shared.gate.judge(&m)
+        } else {
+            Outcome::Rejected
+        };
         {
             let mut stats = self.live.stats.lock().unwrap();
             stats.record_sent(frame.payload.len());
@@ -505,7 +627,11 @@ impl<'a> Connection<'a> {
                     arrived,
                 });
             }
-            Outcome::DroppedStale => debug!(frame = h.frame_id, age_ms = m.age.as_secs_f64() * 1e3, "dropped stale frame"),
+            Outcome::DroppedStale => debug!(
+                frame = h.frame_id,
+                age_ms = m.age.as_secs_f64() * 1e3,
+                "dropped stale frame"
+            ),
             Outcome::Rejected => warn!(frame = h.frame_id, "rejected frame: {}", reason.describe()),
         }
         Ok(Verdict {
@@ -530,7 +656,13 @@ fn refuse_for(writer: &mut Writer, e: &ConnError) {
         ConnError::Shutdown => GoodbyeCode::ShuttingDown,
         ConnError::Io(_) | ConnError::Closed { .. } => return,
     };
-    let _ = writer.send(false, &[&Message::Goodbye(Goodbye { code, text: e.to_string() })]);
+    let _ = writer.send(
+        false,
+        &[&Message::Goodbye(Goodbye {
+            code,
+            text: e.to_string(),
+        })],
+    );
     writer.finish();
 }
 
@@ -539,7 +671,11 @@ fn refuse_for(writer: &mut Writer, e: &ConnError) {
 /// sinks. Unblocked by a frame, a client joining or leaving, or the tick;
 /// ends on shutdown or when a sink asks to stop.
 fn pipeline(joined: &Receiver<Joined>, sinks: &mut [Box<dyn Sink>], shutdown: &Shutdown) {
-    let tick = if sinks.iter().any(|s| s.name() == "display") { crate::display::DISPLAY_TICK } else { connection::TICK };
+    let tick = if sinks.iter().any(|s| s.name() == "display") {
+        crate::display::DISPLAY_TICK
+    } else {
+        connection::TICK
+    };
     let mut clients: Vec<Joined> = Vec::new();
     let mut failures: HashMap<(ClientId, usize), u64> = HashMap::new();
     let mut last_tick = Instant::now();
@@ -581,7 +717,13 @@ fn pipeline(joined: &Receiver<Joined>, sinks: &mut [Box<dyn Sink>], shutdown: &S
                         let n = failures.entry((client, k)).or_default();
                         *n += 1;
                         if n.is_power_of_two() {
-                            warn!(sink = sink.name(), client = &*view.frame.client_name, failures = *n, "frame {}: {e:#}", view.frame.frame_id);
+                            warn!(
+                                sink = sink.name(),
+                                client = &*view.frame.client_name,
+                                failures = *n,
+                                "frame {}: {e:#}",
+                                view.frame.frame_id
+                            );
                         }
                     }
                 }
@@ -616,7 +758,9 @@ pub fn advertised_addresses(local: SocketAddr) -> Vec<SocketAddr> {
         .into_iter()
         .map(|i| i.ip())
         .filter(|ip| ip.is_ipv4() == local.is_ipv4())
-        .filter(|ip| !matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+        .filter(
+            |ip| !matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80),
+        )
         .map(|ip| SocketAddr::new(ip, local.port()))
         .collect();
     out.sort_by_key(|a| (a.ip().is_loopback(), *a));

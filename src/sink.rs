@@ -38,7 +38,10 @@ pub struct FrameView {
 
 impl FrameView {
     pub fn new(frame: ArrivedFrame) -> Self {
-        FrameView { frame, decoded: None }
+        FrameView {
+            frame,
+            decoded: None,
+        }
     }
 
     /// The frame as RGB pixels. Fails (with the same message each time) for a
@@ -106,7 +109,10 @@ pub struct ProcessorSink {
 
 impl ProcessorSink {
     pub fn new(processor: Box<dyn Processor>) -> Self {
-        ProcessorSink { processor, processed: 0 }
+        ProcessorSink {
+            processor,
+            processed: 0,
+        }
     }
 }
 
@@ -146,7 +152,10 @@ impl Processor for CountProcessor {
     }
 
     fn process(&mut self, view: &mut FrameView) -> anyhow::Result<()> {
-        *self.per_client.entry(view.frame.client_name.clone()).or_default() += 1;
+        *self
+            .per_client
+            .entry(view.frame.client_name.clone())
+            .or_default() += 1;
         Ok(())
     }
 }

@@ -43,13 +43,21 @@ pub struct Tally {
 
 impl Default for Tally {
     fn default() -> Self {
-        Tally { counts: Counts::default(), age: new_histogram(), transit: new_histogram(), first_accepted: None, last_accepted: None }
+        Tally {
+            counts: Counts::default(),
+            age: new_histogram(),
+            transit: new_histogram(),
+            first_accepted: None,
+            last_accepted: None,
+        }
     }
 }
 
 impl std::fmt::Debug for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tally").field("counts", &self.counts).finish_non_exhaustive()
+        f.debug_struct("Tally")
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,7 +69,13 @@ impl Tally {
     }
 
     /// The server's verdict on one frame, with the figures it was judged by.
-    pub fn record_verdict(&mut self, outcome: Outcome, age: Duration, transit: Duration, at: Instant) {
+    pub fn record_verdict(
+        &mut self,
+        outcome: Outcome,
+        age: Duration,
+        transit: Duration,
+        at: Instant,
+    ) {
         match outcome {
             Outcome::Accepted => {
                 self.counts.accepted += 1;
@@ -74,8 +88,10 @@ impl Tally {
                 return; // a rejected frame's age says nothing about the link
             }
         }
-        self.age.saturating_record((age.as_micros() as u64).clamp(1, MAX_RECORDED_US));
-        self.transit.saturating_record((transit.as_micros() as u64).clamp(1, MAX_RECORDED_US));
+        self.age
+            .saturating_record((age.as_micros() as u64).clamp(1, MAX_RECORDED_US));
+        self.transit
+            .saturating_record((transit.as_micros() as u64).clamp(1, MAX_RECORDED_US));
     }
 
     /// Adds another tally into this one (per-client tallies into a total).
@@ -178,10 +194,18 @@ pub struct Percentiles {
 impl Percentiles {
     fn of(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
-            return Percentiles { p50: None, p99: None, max: None };
+            return Percentiles {
+                p50: None,
+                p99: None,
+                max: None,
+            };
         }
         let ms = |us: u64| Some((us as f64 / 1000.0 * 1000.0).round() / 1000.0);
-        Percentiles { p50: ms(h.value_at_quantile(0.50)), p99: ms(h.value_at_quantile(0.99)), max: ms(h.max()) }
+        Percentiles {
+            p50: ms(h.value_at_quantile(0.50)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
     }
 }
 
@@ -235,7 +259,11 @@ pub struct Running {
 
 impl Default for Running {
     fn default() -> Self {
-        Running { total: Tally::default(), interval: Tally::default(), interval_start: Instant::now() }
+        Running {
+            total: Tally::default(),
+            interval: Tally::default(),
+            interval_start: Instant::now(),
+        }
     }
 }
 
@@ -245,7 +273,13 @@ impl Running {
         self.interval.record_sent(bytes);
     }
 
-    pub fn record_verdict(&mut self, outcome: Outcome, age: Duration, transit: Duration, at: Instant) {
+    pub fn record_verdict(
+        &mut self,
+        outcome: Outcome,
+        age: Duration,
+        transit: Duration,
+        at: Instant,
+    ) {
         self.total.record_verdict(outcome, age, transit, at);
         self.interval.record_verdict(outcome, age, transit, at);
     }
@@ -274,16 +308,34 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..100u64 {
             t.record_sent(1000);
-            t.record_verdict(Outcome::Accepted, Duration::from_millis(i + 1), Duration::from_micros(500), t0 + Duration::from_millis(i * 10));
+            t.record_verdict(
+                Outcome::Accepted,
+                Duration::from_millis(i + 1),
+                Duration::from_micros(500),
+                t0 + Duration::from_millis(i * 10),
+            );
         }
         t.record_sent(1000);
-        t.record_verdict(Outcome::DroppedStale, Duration::from_millis(200), Duration::from_millis(150), t0);
+        t.record_verdict(
+            Outcome::DroppedStale,
+            Duration::from_millis(200),
+            Duration::from_millis(150),
+            t0,
+        );
         t.record_sent(1000);
-        t.record_verdict(Outcome::Rejected, Duration::from_millis(1), Duration::ZERO, t0);
+        t.record_verdict(
+            Outcome::Rejected,
+            Duration::from_millis(1),
+            Duration::ZERO,
+            t0,
+        );
         let f = t.figures(true);
         assert_eq!(f.frames_sent, Some(102));
         assert_eq!(f.frames_received, None);
-        assert_eq!((f.frames_accepted, f.frames_dropped_stale, f.frames_rejected), (100, 1, 1));
+        assert_eq!(
+            (f.frames_accepted, f.frames_dropped_stale, f.frames_rejected),
+            (100, 1, 1)
+        );
         assert_eq!(f.bytes, 102_000);
         // 100 accepted frames over 990 ms: 99 intervals.
         assert!((f.fps_accepted - 100.0).abs() < 0.01, "{}", f.fps_accepted);
@@ -296,9 +348,19 @@ mod tests {
     fn merge_adds_counts_and_widens_the_accepted_span() {
         let t0 = Instant::now();
         let mut a = Tally::default();
-        a.record_verdict(Outcome::Accepted, Duration::from_millis(1), Duration::from_millis(1), t0);
+        a.record_verdict(
+            Outcome::Accepted,
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+            t0,
+        );
         let mut b = Tally::default();
-        b.record_verdict(Outcome::Accepted, Duration::from_millis(3), Duration::from_millis(1), t0 + Duration::from_secs(1));
+        b.record_verdict(
+            Outcome::Accepted,
+            Duration::from_millis(3),
+            Duration::from_millis(1),
+            t0 + Duration::from_secs(1),
+        );
         a.merge(&b);
         assert_eq!(a.counts.accepted, 2);
         assert!((a.fps_accepted() - 1.0).abs() < 1e-6);

@@ -11,31 +11,55 @@ fn frames_flow_end_to_end_and_both_summaries_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let server_json = dir.path().join("server.json");
     let client_json = dir.path().join("client.json");
-    let server = TestServer::start(framelink::server::ServerConfig { summary_json: Some(server_json.clone()), ..server_config() });
+    let server = TestServer::start(framelink::server::ServerConfig {
+        summary_json: Some(server_json.clone()),
+        ..server_config()
+    });
     let mut cfg = ClientConfig::test_pattern(server.addr.to_string(), 320, 240, 30.0);
     cfg.name = "cam-a".into();
     cfg.summary_json = Some(client_json.clone());
     let client = TestClient::start(cfg);
 
     let seen = server.wait_frames(Some("cam-a"), 20);
-    assert!(seen.windows(2).all(|w| w[0].frame_id < w[1].frame_id), "frames arrive newest-last, never repeated");
-    assert!(seen.iter().all(|s| s.age < Duration::from_millis(80)), "every accepted frame is within the threshold");
+    assert!(
+        seen.windows(2).all(|w| w[0].frame_id < w[1].frame_id),
+        "frames arrive newest-last, never repeated"
+    );
+    assert!(
+        seen.iter().all(|s| s.age < Duration::from_millis(80)),
+        "every accepted frame is within the threshold"
+    );
 
     let c = client.stop().unwrap();
     let s = server.stop();
     assert!(c.figures.frames_accepted >= 20);
     assert_eq!(c.connections, 1);
 
-    let cj: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&client_json).unwrap()).unwrap();
-    let sj: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&server_json).unwrap()).unwrap();
-    for key in ["frames_sent", "frames_accepted", "frames_dropped_stale", "frames_rejected", "frames_superseded", "fps_accepted", "age_ms", "transit_ms", "bytes"] {
+    let cj: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&client_json).unwrap()).unwrap();
+    let sj: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&server_json).unwrap()).unwrap();
+    for key in [
+        "frames_sent",
+        "frames_accepted",
+        "frames_dropped_stale",
+        "frames_rejected",
+        "frames_superseded",
+        "fps_accepted",
+        "age_ms",
+        "transit_ms",
+        "bytes",
+    ] {
         assert!(cj.get(key).is_some(), "client summary lacks {key}: {cj}");
     }
     assert!(cj["frames_sent"].as_u64().unwrap() >= cj["frames_accepted"].as_u64().unwrap());
     assert_eq!(cj["frames_dropped_stale"], 0);
     assert!(cj["age_ms"]["p99"].as_f64().unwrap() < 80.0);
 
-    assert_eq!(sj["frames_accepted"].as_u64().unwrap(), s.total.frames_accepted);
+    assert_eq!(
+        sj["frames_accepted"].as_u64().unwrap(),
+        s.total.frames_accepted
+    );
     assert_eq!(sj["frames_dropped_stale"], 0);
     assert!(sj["fps_accepted"].as_f64().unwrap() > 10.0, "{sj}");
     let clients = sj["clients"].as_array().unwrap();
@@ -96,7 +120,9 @@ fn a_folder_of_jpegs_is_sent_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let img = image::RgbImage::from_fn(48, 32, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 128]));
     let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90).encode(&img, 48, 32, image::ExtendedColorType::Rgb8).unwrap();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode(&img, 48, 32, image::ExtendedColorType::Rgb8)
+        .unwrap();
     std::fs::write(dir.path().join("0001.jpg"), &jpeg).unwrap();
     let server = TestServer::start(server_config());
     let mut cfg = ClientConfig::test_pattern(server.addr.to_string(), 48, 32, 30.0);

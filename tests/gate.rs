@@ -12,7 +12,13 @@ use support::{server_config, TestClient, TestServer};
 
 /// Streams through a link with `one_way` delay each way for a dozen round
 /// trips; returns both summaries.
-fn stream_through_delay(config: ServerConfig, one_way: Duration) -> (framelink::client::ClientSummary, framelink::server::ServerSummary) {
+fn stream_through_delay(
+    config: ServerConfig,
+    one_way: Duration,
+) -> (
+    framelink::client::ClientSummary,
+    framelink::server::ServerSummary,
+) {
     let server = TestServer::start(config);
     let proxy = DelayProxy::start(server.addr, one_way);
     let mut cfg = ClientConfig::test_pattern(proxy.addr.to_string(), 160, 120, 30.0);
@@ -36,12 +42,18 @@ fn frames_older_than_the_threshold_are_dropped_and_counted() {
     assert!(age >= 120.0, "the measured age counts the link: {age} ms");
     // Stop-and-wait at 120 ms round trip sends about 8 fps of 30 captured:
     // the rest were replaced in the slot, never queued.
-    assert!(c.figures.frames_superseded > c.figures.frames_sent.unwrap(), "{c:?}");
+    assert!(
+        c.figures.frames_superseded > c.figures.frames_sent.unwrap(),
+        "{c:?}"
+    );
 }
 
 #[test]
 fn raising_the_threshold_above_the_delay_accepts_them() {
-    let config = ServerConfig { max_age: Duration::from_millis(1000), ..server_config() };
+    let config = ServerConfig {
+        max_age: Duration::from_millis(1000),
+        ..server_config()
+    };
     let (c, s) = stream_through_delay(config, Duration::from_millis(60));
     assert!(c.figures.frames_accepted >= 3, "{c:?}");
     assert_eq!(c.figures.frames_dropped_stale, 0);
@@ -74,19 +86,32 @@ fn a_stalled_processor_does_not_slow_receiving_and_keeps_only_the_newest() {
     let (stalled_tx, stalled) = crossbeam_channel::bounded(1);
     let (release_tx, release) = crossbeam_channel::bounded(1);
     let server = TestServer::start_with(server_config(), "127.0.0.1:0", move || {
-        vec![Box::new(Stall { stalled: stalled_tx, release, first: true }) as Box<dyn Sink>]
+        vec![Box::new(Stall {
+            stalled: stalled_tx,
+            release,
+            first: true,
+        }) as Box<dyn Sink>]
     });
     let client = TestClient::pattern(server.addr, "fast", 160, 120, 100.0);
-    stalled.recv_timeout(support::WAIT).expect("the stalling sink got a frame");
+    stalled
+        .recv_timeout(support::WAIT)
+        .expect("the stalling sink got a frame");
     // While processing is stuck, receiving goes on: run the client a while.
     let waited = client.shutdown.wait_timeout(Duration::from_millis(1500));
     assert!(!waited);
     let c = client.stop().unwrap();
     release_tx.send(()).unwrap();
     let s = server.stop();
-    assert!(c.figures.frames_accepted >= 50, "receiving went on while processing stalled: {c:?}");
+    assert!(
+        c.figures.frames_accepted >= 50,
+        "receiving went on while processing stalled: {c:?}"
+    );
     // The processing side took the first frame, then at most the newest one
     // left in the hand-off: everything in between was superseded, not queued.
     assert!(s.frames_processed <= 2, "{}", s.frames_processed);
-    assert!(s.total.frames_superseded + s.frames_processed >= s.total.frames_accepted - 1, "{:?}", s.total);
+    assert!(
+        s.total.frames_superseded + s.frames_processed >= s.total.frames_accepted - 1,
+        "{:?}",
+        s.total
+    );
 }

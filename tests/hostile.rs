@@ -3,7 +3,9 @@
 
 mod support;
 
-use framelink::protocol::{self, kind, Encoding, FrameHeader, GoodbyeCode, Hello, Message, Outcome, Reason, Ticket};
+use framelink::protocol::{
+    self, kind, Encoding, FrameHeader, GoodbyeCode, Hello, Message, Outcome, Reason, Ticket,
+};
 use framelink::server::ServerConfig;
 use std::time::Duration;
 use support::{server_config, RawPeer, TestClient, TestServer};
@@ -31,7 +33,15 @@ fn expect_goodbye(m: Option<Message>, code: GoodbyeCode) -> String {
 /// A raw peer past the handshake, holding the ticket it was given.
 fn handshaken(server: &TestServer, name: &str) -> (RawPeer, Ticket) {
     let mut peer = RawPeer::connect(server.addr);
-    peer.writer.send(true, &[&Message::Hello(Hello { capabilities: 0, name: name.into() })]).unwrap();
+    peer.writer
+        .send(
+            true,
+            &[&Message::Hello(Hello {
+                capabilities: 0,
+                name: name.into(),
+            })],
+        )
+        .unwrap();
     match peer.read_reply() {
         Some(Message::Welcome(w)) => assert_eq!(w.window, 1),
         other => panic!("expected WELCOME, got {other:?}"),
@@ -43,7 +53,15 @@ fn handshaken(server: &TestServer, name: &str) -> (RawPeer, Ticket) {
 }
 
 fn header(payload_len: usize) -> FrameHeader {
-    FrameHeader { frame_id: 1, encoding: Encoding::Jpeg, width: 16, height: 8, capture_to_send_us: 0, ticket_held_us: 0, payload_len: payload_len as u32 }
+    FrameHeader {
+        frame_id: 1,
+        encoding: Encoding::Jpeg,
+        width: 16,
+        height: 8,
+        capture_to_send_us: 0,
+        ticket_held_us: 0,
+        payload_len: payload_len as u32,
+    }
 }
 
 #[test]
@@ -77,7 +95,10 @@ fn another_protocol_version_is_refused_with_ours_named() {
     let mut peer = RawPeer::connect(server.addr);
     peer.write_raw(b"FLNK\x00\x63");
     let text = expect_goodbye(peer.read_reply(), GoodbyeCode::UnsupportedVersion);
-    assert!(text.contains("version 1") && text.contains("version 99"), "{text}");
+    assert!(
+        text.contains("version 1") && text.contains("version 99"),
+        "{text}"
+    );
     good_client_goes_on(&server);
     good.stop().unwrap();
     server.stop();
@@ -97,10 +118,15 @@ fn a_4_gib_length_is_refused_before_anything_is_allocated() {
 
 #[test]
 fn a_frame_over_max_frame_bytes_is_refused() {
-    let (server, good) = with_good_client(ServerConfig { max_frame_bytes: 200_000, ..server_config() });
+    let (server, good) = with_good_client(ServerConfig {
+        max_frame_bytes: 200_000,
+        ..server_config()
+    });
     let (mut peer, ticket) = handshaken(&server, "big");
     let payload = vec![0u8; 200_001];
-    peer.writer.send_frame(&header(payload.len()), &payload, ticket).unwrap();
+    peer.writer
+        .send_frame(&header(payload.len()), &payload, ticket)
+        .unwrap();
     expect_goodbye(peer.read(), GoodbyeCode::TooLarge);
     good_client_goes_on(&server);
     good.stop().unwrap();
@@ -113,7 +139,9 @@ fn a_payload_that_is_not_a_whole_jpeg_is_rejected_and_the_stream_goes_on() {
     let (mut peer, ticket) = handshaken(&server, "broken");
     // A JPEG start with no end: a frame cut off by a buggy camera driver.
     let payload = [0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4];
-    peer.writer.send_frame(&header(payload.len()), &payload, ticket).unwrap();
+    peer.writer
+        .send_frame(&header(payload.len()), &payload, ticket)
+        .unwrap();
     match peer.read() {
         Some(Message::Verdict(v)) => {
             assert_eq!(v.outcome, Outcome::Rejected);
@@ -121,7 +149,10 @@ fn a_payload_that_is_not_a_whole_jpeg_is_rejected_and_the_stream_goes_on() {
         }
         other => panic!("expected a VERDICT, got {other:?}"),
     }
-    assert!(matches!(peer.read(), Some(Message::Ticket(_))), "a new ticket follows: the connection lives on");
+    assert!(
+        matches!(peer.read(), Some(Message::Ticket(_))),
+        "a new ticket follows: the connection lives on"
+    );
     good_client_goes_on(&server);
     good.stop().unwrap();
     let s = server.stop();
@@ -133,9 +164,14 @@ fn a_payload_that_is_not_a_whole_jpeg_is_rejected_and_the_stream_goes_on() {
 fn a_forged_ticket_is_a_protocol_error() {
     let (server, good) = with_good_client(server_config());
     let (mut peer, ticket) = handshaken(&server, "forger");
-    let forged = Ticket { id: ticket.id, issued_us: ticket.issued_us + 1_000_000 };
+    let forged = Ticket {
+        id: ticket.id,
+        issued_us: ticket.issued_us + 1_000_000,
+    };
     let payload = [0xFF, 0xD8, 0xFF, 0xD9];
-    peer.writer.send_frame(&header(payload.len()), &payload, forged).unwrap();
+    peer.writer
+        .send_frame(&header(payload.len()), &payload, forged)
+        .unwrap();
     let text = expect_goodbye(peer.read(), GoodbyeCode::ProtocolError);
     assert!(text.contains("ticket"), "{text}");
     good_client_goes_on(&server);
@@ -145,7 +181,10 @@ fn a_forged_ticket_is_a_protocol_error() {
 
 #[test]
 fn a_client_stalled_mid_frame_is_dropped_after_the_io_timeout() {
-    let config = ServerConfig { io_timeout: Duration::from_millis(300), ..server_config() };
+    let config = ServerConfig {
+        io_timeout: Duration::from_millis(300),
+        ..server_config()
+    };
     let (server, good) = with_good_client(config);
     let (mut peer, ticket) = handshaken(&server, "staller");
     let payload = vec![0xFFu8; 1000];
@@ -160,13 +199,25 @@ fn a_client_stalled_mid_frame_is_dropped_after_the_io_timeout() {
 
 #[test]
 fn a_client_that_says_nothing_is_dropped_after_the_io_timeout() {
-    let config = ServerConfig { io_timeout: Duration::from_millis(300), ..server_config() };
+    let config = ServerConfig {
+        io_timeout: Duration::from_millis(300),
+        ..server_config()
+    };
     let (server, good) = with_good_client(config);
     let mut peer = RawPeer::connect(server.addr);
     // No preface at all: the server closes without a word (there is no
     // framelink peer to speak to).
-    let closed = peer.reader.read_preface(std::time::Instant::now() + support::WAIT, &Default::default());
-    assert!(matches!(closed, Err(framelink::connection::ConnError::Closed { mid_message: false })), "{closed:?}");
+    let closed = peer.reader.read_preface(
+        std::time::Instant::now() + support::WAIT,
+        &Default::default(),
+    );
+    assert!(
+        matches!(
+            closed,
+            Err(framelink::connection::ConnError::Closed { mid_message: false })
+        ),
+        "{closed:?}"
+    );
     good_client_goes_on(&server);
     good.stop().unwrap();
     server.stop();
@@ -174,9 +225,20 @@ fn a_client_that_says_nothing_is_dropped_after_the_io_timeout() {
 
 #[test]
 fn one_client_more_than_max_clients_is_told_the_server_is_full() {
-    let (server, good) = with_good_client(ServerConfig { max_clients: 1, ..server_config() });
+    let (server, good) = with_good_client(ServerConfig {
+        max_clients: 1,
+        ..server_config()
+    });
     let mut peer = RawPeer::connect(server.addr);
-    peer.writer.send(true, &[&Message::Hello(Hello { capabilities: 0, name: "extra".into() })]).unwrap();
+    peer.writer
+        .send(
+            true,
+            &[&Message::Hello(Hello {
+                capabilities: 0,
+                name: "extra".into(),
+            })],
+        )
+        .unwrap();
     let text = expect_goodbye(peer.read_reply(), GoodbyeCode::ServerFull);
     assert!(text.contains("--max-clients"), "{text}");
     good_client_goes_on(&server);
@@ -186,7 +248,10 @@ fn one_client_more_than_max_clients_is_told_the_server_is_full() {
 
 #[test]
 fn a_client_vanishing_mid_frame_frees_its_slot() {
-    let (server, good) = with_good_client(ServerConfig { max_clients: 2, ..server_config() });
+    let (server, good) = with_good_client(ServerConfig {
+        max_clients: 2,
+        ..server_config()
+    });
     let (mut peer, ticket) = handshaken(&server, "vanisher");
     let (head, _) = protocol::frame_parts(&header(5000), ticket);
     peer.write_raw(&head);
@@ -198,10 +263,22 @@ fn a_client_vanishing_mid_frame_frees_its_slot() {
     let deadline = std::time::Instant::now() + support::WAIT;
     loop {
         let mut p = RawPeer::connect(server.addr);
-        p.writer.send(true, &[&Message::Hello(Hello { capabilities: 0, name: "next".into() })]).unwrap();
+        p.writer
+            .send(
+                true,
+                &[&Message::Hello(Hello {
+                    capabilities: 0,
+                    name: "next".into(),
+                })],
+            )
+            .unwrap();
         match p.read_reply() {
             Some(Message::Welcome(_)) => break,
-            Some(Message::Goodbye(g)) if g.code == GoodbyeCode::ServerFull && std::time::Instant::now() < deadline => continue,
+            Some(Message::Goodbye(g))
+                if g.code == GoodbyeCode::ServerFull && std::time::Instant::now() < deadline =>
+            {
+                continue
+            }
             other => panic!("expected WELCOME, got {other:?}"),
         }
     }

@@ -30,7 +30,14 @@ fn server() -> Command {
 #[test]
 fn a_missing_camera_is_a_clear_error_naming_the_test_pattern() {
     // Camera 99 exists nowhere; the server address is never tried.
-    let out = wait(client().args(["--camera", "99", "127.0.0.1:9"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+    let out = wait(
+        client()
+            .args(["--camera", "99", "127.0.0.1:9"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot open camera 99"), "{err}");
@@ -42,7 +49,15 @@ fn server_and_test_pattern_client_as_the_readme_runs_them() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("s.json");
     let mut srv = server()
-        .args(["--listen", "127.0.0.1:0", "--duration", "5", "--stats-interval", "0.5", "--summary-json"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--duration",
+            "5",
+            "--stats-interval",
+            "0.5",
+            "--summary-json",
+        ])
         .arg(&json)
         .env_remove("DISPLAY")
         .env_remove("WAYLAND_DISPLAY")
@@ -54,15 +69,36 @@ fn server_and_test_pattern_client_as_the_readme_runs_them() {
     let mut stdout = BufReader::new(srv.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
-    let addr = first.split("listening on ").nth(1).and_then(|s| s.split(';').next()).expect(&first).to_string();
+    let addr = first
+        .split("listening on ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .expect(&first)
+        .to_string();
     let cli = client()
-        .args(["--source", "test-pattern", "--width", "640", "--height", "480", "--duration", "3", "--stats-interval", "0.5", &addr])
+        .args([
+            "--source",
+            "test-pattern",
+            "--width",
+            "640",
+            "--height",
+            "480",
+            "--duration",
+            "3",
+            "--stats-interval",
+            "0.5",
+            &addr,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let cli = wait(cli);
-    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
     let cli_out = String::from_utf8_lossy(&cli.stdout);
     assert!(cli_out.contains("fps accepted"), "status lines: {cli_out}");
     assert!(cli_out.contains("summary:"), "{cli_out}");
@@ -71,10 +107,14 @@ fn server_and_test_pattern_client_as_the_readme_runs_them() {
     let srv = wait(srv);
     assert!(srv.status.success());
     let err = String::from_utf8_lossy(&srv.stderr);
-    assert!(err.contains("running headless"), "no display: a notice, not a crash: {err}");
+    assert!(
+        err.contains("running headless"),
+        "no display: a notice, not a crash: {err}"
+    );
     assert!(rest.iter().any(|l| l.contains("1 client |")), "{rest:?}");
 
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(s["fps_accepted"].as_f64().unwrap() >= 25.0, "{s}");
     assert_eq!(s["frames_dropped_stale"], 0);
     assert_eq!(s["clients"][0]["frames_accepted"], s["frames_accepted"]);
@@ -82,7 +122,13 @@ fn server_and_test_pattern_client_as_the_readme_runs_them() {
 
 #[test]
 fn bad_flags_are_refused_with_the_flag_named() {
-    let out = wait(server().args(["--window", "0"]).stderr(Stdio::piped()).spawn().unwrap());
+    let out = wait(
+        server()
+            .args(["--window", "0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--window"));
 }

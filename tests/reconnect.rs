@@ -20,13 +20,19 @@ fn the_client_reconnects_after_the_server_restarts() {
     let after = second.stop();
     assert_eq!(c.connections, 2, "{c:?}");
     assert!(after.total.frames_accepted >= 5);
-    assert_eq!(c.figures.frames_accepted, before.total.frames_accepted + after.total.frames_accepted);
+    assert_eq!(
+        c.figures.frames_accepted,
+        before.total.frames_accepted + after.total.frames_accepted
+    );
 }
 
 #[test]
 fn a_client_started_before_its_server_connects_when_it_appears() {
     // Reserve a port, free it, start the client towards it, then the server.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let client = TestClient::pattern(port, "early", 160, 120, 30.0);
     let server = TestServer::start_with(server_config(), &port.to_string(), Vec::new);
     server.wait_frames(Some("early"), 3);

@@ -23,18 +23,30 @@ fn main() -> ExitCode {
 
 fn run(opts: ServerOpts) -> Result<()> {
     let config = opts.config()?;
-    let listener = TcpListener::bind(opts.listen)
-        .with_context(|| format!("cannot listen on {}: is another server using that port? choose another with --listen", opts.listen))?;
+    let listener = TcpListener::bind(opts.listen).with_context(|| {
+        format!(
+            "cannot listen on {}: is another server using that port? choose another with --listen",
+            opts.listen
+        )
+    })?;
     let local = listener.local_addr()?;
-    let addrs: Vec<String> = server::advertised_addresses(local).iter().map(ToString::to_string).collect();
-    println!("framelink-server listening on {local}; clients can connect to: {}", addrs.join(", "));
+    let addrs: Vec<String> = server::advertised_addresses(local)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    println!(
+        "framelink-server listening on {local}; clients can connect to: {}",
+        addrs.join(", ")
+    );
 
     let shutdown = Shutdown::new();
     shutdown.on_ctrl_c()?;
     if let Some(d) = opts.duration()? {
         shutdown.trigger_after(d);
     }
-    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(ProcessorSink::new(Box::new(CountProcessor::default())))];
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(ProcessorSink::new(Box::new(
+        CountProcessor::default(),
+    )))];
     if !opts.no_display {
         match DisplaySink::open("framelink-server") {
             Ok(display) => sinks.push(Box::new(display)),
@@ -44,7 +56,13 @@ fn run(opts: ServerOpts) -> Result<()> {
     let summary = server::run(listener, config, sinks, shutdown)?;
     println!("summary: {}", summary.total.describe());
     for c in &summary.clients {
-        println!("  {} ({} connection{}): {}", c.name, c.connections, if c.connections == 1 { "" } else { "s" }, c.figures.describe());
+        println!(
+            "  {} ({} connection{}): {}",
+            c.name,
+            c.connections,
+            if c.connections == 1 { "" } else { "s" },
+            c.figures.describe()
+        );
     }
     Ok(())
 }

@@ -86,7 +86,11 @@ fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
     let d = u as i32 - 128;
     let e = v as i32 - 128;
     let clamp = |x: i32| ((x + 128) >> 8).clamp(0, 255) as u8;
-    [clamp(c + 409 * e), clamp(c - 100 * d - 208 * e), clamp(c + 516 * d)]
+    [
+        clamp(c + 409 * e),
+        clamp(c - 100 * d - 208 * e),
+        clamp(c + 516 * d),
+    ]
 }
 
 #[cfg(feature = "camera")]
@@ -96,7 +100,9 @@ mod imp {
     use crate::jpeg;
     use anyhow::{anyhow, bail, Context, Result};
     use crossbeam_channel::RecvTimeoutError;
-    use nokhwa::utils::{ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType};
+    use nokhwa::utils::{
+        ApiBackend, CameraFormat, CameraIndex, FrameFormat, RequestedFormat, RequestedFormatType,
+    };
     use std::time::Instant;
 
     /// One buffer as the device delivered it.
@@ -119,7 +125,11 @@ mod imp {
 
     fn list_cameras() -> Vec<String> {
         nokhwa::query(ApiBackend::Auto)
-            .map(|list| list.iter().map(|c| format!("{} = {}", c.index(), c.human_name())).collect())
+            .map(|list| {
+                list.iter()
+                    .map(|c| format!("{} = {}", c.index(), c.human_name()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -134,8 +144,16 @@ mod imp {
             .name("camera".into())
             .spawn(move || {
                 let wanted = CameraFormat::new_from(width, height, FrameFormat::MJPEG, fps_u);
-                let formats = [FrameFormat::MJPEG, FrameFormat::YUYV, FrameFormat::NV12, FrameFormat::GRAY, FrameFormat::RAWRGB, FrameFormat::RAWBGR];
-                let request = RequestedFormat::with_formats(RequestedFormatType::Closest(wanted), &formats);
+                let formats = [
+                    FrameFormat::MJPEG,
+                    FrameFormat::YUYV,
+                    FrameFormat::NV12,
+                    FrameFormat::GRAY,
+                    FrameFormat::RAWRGB,
+                    FrameFormat::RAWBGR,
+                ];
+                let request =
+                    RequestedFormat::with_formats(RequestedFormatType::Closest(wanted), &formats);
                 let mut cam = match nokhwa::Camera::new(CameraIndex::Index(index), request)
                     .and_then(|mut c| c.open_stream().map(|_| c))
                 {
@@ -158,7 +176,13 @@ mod imp {
                 loop {
                     let item = cam.frame().map_err(|e| e.to_string()).map(|b| {
                         let res = b.resolution();
-                        Raw { data: b.buffer().to_vec(), format: b.source_frame_format(), width: res.width(), height: res.height(), at: Instant::now() }
+                        Raw {
+                            data: b.buffer().to_vec(),
+                            format: b.source_frame_format(),
+                            width: res.width(),
+                            height: res.height(),
+                            at: Instant::now(),
+                        }
                     });
                     let failed = item.is_err();
                     tx.send(item);
@@ -172,9 +196,19 @@ mod imp {
         let describe = match opened.recv() {
             Ok(Ok(d)) => d,
             Ok(Err(cause)) => bail!(no_camera_message(index, &list_cameras(), &cause)),
-            Err(_) => bail!(no_camera_message(index, &list_cameras(), "the camera thread ended while opening")),
+            Err(_) => bail!(no_camera_message(
+                index,
+                &list_cameras(),
+                "the camera thread ended while opening"
+            )),
         };
-        Ok(Box::new(CameraSource { describe, frames, current: None, rgb: Vec::new(), jpeg_len: 0 }))
+        Ok(Box::new(CameraSource {
+            describe,
+            frames,
+            current: None,
+            rgb: Vec::new(),
+            jpeg_len: 0,
+        }))
     }
 
     impl Source for CameraSource {
@@ -194,10 +228,16 @@ mod imp {
                     Err(RecvTimeoutError::Disconnected) => bail!("the camera thread ended"),
                     Err(RecvTimeoutError::Timeout) => {
                         if started.elapsed() >= STALL_FAIL {
-                            bail!("camera delivered no frame for {} s: is it still connected?", STALL_FAIL.as_secs());
+                            bail!(
+                                "camera delivered no frame for {} s: is it still connected?",
+                                STALL_FAIL.as_secs()
+                            );
                         }
                         if !warned {
-                            tracing::warn!("camera has delivered no frame for {} s", STALL_WARN.as_secs());
+                            tracing::warn!(
+                                "camera has delivered no frame for {} s",
+                                STALL_WARN.as_secs()
+                            );
                             warned = true;
                         }
                     }
@@ -207,34 +247,53 @@ mod imp {
             let at = raw.at;
             match raw.format {
                 FrameFormat::MJPEG => {
-                    self.jpeg_len = jpeg::whole_len(&raw.data)
-                        .ok_or_else(|| anyhow!("camera gave an MJPEG frame with no end-of-image marker"))?;
+                    self.jpeg_len = jpeg::whole_len(&raw.data).ok_or_else(|| {
+                        anyhow!("camera gave an MJPEG frame with no end-of-image marker")
+                    })?;
                 }
                 FrameFormat::YUYV => yuyv_to_rgb(&raw.data, w, h, &mut self.rgb),
                 FrameFormat::NV12 => nv12_to_rgb(&raw.data, w, h, &mut self.rgb),
                 FrameFormat::GRAY => {
                     self.rgb.clear();
-                    self.rgb.extend(raw.data.iter().take(w * h).flat_map(|&g| [g, g, g]));
+                    self.rgb
+                        .extend(raw.data.iter().take(w * h).flat_map(|&g| [g, g, g]));
                 }
                 FrameFormat::RAWRGB => {
                     self.rgb.clear();
-                    self.rgb.extend_from_slice(&raw.data[..(w * h * 3).min(raw.data.len())]);
+                    self.rgb
+                        .extend_from_slice(&raw.data[..(w * h * 3).min(raw.data.len())]);
                 }
                 FrameFormat::RAWBGR => {
                     self.rgb.clear();
-                    self.rgb.extend(raw.data.chunks_exact(3).take(w * h).flat_map(|p| [p[2], p[1], p[0]]));
+                    self.rgb.extend(
+                        raw.data
+                            .chunks_exact(3)
+                            .take(w * h)
+                            .flat_map(|p| [p[2], p[1], p[0]]),
+                    );
                 }
             }
             let mjpeg = raw.format == FrameFormat::MJPEG;
             self.current = Some(raw);
             let image = if mjpeg {
                 let data = &self.current.as_ref().expect("just set").data[..self.jpeg_len];
-                Image::Jpeg { data, width: w as u32, height: h as u32 }
+                Image::Jpeg {
+                    data,
+                    width: w as u32,
+                    height: h as u32,
+                }
             } else {
                 if self.rgb.len() != w * h * 3 {
-                    bail!("camera frame is {} bytes, too short for {w}x{h}", self.rgb.len());
+                    bail!(
+                        "camera frame is {} bytes, too short for {w}x{h}",
+                        self.rgb.len()
+                    );
                 }
-                Image::Rgb { data: &self.rgb, width: w as u32, height: h as u32 }
+                Image::Rgb {
+                    data: &self.rgb,
+                    width: w as u32,
+                    height: h as u32,
+                }
             };
             Ok(Captured { image, at })
         }
@@ -257,7 +316,11 @@ mod tests {
 
     #[test]
     fn no_camera_message_names_the_fix() {
-        let m = no_camera_message(0, &[], "Could not open device 0: V4L2 Error: No such file or directory");
+        let m = no_camera_message(
+            0,
+            &[],
+            "Could not open device 0: V4L2 Error: No such file or directory",
+        );
         assert!(m.contains("--source test-pattern"));
         assert!(m.contains("no cameras were found"));
     }

@@ -35,16 +35,27 @@ impl Folder {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.is_file()
-                    && p.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
+                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg")
+                    })
             })
             .collect();
         if files.is_empty() {
-            bail!("no .jpg or .jpeg files in {}: put JPEG frames there, or use --source test-pattern", dir.display());
+            bail!(
+                "no .jpg or .jpeg files in {}: put JPEG frames there, or use --source test-pattern",
+                dir.display()
+            );
         }
         files.sort();
-        Ok(Folder { dir: dir.to_path_buf(), files, next: 0, data: Vec::new(), fps, pacer: Pacer::new(fps), bad: Default::default() })
+        Ok(Folder {
+            dir: dir.to_path_buf(),
+            files,
+            next: 0,
+            data: Vec::new(),
+            fps,
+            pacer: Pacer::new(fps),
+            bad: Default::default(),
+        })
     }
 
     /// Loads file `i` into `self.data`, cut at its end-of-image marker;
@@ -65,7 +76,12 @@ impl Folder {
 
 impl Source for Folder {
     fn describe(&self) -> String {
-        format!("{} JPEG files in {} @ {} fps", self.files.len(), self.dir.display(), self.fps)
+        format!(
+            "{} JPEG files in {} @ {} fps",
+            self.files.len(),
+            self.dir.display(),
+            self.fps
+        )
     }
 
     /// Blocks until the next frame time at the configured rate, then reads
@@ -77,7 +93,14 @@ impl Source for Folder {
             self.next = (self.next + 1) % self.files.len();
             match self.load(i) {
                 Ok((width, height)) => {
-                    return Ok(Captured { image: Image::Jpeg { data: &self.data, width, height }, at: Instant::now() });
+                    return Ok(Captured {
+                        image: Image::Jpeg {
+                            data: &self.data,
+                            width,
+                            height,
+                        },
+                        at: Instant::now(),
+                    });
                 }
                 Err(e) => {
                     if self.bad.insert(i) {
@@ -86,7 +109,11 @@ impl Source for Folder {
                 }
             }
         }
-        bail!("none of the {} files in {} is a usable JPEG", self.files.len(), self.dir.display())
+        bail!(
+            "none of the {} files in {} is a usable JPEG",
+            self.files.len(),
+            self.dir.display()
+        )
     }
 }
 
@@ -108,7 +135,11 @@ mod tests {
         let mut sizes = Vec::new();
         for _ in 0..4 {
             match f.next_frame().unwrap().image {
-                Image::Jpeg { data, width, height } => {
+                Image::Jpeg {
+                    data,
+                    width,
+                    height,
+                } => {
                     assert!(jpeg::is_whole(data));
                     sizes.push((width, height));
                 }

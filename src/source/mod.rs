@@ -13,15 +13,25 @@ pub mod test_pattern;
 /// One captured image, borrowed from the source until the next capture.
 pub enum Image<'a> {
     /// Packed 8-bit RGB, `width * height * 3` bytes: needs encoding.
-    Rgb { data: &'a [u8], width: u32, height: u32 },
+    Rgb {
+        data: &'a [u8],
+        width: u32,
+        height: u32,
+    },
     /// A whole JPEG (SOI..EOI), sent as it is.
-    Jpeg { data: &'a [u8], width: u32, height: u32 },
+    Jpeg {
+        data: &'a [u8],
+        width: u32,
+        height: u32,
+    },
 }
 
 impl Image<'_> {
     pub fn dimensions(&self) -> (u32, u32) {
         match self {
-            Image::Rgb { width, height, .. } | Image::Jpeg { width, height, .. } => (*width, *height),
+            Image::Rgb { width, height, .. } | Image::Jpeg { width, height, .. } => {
+                (*width, *height)
+            }
         }
     }
 }
@@ -90,7 +100,9 @@ pub struct SourceConfig {
 pub fn open(cfg: &SourceConfig) -> Result<Box<dyn Source>> {
     Ok(match &cfg.kind {
         SourceKind::Camera => camera::open(cfg.camera_index, cfg.width, cfg.height, cfg.fps)?,
-        SourceKind::TestPattern => Box::new(test_pattern::TestPattern::new(cfg.width, cfg.height, cfg.fps)),
+        SourceKind::TestPattern => Box::new(test_pattern::TestPattern::new(
+            cfg.width, cfg.height, cfg.fps,
+        )),
         SourceKind::Folder(dir) => Box::new(files::Folder::open(dir, cfg.fps)?),
     })
 }
@@ -106,7 +118,10 @@ impl Pacer {
     /// `fps` of 0 means as fast as the consumer takes them.
     pub(crate) fn new(fps: f64) -> Self {
         let period = (fps > 0.0).then(|| std::time::Duration::from_secs_f64(1.0 / fps));
-        Pacer { period, next: Instant::now() }
+        Pacer {
+            period,
+            next: Instant::now(),
+        }
     }
 
     pub(crate) fn wait(&mut self) {

@@ -45,7 +45,15 @@ impl TestPattern {
                 }
             }
         }
-        TestPattern { width: w, height: h, base, frame: vec![0u8; w * h * 3], count: 0, fps, pacer: Pacer::new(fps) }
+        TestPattern {
+            width: w,
+            height: h,
+            base,
+            frame: vec![0u8; w * h * 3],
+            count: 0,
+            fps,
+            pacer: Pacer::new(fps),
+        }
     }
 
     /// Renders frame number `n` into `self.frame`.
@@ -64,22 +72,34 @@ impl TestPattern {
             let i = (y * w + x) * 3;
             frame[i..i + 3].copy_from_slice(&[255, 255, 255]);
         });
-        let scale = (h / 120).max(1);
         let label = format!("framelink #{n:06}  {}", clock_now());
+        // As large as fits: about a sixth of the height, never wider than the frame.
+        let scale = (h / 160).min(w / (draw::text_width(&label, 1) + 16)).max(1);
         draw::label_rgb(&mut self.frame, w, h, scale * 4, scale * 4, scale, &label);
     }
 }
 
 /// UTC wall-clock time of day, `HH:MM:SS.mmm`.
 fn clock_now() -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let ms = t.as_millis() % 86_400_000;
-    format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
 }
 
 impl Source for TestPattern {
     fn describe(&self) -> String {
-        format!("test pattern {}x{} @ {} fps", self.width, self.height, self.fps)
+        format!(
+            "test pattern {}x{} @ {} fps",
+            self.width, self.height, self.fps
+        )
     }
 
     /// Blocks until the next frame time at the configured rate.
@@ -89,7 +109,11 @@ impl Source for TestPattern {
         self.count += 1;
         self.render(n);
         Ok(Captured {
-            image: Image::Rgb { data: &self.frame, width: self.width as u32, height: self.height as u32 },
+            image: Image::Rgb {
+                data: &self.frame,
+                width: self.width as u32,
+                height: self.height as u32,
+            },
             at: Instant::now(),
         })
     }
@@ -103,7 +127,11 @@ mod tests {
     fn frames_have_the_asked_size_and_move() {
         let mut p = TestPattern::new(64, 48, 0.0);
         let a = match p.next_frame().unwrap().image {
-            Image::Rgb { data, width, height } => {
+            Image::Rgb {
+                data,
+                width,
+                height,
+            } => {
                 assert_eq!((width, height, data.len()), (64, 48, 64 * 48 * 3));
                 data.to_vec()
             }
@@ -114,6 +142,9 @@ mod tests {
             _ => unreachable!(),
         };
         let differing = a.iter().zip(&b).filter(|(x, y)| x != y).count();
-        assert!(differing > a.len() / 4, "only {differing} bytes changed between frames");
+        assert!(
+            differing > a.len() / 4,
+            "only {differing} bytes changed between frames"
+        );
     }
 }

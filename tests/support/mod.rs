@@ -37,14 +37,22 @@ impl Sink for ChannelSink {
     }
     fn frame(&mut self, view: &mut FrameView) -> anyhow::Result<()> {
         let f = &view.frame;
-        let _ = self.0.try_send(Seen { client: f.client_name.to_string(), frame_id: f.frame_id, age: f.age, jpeg_len: f.jpeg.len() });
+        let _ = self.0.try_send(Seen {
+            client: f.client_name.to_string(),
+            frame_id: f.frame_id,
+            age: f.age,
+            jpeg_len: f.jpeg.len(),
+        });
         Ok(())
     }
 }
 
 /// Headless server settings for tests: no status lines.
 pub fn server_config() -> ServerConfig {
-    ServerConfig { stats_interval: None, ..ServerConfig::default() }
+    ServerConfig {
+        stats_interval: None,
+        ..ServerConfig::default()
+    }
 }
 
 /// A server running on its own thread.
@@ -64,7 +72,11 @@ impl TestServer {
 
     /// Starts on `addr` (e.g. the port of a server that was stopped), with
     /// extra sinks made on the server's thread by `extra`.
-    pub fn start_with(config: ServerConfig, addr: &str, extra: impl FnOnce() -> Vec<Box<dyn Sink>> + Send + 'static) -> Self {
+    pub fn start_with(
+        config: ServerConfig,
+        addr: &str,
+        extra: impl FnOnce() -> Vec<Box<dyn Sink>> + Send + 'static,
+    ) -> Self {
         let listener = TcpListener::bind(addr).expect("bind the test server");
         let addr = listener.local_addr().unwrap();
         let shutdown = Shutdown::new();
@@ -72,11 +84,20 @@ impl TestServer {
         let (done_tx, done) = crossbeam_channel::bounded(1);
         let sd = shutdown.clone();
         let thread = std::thread::spawn(move || {
-            let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(ProcessorSink::new(Box::new(CountProcessor::default()))), Box::new(ChannelSink(tx))];
+            let mut sinks: Vec<Box<dyn Sink>> = vec![
+                Box::new(ProcessorSink::new(Box::new(CountProcessor::default()))),
+                Box::new(ChannelSink(tx)),
+            ];
             sinks.extend(extra());
             let _ = done_tx.send(server::run(listener, config, sinks, sd));
         });
-        TestServer { addr, shutdown, frames, done, _thread: thread }
+        TestServer {
+            addr,
+            shutdown,
+            frames,
+            done,
+            _thread: thread,
+        }
     }
 
     /// Waits for the next accepted frame from `client` (any client if None).
@@ -84,7 +105,10 @@ impl TestServer {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let seen = self.frames.recv_timeout(left).unwrap_or_else(|_| panic!("no frame from {client:?} within {WAIT:?}"));
+            let seen = self
+                .frames
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no frame from {client:?} within {WAIT:?}"));
             if client.is_none_or(|c| c == seen.client) {
                 return seen;
             }
@@ -100,7 +124,10 @@ impl TestServer {
     /// takes longer than [`WAIT`].
     pub fn stop(self) -> ServerSummary {
         self.shutdown.trigger();
-        self.done.recv_timeout(WAIT).expect("server::run returned after shutdown").expect("server ran without error")
+        self.done
+            .recv_timeout(WAIT)
+            .expect("server::run returned after shutdown")
+            .expect("server ran without error")
     }
 }
 
@@ -130,12 +157,16 @@ impl TestClient {
 
     pub fn stop(self) -> anyhow::Result<ClientSummary> {
         self.shutdown.trigger();
-        self.done.recv_timeout(WAIT).expect("client::run returned after shutdown")
+        self.done
+            .recv_timeout(WAIT)
+            .expect("client::run returned after shutdown")
     }
 
     /// The client's result if it ended by itself within [`WAIT`].
     pub fn wait_end(&self) -> anyhow::Result<ClientSummary> {
-        self.done.recv_timeout(WAIT).expect("client::run ended by itself")
+        self.done
+            .recv_timeout(WAIT)
+            .expect("client::run ended by itself")
     }
 }
 
@@ -152,17 +183,25 @@ impl RawPeer {
         connection::configure(&stream, WAIT).unwrap();
         let reader = Reader::new(stream.try_clone().unwrap(), Limits::default());
         let writer = Writer::new(stream.try_clone().unwrap());
-        RawPeer { reader, writer, stream }
+        RawPeer {
+            reader,
+            writer,
+            stream,
+        }
     }
 
     /// Reads the server's preface and next message (None at EOF).
     pub fn read_reply(&mut self) -> Option<Message> {
-        self.reader.read_preface(Instant::now() + WAIT, &Shutdown::new()).expect("server preface");
+        self.reader
+            .read_preface(Instant::now() + WAIT, &Shutdown::new())
+            .expect("server preface");
         self.read()
     }
 
     pub fn read(&mut self) -> Option<Message> {
-        self.reader.read_message(Some(WAIT), WAIT, &Shutdown::new()).expect("a message or EOF")
+        self.reader
+            .read_message(Some(WAIT), WAIT, &Shutdown::new())
+            .expect("a message or EOF")
     }
 
     pub fn write_raw(&mut self, bytes: &[u8]) {

@@ -32,13 +32,21 @@ impl DelayProxy {
                 match listener.accept() {
                     Ok((down, _)) => {
                         down.set_nonblocking(false).unwrap();
-                        let Ok(up) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) else { continue };
-                        for (from, to) in [(down.try_clone().unwrap(), up.try_clone().unwrap()), (up, down)] {
+                        let Ok(up) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5))
+                        else {
+                            continue;
+                        };
+                        for (from, to) in [
+                            (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                            (up, down),
+                        ] {
                             let s = s.clone();
                             std::thread::spawn(move || pump(from, to, one_way, s));
                         }
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::park_timeout(Duration::from_millis(10)),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::park_timeout(Duration::from_millis(10))
+                    }
                     Err(_) => break,
                 }
             }

@@ -1,0 +1,179 @@
+//! The server's window, under a virtual X display (Xvfb): it opens, and a
+//! screenshot shows the client's moving test pattern. Needs `Xvfb` and `xwd`
+//! (Debian: xvfb, x11-apps; scripts/setup.sh installs them), so a plain
+//! `cargo test` skips it: `cargo test --test window -- --ignored` runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Kills the child when dropped.
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts Xvfb on a free display number and waits for its socket.
+fn xvfb() -> (Killed, String) {
+    for n in 90..110 {
+        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        {
+            continue;
+        }
+        let child = Command::new("Xvfb")
+            .args([
+                format!(":{n}").as_str(),
+                "-screen",
+                "0",
+                "1280x720x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb is installed (Debian package xvfb; scripts/setup.sh installs it)");
+        let child = Killed(child);
+        let deadline = Instant::now() + WAIT;
+        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+            assert!(Instant::now() < deadline, "Xvfb :{n} did not start");
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+        return (child, format!(":{n}"));
+    }
+    panic!("no free X display number in 90..110");
+}
+
+/// A screenshot of the whole screen as (width, height, RGB bytes), from `xwd`.
+fn screenshot(display: &str) -> (usize, usize, Vec<u8>) {
+    let out = Command::new("xwd")
+        .args(["-root", "-silent", "-display", display])
+        .output()
+        .expect("xwd is installed (Debian package x11-apps)");
+    assert!(out.status.success(), "xwd failed");
+    parse_xwd(&out.stdout)
+}
+
+/// Decodes a 24/32-bit TrueColor XWD dump (what xwd gives of an Xvfb screen).
+fn parse_xwd(b: &[u8]) -> (usize, usize, Vec<u8>) {
+    let be = |i: usize| u32::from_be_bytes(b[i * 4..i * 4 + 4].try_into().unwrap()) as usize;
+    let (header, width, height) = (be(0), be(4), be(5));
+    let (byte_order, bits_per_pixel, bytes_per_line, ncolors) = (be(7), be(11), be(12), be(19));
+    assert_eq!(bits_per_pixel, 32, "expected a 32-bit dump");
+    let data = &b[header + ncolors * 12..];
+    let mut rgb = Vec::with_capacity(width * height * 3);
+    for y in 0..height {
+        for x in 0..width {
+            let p = &data[y * bytes_per_line + x * 4..][..4];
+            let v = if byte_order == 0 {
+                u32::from_le_bytes(p.try_into().unwrap())
+            } else {
+                u32::from_be_bytes(p.try_into().unwrap())
+            };
+            rgb.extend_from_slice(&[(v >> 16) as u8, (v >> 8) as u8, v as u8]);
+        }
+    }
+    (width, height, rgb)
+}
+
+#[test]
+#[ignore = "needs Xvfb and xwd: run with --ignored (scripts/test.sh does)"]
+fn the_window_shows_the_moving_test_pattern() {
+    let (_x, display) = xvfb();
+    let mut server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_framelink-server"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--duration",
+                "20",
+                "--stats-interval",
+                "0",
+            ])
+            .env("DISPLAY", &display)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .expect(&line)
+        .to_string();
+    let _client = Killed(
+        Command::new(env!("CARGO_BIN_EXE_framelink-client"))
+            .args([
+                "--source",
+                "test-pattern",
+                "--width",
+                "640",
+                "--height",
+                "480",
+                "--name",
+                "xvfb-cam",
+                "--stats-interval",
+                "0",
+                &addr,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // Wait until the screen shows the pattern: many distinct colours (the
+    // gradient), then take a second shot and see it moved.
+    let deadline = Instant::now() + WAIT;
+    let colours = |rgb: &[u8]| {
+        rgb.chunks(3)
+            .map(|p| (p[0] >> 3, p[1] >> 3, p[2] >> 3))
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    let first = loop {
+        let shot = screenshot(&display);
+        if colours(&shot.2) > 2000 {
+            break shot;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the window never showed the pattern"
+        );
+        std::thread::park_timeout(Duration::from_millis(100));
+    };
+    let second = loop {
+        let shot = screenshot(&display);
+        let changed = shot.2.iter().zip(&first.2).filter(|(a, b)| a != b).count();
+        if changed > shot.2.len() / 20 {
+            break shot;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the picture in the window did not move"
+        );
+        std::thread::park_timeout(Duration::from_millis(100));
+    };
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("window.png");
+    image::save_buffer(
+        &out,
+        &second.2,
+        second.0 as u32,
+        second.1 as u32,
+        image::ExtendedColorType::Rgb8,
+    )
+    .unwrap();
+    eprintln!("screenshot: {}", out.display());
+}
