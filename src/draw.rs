@@ -128,6 +128,6 @@ mod tests {
     fn drawing_past_the_edge_is_clipped() {
         let mut buf = vec![0u32; 10 * 10];
         label_u32(&mut buf, 10, 10, 0, 0, 2, "AAAA");
-        assert!(buf.iter().any(|&p| p == 0x00FF_FFFF));
+        assert!(buf.contains(&0x00FF_FFFF));
     }
 }

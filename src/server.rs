@@ -739,7 +739,12 @@ fn pipeline(joined: &Receiver<Joined>, sinks: &mut [Box<dyn Sink>], shutdown: &S
         }
         if last_tick.elapsed() >= tick {
             last_tick = Instant::now();
-            if !sinks.iter_mut().fold(true, |go, s| s.tick() && go) {
+            // Every sink ticks, even after one asked to stop.
+            let mut go = true;
+            for sink in sinks.iter_mut() {
+                go &= sink.tick();
+            }
+            if !go {
                 info!("window closed: stopping");
                 break;
             }
