@@ -190,7 +190,7 @@ mod tests {
     fn a_corrupt_jpeg_is_an_error_not_a_panic() {
         let mut j = crate::jpeg::tests::sample_jpeg(16, 8);
         let mid = j.len() / 2;
-        j.splice(4..mid, std::iter::repeat(0xFF).take(mid - 4));
+        j.splice(4..mid, std::iter::repeat_n(0xFF, mid - 4));
         let mut v = FrameView::new(arrived(j));
         assert!(v.rgb().is_err());
     }
