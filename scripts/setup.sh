@@ -2,11 +2,12 @@
 # Installs what a fresh Debian machine lacks to build and test framelink:
 #   libclang-dev  nokhwa's V4L2 bindings are generated with bindgen (camera feature)
 #   pkg-config    finding system libraries
+#   cmake nasm    building libjpeg-turbo (the turbojpeg feature)
 #   xvfb x11-apps a virtual display and xwd, for the window test
 # Rust itself (cargo) must already be installed: https://rustup.rs
 set -euo pipefail
 
-packages=(libclang-dev pkg-config xvfb x11-apps)
+packages=(libclang-dev pkg-config cmake nasm xvfb x11-apps)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -2,8 +2,9 @@
 //! comments), turned into validated configs that tests can also build directly.
 
 use crate::client::ClientConfig;
+use crate::encode::{EncoderKind, Subsampling};
 use crate::server::ServerConfig;
-use crate::source::{SourceConfig, SourceKind};
+use crate::source::{CameraFormat, SourceConfig, SourceKind};
 use crate::DEFAULT_PORT;
 use anyhow::{bail, Result};
 use clap::Parser;
@@ -105,6 +106,11 @@ pub struct ClientOpts {
     #[arg(long, default_value_t = 0, value_name = "INDEX")]
     pub camera: u32,
 
+    /// Pixel format to ask the camera for: `auto` prefers MJPEG, which is sent as the camera
+    /// made it (no decode, no re-encode).
+    #[arg(long, value_enum, default_value_t = CameraFormat::Auto)]
+    pub camera_format: CameraFormat,
+
     /// Frame width: the camera picks its closest mode.
     #[arg(long, default_value_t = 640)]
     pub width: u32,
@@ -120,6 +126,14 @@ pub struct ClientOpts {
     /// JPEG quality, 1-100, for frames this client encodes.
     #[arg(long, default_value_t = 80)]
     pub quality: u8,
+
+    /// JPEG encoder for frames this client encodes: `auto` is libjpeg-turbo when built in.
+    #[arg(long, value_enum, default_value_t = EncoderKind::Auto)]
+    pub encoder: EncoderKind,
+
+    /// Chroma subsampling for frames encoded with libjpeg-turbo.
+    #[arg(long, value_enum, default_value_t = Subsampling::S420)]
+    pub subsampling: Subsampling,
 
     /// Name shown by the server for this client (default: this machine's host name).
     #[arg(long)]
@@ -177,11 +191,14 @@ impl ClientOpts {
             source: SourceConfig {
                 kind: self.source.clone(),
                 camera_index: self.camera,
+                camera_format: self.camera_format,
                 width: self.width,
                 height: self.height,
                 fps: self.fps,
             },
             quality: self.quality,
+            encoder: self.encoder,
+            subsampling: self.subsampling,
             connect_timeout: seconds("--connect-timeout", self.connect_timeout)?,
             io_timeout: seconds("--io-timeout", self.io_timeout)?,
             max_backoff: seconds("--max-backoff", self.max_backoff)?,

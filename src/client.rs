@@ -32,6 +32,8 @@ pub struct ClientConfig {
     pub source: SourceConfig,
     /// JPEG quality 1..=100 for sources that need encoding.
     pub quality: u8,
+    pub encoder: encode::EncoderKind,
+    pub subsampling: encode::Subsampling,
     /// Longest wait for a TCP connection to be set up.
     pub connect_timeout: Duration,
     /// How long the server may stall mid-message or in the handshake, and how
@@ -54,11 +56,14 @@ impl ClientConfig {
             source: SourceConfig {
                 kind: source::SourceKind::TestPattern,
                 camera_index: 0,
+                camera_format: source::CameraFormat::Auto,
                 width,
                 height,
                 fps,
             },
             quality: 80,
+            encoder: encode::EncoderKind::Auto,
+            subsampling: encode::Subsampling::S420,
             connect_timeout: Duration::from_secs(3),
             io_timeout: Duration::from_secs(10),
             max_backoff: Duration::from_secs(2),
@@ -106,7 +111,8 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     }
     let source = source::open(&config.source)?;
     info!("source: {}", source.describe());
-    let encoder = encode::default_encoder(config.quality);
+    let encoder = encode::encoder(config.encoder, config.quality, config.subsampling)?;
+    info!("encoder: {} (quality {})", encoder.name(), config.quality);
     let (slot, frames) = latest::channel::<EncodedFrame>();
     let superseded = slot.superseded_counter();
     let stats = Arc::new(Mutex::new(Running::default()));

@@ -1,6 +1,34 @@
-//! JPEG encoding of captured RGB frames.
+//! JPEG encoding of captured RGB frames, and decoding on the server.
+//!
+//! libjpeg-turbo (the `turbojpeg` cargo feature, on by default) is the fast
+//! path; the pure-Rust `image` encoder is the fallback that builds anywhere.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+
+/// Chroma subsampling of encoded frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Subsampling {
+    /// 4:2:0: colour at half resolution both ways (smallest, what cameras send).
+    #[value(name = "420")]
+    S420,
+    /// 4:2:2: colour at half resolution across.
+    #[value(name = "422")]
+    S422,
+    /// 4:4:4: full colour resolution.
+    #[value(name = "444")]
+    S444,
+}
+
+/// Which JPEG encoder the client uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EncoderKind {
+    /// libjpeg-turbo when this build has it, else the pure-Rust encoder.
+    Auto,
+    /// libjpeg-turbo (needs the `turbojpeg` cargo feature).
+    Turbojpeg,
+    /// The pure-Rust encoder of the `image` crate (always 4:4:4 here).
+    Image,
+}
 
 /// Turns packed RGB8 frames into JPEG.
 pub trait Encoder: Send {
@@ -35,27 +63,169 @@ impl Encoder for ImageEncoder {
     }
 
     fn name(&self) -> &'static str {
-        "image (pure Rust)"
+        "image (pure Rust, 4:4:4)"
     }
 }
 
-/// The encoder this build uses by default.
-pub fn default_encoder(quality: u8) -> Box<dyn Encoder> {
-    Box::new(ImageEncoder::new(quality))
+/// libjpeg-turbo.
+#[cfg(feature = "turbojpeg")]
+pub struct TurboEncoder {
+    compressor: turbojpeg::Compressor,
+}
+
+#[cfg(feature = "turbojpeg")]
+impl TurboEncoder {
+    pub fn new(quality: u8, subsampling: Subsampling) -> Result<Self> {
+        let mut compressor = turbojpeg::Compressor::new().context("cannot start libjpeg-turbo")?;
+        compressor.set_quality(quality.clamp(1, 100) as i32)?;
+        compressor.set_subsamp(match subsampling {
+            Subsampling::S420 => turbojpeg::Subsamp::Sub2x2,
+            Subsampling::S422 => turbojpeg::Subsamp::Sub2x1,
+            Subsampling::S444 => turbojpeg::Subsamp::None,
+        })?;
+        Ok(TurboEncoder { compressor })
+    }
+}
+
+#[cfg(feature = "turbojpeg")]
+impl Encoder for TurboEncoder {
+    fn encode(&mut self, rgb: &[u8], width: u32, height: u32, out: &mut Vec<u8>) -> Result<()> {
+        let (w, h) = (width as usize, height as usize);
+        if rgb.len() < w * h * 3 {
+            bail!(
+                "frame of {} bytes is too short for {width}x{height} RGB",
+                rgb.len()
+            );
+        }
+        // Encode into the reused buffer, grown once to libjpeg-turbo's worst case.
+        let bound = self.compressor.buf_len(w, h)?;
+        if out.len() < bound {
+            out.resize(bound, 0);
+        }
+        let image = turbojpeg::Image {
+            pixels: rgb,
+            width: w,
+            pitch: w * 3,
+            height: h,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        let n = self
+            .compressor
+            .compress_to_slice(image, &mut out[..])
+            .with_context(|| format!("JPEG encoding of a {width}x{height} frame failed"))?;
+        out.truncate(n);
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "libjpeg-turbo"
+    }
+}
+
+/// The encoder asked for; `Auto` is libjpeg-turbo when this build has it.
+pub fn encoder(
+    kind: EncoderKind,
+    quality: u8,
+    subsampling: Subsampling,
+) -> Result<Box<dyn Encoder>> {
+    match kind {
+        #[cfg(feature = "turbojpeg")]
+        EncoderKind::Auto | EncoderKind::Turbojpeg => Ok(Box::new(TurboEncoder::new(quality, subsampling)?)),
+        #[cfg(not(feature = "turbojpeg"))]
+        EncoderKind::Turbojpeg => bail!("this build has no libjpeg-turbo (built without the `turbojpeg` feature): use --encoder image"),
+        #[cfg(not(feature = "turbojpeg"))]
+        EncoderKind::Auto => {
+            let _ = subsampling;
+            Ok(Box::new(ImageEncoder::new(quality)))
+        }
+        EncoderKind::Image => Ok(Box::new(ImageEncoder::new(quality))),
+    }
+}
+
+/// Decodes a JPEG to RGB8 (libjpeg-turbo when this build has it).
+pub fn decode_rgb(jpeg: &[u8]) -> Result<image::RgbImage> {
+    #[cfg(feature = "turbojpeg")]
+    {
+        let img = turbojpeg::decompress(jpeg, turbojpeg::PixelFormat::RGB)
+            .context("frame does not decode as JPEG")?;
+        let (w, h) = (img.width as u32, img.height as u32);
+        let pixels = if img.pitch == img.width * 3 {
+            img.pixels
+        } else {
+            img.pixels
+                .chunks(img.pitch)
+                .flat_map(|row| &row[..img.width * 3])
+                .copied()
+                .collect()
+        };
+        image::RgbImage::from_raw(w, h, pixels).context("decoded frame has the wrong size")
+    }
+    #[cfg(not(feature = "turbojpeg"))]
+    {
+        Ok(
+            image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+                .context("frame does not decode as JPEG")?
+                .into_rgb8(),
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn output_is_a_whole_jpeg_that_decodes_to_the_same_size() {
+    fn gradient(w: u32, h: u32) -> Vec<u8> {
+        (0..w * h)
+            .flat_map(|i| [(i % w * 255 / w) as u8, (i / w * 255 / h) as u8, 90])
+            .collect()
+    }
+
+    fn check_roundtrip(enc: &mut dyn Encoder) {
         let (w, h) = (48u32, 32u32);
-        let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i % 251) as u8).collect();
+        let rgb = gradient(w, h);
         let mut out = vec![1, 2, 3];
-        ImageEncoder::new(80).encode(&rgb, w, h, &mut out).unwrap();
+        enc.encode(&rgb, w, h, &mut out).unwrap();
+        assert!(crate::jpeg::is_whole(&out), "{}", enc.name());
+        let img = decode_rgb(&out).unwrap();
+        assert_eq!(img.dimensions(), (w, h));
+        // A smooth gradient survives quality 80 closely.
+        let err: u64 = img
+            .as_raw()
+            .iter()
+            .zip(&rgb)
+            .map(|(a, b)| (*a as i64 - *b as i64).unsigned_abs())
+            .sum();
+        assert!(
+            err / (rgb.len() as u64) < 8,
+            "{}: mean error {}",
+            enc.name(),
+            err / rgb.len() as u64
+        );
+        // The buffer is reused: a second frame encodes into the same Vec.
+        enc.encode(&rgb, w, h, &mut out).unwrap();
         assert!(crate::jpeg::is_whole(&out));
-        let img = image::load_from_memory_with_format(&out, image::ImageFormat::Jpeg).unwrap();
-        assert_eq!((img.width(), img.height()), (w, h));
+    }
+
+    #[test]
+    fn image_encoder_round_trips() {
+        check_roundtrip(&mut ImageEncoder::new(80));
+    }
+
+    #[cfg(feature = "turbojpeg")]
+    #[test]
+    fn turbojpeg_encoder_round_trips_in_every_subsampling() {
+        for s in [Subsampling::S420, Subsampling::S422, Subsampling::S444] {
+            check_roundtrip(&mut TurboEncoder::new(80, s).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_an_error_or_at_least_not_a_panic() {
+        let mut out = Vec::new();
+        ImageEncoder::new(80)
+            .encode(&gradient(48, 32), 48, 32, &mut out)
+            .unwrap();
+        let _ = decode_rgb(&out[..out.len() / 2]);
+        assert!(decode_rgb(b"\xFF\xD8 definitely not").is_err());
     }
 }

@@ -49,11 +49,7 @@ impl FrameView {
     pub fn rgb(&mut self) -> Result<&RgbImage, String> {
         let jpeg = &self.frame.jpeg;
         self.decoded
-            .get_or_insert_with(|| {
-                image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
-                    .map(|img| img.into_rgb8())
-                    .map_err(|e| format!("frame does not decode as JPEG: {e}"))
-            })
+            .get_or_insert_with(|| crate::encode::decode_rgb(jpeg).map_err(|e| format!("{e:#}")))
             .as_ref()
             .map_err(Clone::clone)
     }

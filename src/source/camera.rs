@@ -39,7 +39,13 @@ pub fn no_camera_message(index: u32, found: &[String], cause: &str) -> String {
 mod disabled {
     use anyhow::{bail, Result};
 
-    pub fn open(index: u32, _w: u32, _h: u32, _fps: f64) -> Result<Box<dyn super::super::Source>> {
+    pub fn open(
+        index: u32,
+        _format: super::super::CameraFormat,
+        _w: u32,
+        _h: u32,
+        _fps: f64,
+    ) -> Result<Box<dyn super::super::Source>> {
         bail!(super::no_camera_message(
             index,
             &[],
@@ -136,24 +142,38 @@ mod imp {
     /// Opens camera `index`, asking for the closest mode to `width`×`height`
     /// at `fps`, preferring MJPEG (sent without re-encoding). Fails now, with
     /// the list of cameras found, if the camera cannot be opened.
-    pub fn open(index: u32, width: u32, height: u32, fps: f64) -> Result<Box<dyn Source>> {
+    pub fn open(
+        index: u32,
+        format: super::super::CameraFormat,
+        width: u32,
+        height: u32,
+        fps: f64,
+    ) -> Result<Box<dyn Source>> {
         let (tx, frames) = crate::latest::channel();
         let (opened_tx, opened) = crossbeam_channel::bounded::<Result<String, String>>(1);
         let fps_u = fps.round().max(1.0) as u32;
         std::thread::Builder::new()
             .name("camera".into())
             .spawn(move || {
-                let wanted = CameraFormat::new_from(width, height, FrameFormat::MJPEG, fps_u);
-                let formats = [
-                    FrameFormat::MJPEG,
-                    FrameFormat::YUYV,
-                    FrameFormat::NV12,
-                    FrameFormat::GRAY,
-                    FrameFormat::RAWRGB,
-                    FrameFormat::RAWBGR,
-                ];
+                use super::super::CameraFormat as Wanted;
+                let (first, formats): (FrameFormat, &[FrameFormat]) = match format {
+                    Wanted::Auto => (
+                        FrameFormat::MJPEG,
+                        &[
+                            FrameFormat::MJPEG,
+                            FrameFormat::YUYV,
+                            FrameFormat::NV12,
+                            FrameFormat::GRAY,
+                            FrameFormat::RAWRGB,
+                            FrameFormat::RAWBGR,
+                        ],
+                    ),
+                    Wanted::Mjpeg => (FrameFormat::MJPEG, &[FrameFormat::MJPEG]),
+                    Wanted::Yuyv => (FrameFormat::YUYV, &[FrameFormat::YUYV]),
+                };
+                let wanted = CameraFormat::new_from(width, height, first, fps_u);
                 let request =
-                    RequestedFormat::with_formats(RequestedFormatType::Closest(wanted), &formats);
+                    RequestedFormat::with_formats(RequestedFormatType::Closest(wanted), formats);
                 let mut cam = match nokhwa::Camera::new(CameraIndex::Index(index), request)
                     .and_then(|mut c| c.open_stream().map(|_| c))
                 {

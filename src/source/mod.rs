@@ -84,12 +84,24 @@ impl std::fmt::Display for SourceKind {
     }
 }
 
+/// Which pixel format to ask a camera for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CameraFormat {
+    /// MJPEG when the camera offers it (sent without re-encoding), else YUYV or another raw format.
+    Auto,
+    /// MJPEG only: the camera's own JPEG frames, passed through.
+    Mjpeg,
+    /// YUYV only: raw frames, encoded by the client.
+    Yuyv,
+}
+
 /// What a source is asked for. The camera treats size and rate as wishes and
 /// picks its closest mode; the others produce exactly this.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceConfig {
     pub kind: SourceKind,
     pub camera_index: u32,
+    pub camera_format: CameraFormat,
     pub width: u32,
     pub height: u32,
     pub fps: f64,
@@ -99,7 +111,13 @@ pub struct SourceConfig {
 /// with an error that says what to do instead.
 pub fn open(cfg: &SourceConfig) -> Result<Box<dyn Source>> {
     Ok(match &cfg.kind {
-        SourceKind::Camera => camera::open(cfg.camera_index, cfg.width, cfg.height, cfg.fps)?,
+        SourceKind::Camera => camera::open(
+            cfg.camera_index,
+            cfg.camera_format,
+            cfg.width,
+            cfg.height,
+            cfg.fps,
+        )?,
         SourceKind::TestPattern => Box::new(test_pattern::TestPattern::new(
             cfg.width, cfg.height, cfg.fps,
         )),
