@@ -104,6 +104,90 @@ pub fn dimensions(b: &[u8]) -> Option<(u16, u16)> {
     dims.filter(|&(w, h)| w > 0 && h > 0)
 }
 
+/// The Huffman tables of the JPEG standard (ITU T.81 Annex K.3), as one DHT
+/// segment: luminance DC and AC (ids 0), chrominance DC and AC (ids 1).
+/// Motion-JPEG cameras that omit their DHT (as AVI MJPEG allows) mean these.
+fn standard_dht() -> Vec<u8> {
+    const DC_LUMA_BITS: [u8; 16] = [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
+    const DC_CHROMA_BITS: [u8; 16] = [0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0];
+    const DC_VALUES: [u8; 12] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+    const AC_LUMA_BITS: [u8; 16] = [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7D];
+    const AC_LUMA_VALUES: [u8; 162] = [
+        0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51, 0x61,
+        0x07, 0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xA1, 0x08, 0x23, 0x42, 0xB1, 0xC1, 0x15, 0x52,
+        0xD1, 0xF0, 0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0A, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x25,
+        0x26, 0x27, 0x28, 0x29, 0x2A, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44, 0x45,
+        0x46, 0x47, 0x48, 0x49, 0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63, 0x64,
+        0x65, 0x66, 0x67, 0x68, 0x69, 0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x83,
+        0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99,
+        0x9A, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4, 0xB5, 0xB6,
+        0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3, 0xC4, 0xC5, 0xC6, 0xC7, 0xC8, 0xC9, 0xCA, 0xD2, 0xD3,
+        0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA, 0xE1, 0xE2, 0xE3, 0xE4, 0xE5, 0xE6, 0xE7, 0xE8,
+        0xE9, 0xEA, 0xF1, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9, 0xFA,
+    ];
+    const AC_CHROMA_BITS: [u8; 16] = [0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77];
+    const AC_CHROMA_VALUES: [u8; 162] = [
+        0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41, 0x51, 0x07, 0x61,
+        0x71, 0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91, 0xA1, 0xB1, 0xC1, 0x09, 0x23, 0x33,
+        0x52, 0xF0, 0x15, 0x62, 0x72, 0xD1, 0x0A, 0x16, 0x24, 0x34, 0xE1, 0x25, 0xF1, 0x17, 0x18,
+        0x19, 0x1A, 0x26, 0x27, 0x28, 0x29, 0x2A, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44,
+        0x45, 0x46, 0x47, 0x48, 0x49, 0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63,
+        0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A,
+        0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97,
+        0x98, 0x99, 0x9A, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4,
+        0xB5, 0xB6, 0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3, 0xC4, 0xC5, 0xC6, 0xC7, 0xC8, 0xC9, 0xCA,
+        0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA, 0xE2, 0xE3, 0xE4, 0xE5, 0xE6, 0xE7,
+        0xE8, 0xE9, 0xEA, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9, 0xFA,
+    ];
+    let tables: [(u8, &[u8; 16], &[u8]); 4] = [
+        (0x00, &DC_LUMA_BITS, &DC_VALUES),
+        (0x10, &AC_LUMA_BITS, &AC_LUMA_VALUES),
+        (0x01, &DC_CHROMA_BITS, &DC_VALUES),
+        (0x11, &AC_CHROMA_BITS, &AC_CHROMA_VALUES),
+    ];
+    let len: usize = 2 + tables.iter().map(|(_, _, v)| 17 + v.len()).sum::<usize>();
+    let mut seg = vec![0xFF, 0xC4, (len >> 8) as u8, len as u8];
+    for (class_id, bits, values) in tables {
+        seg.push(class_id);
+        seg.extend_from_slice(bits);
+        seg.extend_from_slice(values);
+    }
+    seg
+}
+
+/// Makes a camera's MJPEG frame a JPEG every decoder accepts: cuts it at its
+/// end-of-image marker, and inserts the standard Huffman tables before the
+/// first scan when the frame has none (`image`/zune-jpeg then fail with `No
+/// DC table for component Y`; libjpeg-turbo copes). Writes the result to
+/// `out`; `None` when `frame` holds no whole JPEG.
+pub fn normalize_mjpeg(frame: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let end = whole_len(frame)?;
+    let frame = &frame[..end];
+    let mut has_dht = false;
+    let mut first_scan = None;
+    segments(frame, |s| {
+        match s.marker {
+            0xC4 => has_dht = true,
+            0xDA => {
+                first_scan = Some(s.start);
+                return false;
+            }
+            _ => {}
+        }
+        true
+    });
+    out.clear();
+    match first_scan {
+        Some(at) if !has_dht => {
+            out.extend_from_slice(&frame[..at]);
+            out.extend_from_slice(&standard_dht());
+            out.extend_from_slice(&frame[at..]);
+        }
+        _ => out.extend_from_slice(frame),
+    }
+    Some(())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -138,6 +222,67 @@ pub(crate) mod tests {
             assert_eq!(whole_len(&j[..cut]), None, "cut at {cut}");
         }
         assert!(!is_whole(&j[..j.len() / 2]));
+    }
+
+    /// `jpeg` with every DHT segment taken out, as some MJPEG cameras send it.
+    fn without_dht(jpeg: &[u8]) -> Vec<u8> {
+        let mut cut = Vec::new();
+        let mut out = jpeg[..2].to_vec();
+        segments(jpeg, |s| {
+            if s.marker == 0xC4 {
+                cut.push((s.start, s.end));
+            }
+            true
+        });
+        let mut at = 2;
+        for (start, end) in cut {
+            out.extend_from_slice(&jpeg[at..start]);
+            at = end;
+        }
+        out.extend_from_slice(&jpeg[at..]);
+        out
+    }
+
+    #[test]
+    fn the_standard_huffman_tables_make_a_dht_less_mjpeg_frame_decode() {
+        // The image encoder uses exactly the standard tables, so after taking
+        // its DHT out and putting the standard one back the pixels must match.
+        let original = sample_jpeg(64, 48);
+        let stripped = without_dht(&original);
+        assert!(
+            stripped.len() < original.len() - 400,
+            "the DHT segments were removed"
+        );
+        let err = image::load_from_memory_with_format(&stripped, image::ImageFormat::Jpeg)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.to_lowercase().contains("table"),
+            "a decoder needs the tables: {err}"
+        );
+        let mut padded = stripped.clone();
+        padded.extend_from_slice(&[0u8; 256]); // driver buffer padding after EOI
+        let mut fixed = Vec::new();
+        normalize_mjpeg(&padded, &mut fixed).unwrap();
+        assert!(is_whole(&fixed));
+        let a = image::load_from_memory_with_format(&original, image::ImageFormat::Jpeg)
+            .unwrap()
+            .into_rgb8();
+        let b = image::load_from_memory_with_format(&fixed, image::ImageFormat::Jpeg)
+            .unwrap()
+            .into_rgb8();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_frame_with_tables_is_only_cut_at_its_end() {
+        let original = sample_jpeg(16, 8);
+        let mut padded = original.clone();
+        padded.extend_from_slice(&[0xAB; 32]);
+        let mut out = Vec::new();
+        normalize_mjpeg(&padded, &mut out).unwrap();
+        assert_eq!(out, original);
+        assert!(normalize_mjpeg(&original[..original.len() / 2], &mut out).is_none());
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! stall, instead of hanging the client.
 //!
 //! MJPEG frames are cut at their end-of-image marker (nokhwa hands back the
-//! whole driver buffer, padding and all) and sent as they are; YUYV, NV12,
+//! whole driver buffer, padding and all), given the standard Huffman tables
+//! when the camera left them out, and sent without re-encoding; YUYV, NV12,
 //! grey and raw RGB/BGR frames are converted to RGB for the encoder.
 
 #[cfg(feature = "camera")]
@@ -124,9 +125,9 @@ mod imp {
     pub struct CameraSource {
         describe: String,
         frames: crate::latest::LatestReceiver<Result<Raw, String>>,
-        current: Option<Raw>,
         rgb: Vec<u8>,
-        jpeg_len: usize,
+        /// The current MJPEG frame, cut at its end and with Huffman tables.
+        jpeg: Vec<u8>,
     }
 
     fn list_cameras() -> Vec<String> {
@@ -225,9 +226,8 @@ mod imp {
         Ok(Box::new(CameraSource {
             describe,
             frames,
-            current: None,
             rgb: Vec::new(),
-            jpeg_len: 0,
+            jpeg: Vec::new(),
         }))
     }
 
@@ -267,7 +267,7 @@ mod imp {
             let at = raw.at;
             match raw.format {
                 FrameFormat::MJPEG => {
-                    self.jpeg_len = jpeg::whole_len(&raw.data).ok_or_else(|| {
+                    jpeg::normalize_mjpeg(&raw.data, &mut self.jpeg).ok_or_else(|| {
                         anyhow!("camera gave an MJPEG frame with no end-of-image marker")
                     })?;
                 }
@@ -293,12 +293,9 @@ mod imp {
                     );
                 }
             }
-            let mjpeg = raw.format == FrameFormat::MJPEG;
-            self.current = Some(raw);
-            let image = if mjpeg {
-                let data = &self.current.as_ref().expect("just set").data[..self.jpeg_len];
+            let image = if raw.format == FrameFormat::MJPEG {
                 Image::Jpeg {
-                    data,
+                    data: &self.jpeg,
                     width: w as u32,
                     height: h as u32,
                 }
