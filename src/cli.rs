@@ -35,7 +35,7 @@ pub struct ServerOpts {
 
     /// Tickets kept outstanding per client: 1 is stop-and-wait (one frame per round trip);
     /// more lets a long link carry the camera's full rate.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = 2, value_name = "N")]
     pub window: u16,
 
     /// Seconds a client may stall in the handshake or in the middle of a frame before it is dropped.

@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod client;
 pub mod connection;
+pub mod delay_proxy;
 pub mod display;
 pub mod draw;
 pub mod encode;

@@ -57,7 +57,7 @@ impl Default for ServerConfig {
             max_age: Duration::from_millis(80),
             max_frame_bytes: 16 * 1024 * 1024,
             max_clients: 64,
-            window: 1,
+            window: 2,
             io_timeout: Duration::from_secs(10),
             stats_interval: Some(Duration::from_secs(1)),
             summary_json: None,

@@ -4,10 +4,10 @@
 mod support;
 
 use framelink::client::ClientConfig;
+use framelink::delay_proxy::DelayProxy;
 use framelink::server::ServerConfig;
 use framelink::sink::{FrameView, Sink};
 use std::time::Duration;
-use support::proxy::DelayProxy;
 use support::{server_config, TestClient, TestServer};
 
 /// Streams through a link with `one_way` delay each way for a dozen round
@@ -20,7 +20,7 @@ fn stream_through_delay(
     framelink::server::ServerSummary,
 ) {
     let server = TestServer::start(config);
-    let proxy = DelayProxy::start(server.addr, one_way);
+    let proxy = DelayProxy::start(server.addr, one_way).unwrap();
     let mut cfg = ClientConfig::test_pattern(proxy.addr.to_string(), 160, 120, 30.0);
     cfg.name = "far".into();
     let client = TestClient::start(cfg);
@@ -34,7 +34,11 @@ fn stream_through_delay(
 #[test]
 fn frames_older_than_the_threshold_are_dropped_and_counted() {
     // 60 ms each way: every frame's age includes a 120 ms round trip > 80 ms.
-    let (c, s) = stream_through_delay(server_config(), Duration::from_millis(60));
+    let config = ServerConfig {
+        window: 1,
+        ..server_config()
+    };
+    let (c, s) = stream_through_delay(config, Duration::from_millis(60));
     assert!(c.figures.frames_dropped_stale >= 3, "{c:?}");
     assert_eq!(c.figures.frames_accepted, 0, "{c:?}");
     assert_eq!(s.total.frames_dropped_stale, c.figures.frames_dropped_stale);

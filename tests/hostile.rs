@@ -42,14 +42,18 @@ fn handshaken(server: &TestServer, name: &str) -> (RawPeer, Ticket) {
             })],
         )
         .unwrap();
-    match peer.read_reply() {
-        Some(Message::Welcome(w)) => assert_eq!(w.window, 1),
+    let window = match peer.read_reply() {
+        Some(Message::Welcome(w)) => w.window,
         other => panic!("expected WELCOME, got {other:?}"),
-    }
-    match peer.read() {
-        Some(Message::Ticket(t)) => (peer, t),
-        other => panic!("expected TICKET, got {other:?}"),
-    }
+    };
+    // The server hands out `window` tickets at once; answer the first.
+    let tickets: Vec<Ticket> = (0..window)
+        .map(|_| match peer.read() {
+            Some(Message::Ticket(t)) => t,
+            other => panic!("expected TICKET, got {other:?}"),
+        })
+        .collect();
+    (peer, tickets[0])
 }
 
 fn header(payload_len: usize) -> FrameHeader {

@@ -3,8 +3,6 @@
 //! Every wait has a timeout; nothing here sleeps to synchronize.
 #![allow(dead_code)]
 
-pub mod proxy;
-
 use crossbeam_channel::{Receiver, Sender};
 use framelink::client::{self, ClientConfig, ClientSummary};
 use framelink::connection::{self, Reader, Writer};

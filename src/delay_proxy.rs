@@ -1,5 +1,6 @@
 //! A TCP proxy that delays every byte by a fixed time in each direction: a
-//! long link on loopback. Stops when dropped.
+//! long link on loopback, for tests and the benchmark. Stops when dropped.
+//! Not for production use: it buffers whatever arrives.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,10 +22,10 @@ impl Drop for DelayProxy {
 impl DelayProxy {
     /// Forwards connections on a new loopback port to `upstream`, each byte
     /// `one_way` late in each direction (a round trip of twice that).
-    pub fn start(upstream: SocketAddr, one_way: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
+    pub fn start(upstream: SocketAddr, one_way: Duration) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         std::thread::spawn(move || {
@@ -51,7 +52,7 @@ impl DelayProxy {
                 }
             }
         });
-        DelayProxy { addr, stop }
+        Ok(DelayProxy { addr, stop })
     }
 }
 
@@ -61,8 +62,10 @@ fn pump(mut from: TcpStream, to: TcpStream, delay: Duration, stop: Arc<AtomicBoo
     let _ = from.set_nodelay(true);
     let _ = to.set_nodelay(true);
     let (tx, rx) = crossbeam_channel::unbounded::<(Instant, Vec<u8>)>();
+    let Ok(mut to_writer) = to.try_clone() else {
+        return;
+    };
     let writer = {
-        let mut to = to.try_clone().unwrap();
         std::thread::spawn(move || {
             while let Ok((at, chunk)) = rx.recv() {
                 let due = at + delay;
@@ -70,11 +73,11 @@ fn pump(mut from: TcpStream, to: TcpStream, delay: Duration, stop: Arc<AtomicBoo
                 if due > now {
                     std::thread::sleep(due - now); // the delay is what this proxy is for
                 }
-                if to.write_all(&chunk).is_err() {
+                if to_writer.write_all(&chunk).is_err() {
                     break;
                 }
             }
-            let _ = to.shutdown(std::net::Shutdown::Write);
+            let _ = to_writer.shutdown(std::net::Shutdown::Write);
         })
     };
     let mut buf = vec![0u8; 64 * 1024];
