@@ -131,6 +131,11 @@ pub struct ClientOpts {
     #[arg(long, value_enum, default_value_t = EncoderKind::Auto)]
     pub encoder: EncoderKind,
 
+    /// Threads encoding frames. More than one can help a multi-core device with a large
+    /// frame size and a fast camera; on 2 cores it measured slower (see BENCHMARKS.md).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub encode_threads: usize,
+
     /// Chroma subsampling for frames encoded with libjpeg-turbo.
     #[arg(long, value_enum, default_value_t = Subsampling::S420)]
     pub subsampling: Subsampling,
@@ -199,6 +204,10 @@ impl ClientOpts {
             quality: self.quality,
             encoder: self.encoder,
             subsampling: self.subsampling,
+            encode_threads: match self.encode_threads {
+                n @ 1..=16 => n,
+                n => bail!("--encode-threads must be 1..=16, got {n}"),
+            },
             connect_timeout: seconds("--connect-timeout", self.connect_timeout)?,
             io_timeout: seconds("--io-timeout", self.io_timeout)?,
             max_backoff: seconds("--max-backoff", self.max_backoff)?,

@@ -3,14 +3,14 @@
 //! ticket from the server, and reconnects by itself when the link breaks.
 
 use crate::connection::{self, ConnError, Reader, Writer};
-use crate::encode::{self, Encoder};
+use crate::encode;
 use crate::gate::micros_u32;
-use crate::latest::{self, LatestReceiver, LatestSender};
+use crate::latest::{self, LatestReceiver};
 use crate::protocol::{
     self, Encoding, FrameHeader, Goodbye, GoodbyeCode, Hello, Limits, Message, Outcome, Ticket,
 };
 use crate::shutdown::Shutdown;
-use crate::source::{self, Image, Source, SourceConfig};
+use crate::source::{self, SourceConfig};
 use crate::stats::{Figures, Running};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
@@ -34,6 +34,8 @@ pub struct ClientConfig {
     pub quality: u8,
     pub encoder: encode::EncoderKind,
     pub subsampling: encode::Subsampling,
+    /// Threads encoding frames (1: the capture thread encodes).
+    pub encode_threads: usize,
     /// Longest wait for a TCP connection to be set up.
     pub connect_timeout: Duration,
     /// How long the server may stall mid-message or in the handshake, and how
@@ -64,6 +66,7 @@ impl ClientConfig {
             quality: 80,
             encoder: encode::EncoderKind::Auto,
             subsampling: encode::Subsampling::S420,
+            encode_threads: 1,
             connect_timeout: Duration::from_secs(3),
             io_timeout: Duration::from_secs(10),
             max_backoff: Duration::from_secs(2),
@@ -111,8 +114,16 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     }
     let source = source::open(&config.source)?;
     info!("source: {}", source.describe());
-    let encoder = encode::encoder(config.encoder, config.quality, config.subsampling)?;
-    info!("encoder: {} (quality {})", encoder.name(), config.quality);
+    let encoders = (0..config.encode_threads.max(1))
+        .map(|_| encode::encoder(config.encoder, config.quality, config.subsampling))
+        .collect::<Result<Vec<_>>>()?;
+    info!(
+        "encoder: {} (quality {}, {} thread{})",
+        encoders[0].name(),
+        config.quality,
+        encoders.len(),
+        if encoders.len() == 1 { "" } else { "s" }
+    );
     let (slot, frames) = latest::channel::<EncodedFrame>();
     let superseded = slot.superseded_counter();
     let stats = Arc::new(Mutex::new(Running::default()));
@@ -125,7 +136,7 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
         std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
-                if let Err(e) = capture_loop(source, encoder, slot, &shutdown) {
+                if let Err(e) = crate::capture::run(source, encoders, slot, &shutdown) {
                     error!("capture stopped: {e:#}");
                     *capture_error.lock().unwrap() = Some(e);
                     shutdown.trigger();
@@ -174,45 +185,6 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
         return Err(e);
     }
     outcome.map(|_| summary)
-}
-
-/// Grabs, encodes and publishes frames until shutdown or until nobody reads.
-fn capture_loop(
-    mut source: Box<dyn Source>,
-    mut encoder: Box<dyn Encoder>,
-    slot: LatestSender<EncodedFrame>,
-    shutdown: &Shutdown,
-) -> Result<()> {
-    let mut buf = Vec::new();
-    let mut id = 0u64;
-    while !shutdown.is_triggered() && !slot.is_orphaned() {
-        let captured = source.next_frame()?;
-        let (w, h) = captured.image.dimensions();
-        let jpeg = match captured.image {
-            Image::Jpeg { data, .. } => Bytes::copy_from_slice(data),
-            Image::Rgb {
-                data,
-                width,
-                height,
-            } => {
-                encoder.encode(data, width, height, &mut buf)?;
-                Bytes::copy_from_slice(&buf)
-            }
-        };
-        let (width, height) = (
-            u16::try_from(w).context("frame wider than 65535")?,
-            u16::try_from(h).context("frame taller than 65535")?,
-        );
-        slot.send(EncodedFrame {
-            id,
-            jpeg,
-            width,
-            height,
-            captured_at: captured.at,
-        });
-        id += 1;
-    }
-    Ok(())
 }
 
 /// Why a session with the server ended.

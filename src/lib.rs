@@ -8,6 +8,7 @@
 //! ones, newest only, to the display and processing sinks ([`sink`]).
 //! The wire format is in [`protocol`] and `protocol.md`.
 
+pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod connection;
