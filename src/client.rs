@@ -361,12 +361,7 @@ fn session(
         );
         let stopping = matches!(sent, SendEnd::Stopped);
         if stopping {
-            let bye = Message::Goodbye(Goodbye {
-                code: GoodbyeCode::ShuttingDown,
-                text: "client stopping".into(),
-            });
-            let _ = writer.send(false, &[&bye]);
-            writer.finish();
+            let _ = writer.goodbye(false, GoodbyeCode::ShuttingDown, "client stopping");
             // Let the last verdicts arrive, briefly.
             let deadline = Instant::now() + Duration::from_secs(1);
             reader_done.wait_timeout(deadline - Instant::now());

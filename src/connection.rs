@@ -259,6 +259,23 @@ impl Writer {
         write_all_vectored(&mut self.stream, &mut slices)
     }
 
+    /// Sends GOODBYE (after our preface if `with_preface`), then half-closes:
+    /// the last thing this side says on a connection.
+    pub fn goodbye(
+        &mut self,
+        with_preface: bool,
+        code: protocol::GoodbyeCode,
+        text: impl Into<String>,
+    ) -> io::Result<()> {
+        let bye = Message::Goodbye(protocol::Goodbye {
+            code,
+            text: text.into(),
+        });
+        let sent = self.send(with_preface, &[&bye]);
+        self.finish();
+        sent
+    }
+
     /// Half-closes the write side: the peer reads EOF after what was sent.
     pub fn finish(&mut self) {
         let _ = self.stream.flush();

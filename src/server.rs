@@ -10,8 +10,7 @@ use crate::gate::{self, Gate};
 use crate::jpeg;
 use crate::latest::{self, LatestReceiver, LatestSender};
 use crate::protocol::{
-    self, Encoding, Goodbye, GoodbyeCode, Limits, Message, Outcome, Reason, Ticket, Verdict,
-    Welcome,
+    self, Encoding, GoodbyeCode, Limits, Message, Outcome, Reason, Ticket, Verdict, Welcome,
 };
 use crate::shutdown::Shutdown;
 use crate::sink::{ArrivedFrame, ClientId, FrameView, Sink};
@@ -345,12 +344,7 @@ fn refuse_full<'s>(
                 Err(_) => return,
             };
             let mut writer = Writer::new(stream);
-            let bye = Message::Goodbye(Goodbye {
-                code: GoodbyeCode::ServerFull,
-                text,
-            });
-            if writer.send(true, &[&bye]).is_ok() {
-                writer.finish();
+            if writer.goodbye(true, GoodbyeCode::ServerFull, text).is_ok() {
                 // Drain until the client closes (it reads the goodbye, then closes), briefly.
                 let deadline = Instant::now() + Duration::from_secs(2);
                 let _ = reader.read_preface(deadline, &shared.shutdown);
@@ -416,8 +410,7 @@ impl<'a> Connection<'a> {
         let mut writer = Writer::new(stream);
         let io = shared.config.io_timeout;
         let refuse = |writer: &mut Writer, code, text: String| {
-            let _ = writer.send(true, &[&Message::Goodbye(Goodbye { code, text })]);
-            writer.finish();
+            let _ = writer.goodbye(true, code, text);
         };
         let version = match reader.read_preface(Instant::now() + io, &shared.shutdown) {
             Ok(v) => v,
@@ -517,12 +510,11 @@ impl<'a> Connection<'a> {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok("client closed the connection without GOODBYE".into()),
                 Err(ConnError::Shutdown) => {
-                    let bye = Message::Goodbye(Goodbye {
-                        code: GoodbyeCode::ShuttingDown,
-                        text: "server is shutting down".into(),
-                    });
-                    let _ = self.writer.send(false, &[&bye]);
-                    self.writer.finish();
+                    let _ = self.writer.goodbye(
+                        false,
+                        GoodbyeCode::ShuttingDown,
+                        "server is shutting down",
+                    );
                     return Ok("server shutting down".into());
                 }
                 Err(e) => {
@@ -553,13 +545,9 @@ impl<'a> Connection<'a> {
                             other.name()
                         ),
                     };
-                    let bye = Message::Goodbye(Goodbye {
-                        code: GoodbyeCode::ProtocolError,
-                        text: e.to_string(),
-                    });
-                    let _ = self.writer.send(false, &[&bye]);
-                    self.writer.finish();
-                    return Err(e.into());
+                    let e = ConnError::Protocol(e);
+                    refuse_for(&mut self.writer, &e);
+                    return Err(e);
                 }
             }
         }
@@ -578,15 +566,9 @@ impl<'a> Connection<'a> {
                     frame.ticket.id, frame.ticket.issued_us
                 ),
             };
-            let _ = self.writer.send(
-                false,
-                &[&Message::Goodbye(Goodbye {
-                    code: GoodbyeCode::ProtocolError,
-                    text: e.to_string(),
-                })],
-            );
-            self.writer.finish();
-            return Err(e.into());
+            let e = ConnError::Protocol(e);
+            refuse_for(&mut self.writer, &e);
+            return Err(e);
         };
         self.outstanding.remove(pos);
         let m = gate::measure(
@@ -656,14 +638,7 @@ fn refuse_for(writer: &mut Writer, e: &ConnError) {
         ConnError::Shutdown => GoodbyeCode::ShuttingDown,
         ConnError::Io(_) | ConnError::Closed { .. } => return,
     };
-    let _ = writer.send(
-        false,
-        &[&Message::Goodbye(Goodbye {
-            code,
-            text: e.to_string(),
-        })],
-    );
-    writer.finish();
+    let _ = writer.goodbye(false, code, e.to_string());
 }
 
 /// The display/processing thread: waits on every client's newest-frame
