@@ -1,8 +1,10 @@
-//! A server running your own processor: logs the mean brightness of every
-//! fresh frame. `cargo run --release --example brightness`, then point a
+//! A server running your own processor: the mean brightness of every fresh
+//! frame, logged and sent back to its client. `cargo run --release --example brightness`, then point a
 //! client at port 1998.
 
-use framelink::sink::{FrameView, Processor, ProcessorSink, Sink};
+use framelink::process::{Output, Processor};
+use framelink::server::Server;
+use framelink::sink::FrameView;
 
 struct Brightness;
 
@@ -11,7 +13,7 @@ impl Processor for Brightness {
         "brightness"
     }
 
-    fn process(&mut self, view: &mut FrameView) -> anyhow::Result<()> {
+    fn process(&mut self, view: &mut FrameView) -> anyhow::Result<Output> {
         let rgb = view.rgb().map_err(anyhow::Error::msg)?; // decoded once, on first use
         let mean =
             rgb.as_raw().iter().map(|&v| v as u64).sum::<u64>() / rgb.as_raw().len().max(1) as u64;
@@ -20,7 +22,8 @@ impl Processor for Brightness {
             frame = view.frame.frame_id,
             mean
         );
-        Ok(())
+        // Sent back to the client that sent the frame.
+        Ok(Output::json(&serde_json::json!({ "mean": mean })))
     }
 }
 
@@ -29,7 +32,8 @@ fn main() -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind("0.0.0.0:1998")?;
     let shutdown = framelink::shutdown::Shutdown::new();
     shutdown.on_ctrl_c()?;
-    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(ProcessorSink::new(Box::new(Brightness)))];
-    framelink::server::run(listener, Default::default(), sinks, shutdown)?;
+    Server::new(listener, Default::default())
+        .processor(Box::new(Brightness))
+        .run(shutdown)?;
     Ok(())
 }

@@ -3,6 +3,9 @@
 
 use crate::client::ClientConfig;
 use crate::encode::{EncoderKind, Subsampling};
+use crate::process::exec::ExecInput;
+use crate::process::{ProcessorConfig, ProcessorKind};
+use crate::record::RecordConfig;
 use crate::server::ServerConfig;
 use crate::source::{CameraFormat, SourceConfig, SourceKind};
 use crate::DEFAULT_PORT;
@@ -46,6 +49,33 @@ pub struct ServerOpts {
     #[arg(long)]
     pub no_display: bool,
 
+    /// What runs on each client's newest frame, its result going back to that client:
+    /// `count`, `motion` (a motion detector: score and bounding box), or `exec:COMMAND`
+    /// (your program, fed frames on stdin, answering on stdout; see the README).
+    #[arg(long, default_value = "count", value_name = "NAME")]
+    pub processor: ProcessorKind,
+
+    /// Seconds an `exec:` processor may take on one frame before it is killed and restarted.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub process_timeout: f64,
+
+    /// What an `exec:` processor is fed: `jpeg` (as it arrived) or `gray` (decoded 8-bit pixels).
+    #[arg(long, value_enum, default_value = "jpeg")]
+    pub exec_input: ExecInput,
+
+    /// Record accepted frames (the JPEG bytes as they arrived) under DIR/<client>/, with an index.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
+    /// Most megabytes of JPEG kept under --record: the oldest files are deleted first.
+    #[arg(long, value_name = "MB", requires = "record")]
+    pub record_max_mb: Option<u64>,
+
+    /// Serve the live view on this address: a page with every client's video and figures,
+    /// `/stats.json` and `/metrics` (Prometheus). Example: 0.0.0.0:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
@@ -81,6 +111,22 @@ impl ServerOpts {
             io_timeout: seconds("--io-timeout", self.io_timeout)?,
             stats_interval: interval(self.stats_interval)?,
             summary_json: self.summary_json.clone(),
+            processor: ProcessorConfig {
+                kind: self.processor.clone(),
+                timeout: seconds("--process-timeout", self.process_timeout)?,
+                exec_input: self.exec_input,
+            },
+            record: match &self.record {
+                Some(dir) => Some(RecordConfig {
+                    dir: dir.clone(),
+                    max_bytes: match self.record_max_mb {
+                        Some(0) => bail!("--record-max-mb must be at least 1"),
+                        Some(mb) => Some(mb.saturating_mul(1_000_000)),
+                        None => None,
+                    },
+                }),
+                None => None,
+            },
         })
     }
 

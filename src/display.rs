@@ -241,6 +241,7 @@ mod tests {
             jpeg: jpeg.into(),
             age: Duration::from_millis(3),
             arrived: Instant::now(),
+            reply: None,
         })
     }
 

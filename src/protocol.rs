@@ -38,6 +38,11 @@ pub const TICKET_LEN: usize = 4 + 8;
 pub const VERDICT_FIXED_LEN: usize = 8 + 4 + 1 + 1 + 4 + 4 + 1 + 4;
 /// WELCOME body length.
 pub const WELCOME_LEN: usize = 4 + 4 + 4 + 2;
+/// Size of a RESULT body before its result bytes.
+pub const RESULT_FIXED_LEN: usize = 8 + 1 + 4 + 4 + 1 + 4;
+/// Capability bit: the client wants RESULT messages (in HELLO); the server
+/// will send them (in WELCOME).
+pub const CAP_RESULTS: u32 = 1;
 
 /// The 6 bytes that open a stream in either direction.
 pub fn preface() -> [u8; PREFACE_LEN] {
@@ -147,6 +152,7 @@ pub mod kind {
     pub const FRAME: u8 = 0x04;
     pub const VERDICT: u8 = 0x05;
     pub const GOODBYE: u8 = 0x06;
+    pub const RESULT: u8 = 0x07;
 }
 
 /// How a frame's payload is encoded.
@@ -246,6 +252,84 @@ impl Reason {
     }
 }
 
+/// What became of an accepted frame on the server's processing thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultStatus {
+    /// The processor ran on the frame; the result (if any) is attached.
+    Processed,
+    /// A newer frame from the same client replaced it before the processor
+    /// got to it: there will be no result for this frame.
+    Skipped,
+    /// The processor failed on this frame; the result is the error, as text.
+    Failed,
+    /// A code this version does not know: treat as "no result".
+    Other(u8),
+}
+
+impl ResultStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            ResultStatus::Processed => 0,
+            ResultStatus::Skipped => 1,
+            ResultStatus::Failed => 2,
+            ResultStatus::Other(c) => c,
+        }
+    }
+    pub fn from_code(c: u8) -> Self {
+        match c {
+            0 => ResultStatus::Processed,
+            1 => ResultStatus::Skipped,
+            2 => ResultStatus::Failed,
+            c => ResultStatus::Other(c),
+        }
+    }
+    /// The name used in logs, JSON and protocol.md.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultStatus::Processed => "processed",
+            ResultStatus::Skipped => "skipped",
+            ResultStatus::Failed => "failed",
+            ResultStatus::Other(_) => "unknown",
+        }
+    }
+}
+
+/// What a RESULT's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultKind {
+    /// No bytes.
+    None,
+    /// One JSON value, UTF-8.
+    Json,
+    /// A JPEG image (for example the frame, annotated).
+    Jpeg,
+    /// UTF-8 text (a failure's message).
+    Text,
+    /// A code this version does not know: keep or ignore the bytes.
+    Other(u8),
+}
+
+impl ResultKind {
+    pub fn code(self) -> u8 {
+        match self {
+            ResultKind::None => 0,
+            ResultKind::Json => 1,
+            ResultKind::Jpeg => 2,
+            ResultKind::Text => 3,
+            ResultKind::Other(c) => c,
+        }
+    }
+    pub fn from_code(c: u8) -> Self {
+        match c {
+            0 => ResultKind::None,
+            1 => ResultKind::Json,
+            2 => ResultKind::Jpeg,
+            3 => ResultKind::Text,
+            c => ResultKind::Other(c),
+        }
+    }
+}
+
 /// Why a side closes the connection (GOODBYE code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GoodbyeCode {
@@ -305,7 +389,7 @@ pub struct Ticket {
 /// `capabilities u32 | name_len u8 | name[name_len] (UTF-8, 1..=64 bytes)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
-    /// Capability bits; none are defined in version 1 (send 0, ignore unknown).
+    /// Capability bits: [`CAP_RESULTS`]; ignore unknown bits.
     pub capabilities: u32,
     pub name: String,
 }
@@ -366,6 +450,24 @@ pub struct Verdict {
     pub result: Bytes,
 }
 
+/// Server → client, only when both sides set [`CAP_RESULTS`]: what the
+/// processor made of one accepted frame. Every accepted frame gets exactly
+/// one RESULT (processed, skipped or failed) unless the connection ends
+/// first. Wire body:
+/// `frame_id u64 | status u8 | wait_us u32 | processing_us u32 |
+///  result_kind u8 | result_len u32 | result[result_len]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessResult {
+    pub frame_id: u64,
+    pub status: ResultStatus,
+    /// Server clock: from the frame's arrival to the start of processing.
+    pub wait_us: u32,
+    /// Server clock: how long the processor ran on it.
+    pub processing_us: u32,
+    pub kind: ResultKind,
+    pub result: Bytes,
+}
+
 /// Either direction: the sender is closing the connection, and why. Wire body:
 /// `code u16 | text_len u16 | text[text_len] (UTF-8, at most 1024 bytes)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,6 +485,7 @@ pub enum Message {
     Frame(Frame),
     Verdict(Verdict),
     Goodbye(Goodbye),
+    Result(ProcessResult),
 }
 
 impl Message {
@@ -395,6 +498,7 @@ impl Message {
             Message::Frame(_) => "FRAME",
             Message::Verdict(_) => "VERDICT",
             Message::Goodbye(_) => "GOODBYE",
+            Message::Result(_) => "RESULT",
         }
     }
 
@@ -461,6 +565,16 @@ impl Message {
                 out.extend_from_slice(text.as_bytes());
                 kind::GOODBYE
             }
+            Message::Result(r) => {
+                out.write_u64::<BigEndian>(r.frame_id).unwrap();
+                out.write_u8(r.status.code()).unwrap();
+                out.write_u32::<BigEndian>(r.wait_us).unwrap();
+                out.write_u32::<BigEndian>(r.processing_us).unwrap();
+                out.write_u8(r.kind.code()).unwrap();
+                out.write_u32::<BigEndian>(r.result.len() as u32).unwrap();
+                out.extend_from_slice(&r.result);
+                kind::RESULT
+            }
             Message::Frame(_) => unreachable!("FRAME is encoded by frame_parts"),
         }
     }
@@ -522,6 +636,10 @@ fn max_body(kind: u8, limits: &Limits) -> Result<(u64, &'static str), Error> {
             "VERDICT",
         ),
         kind::GOODBYE => ((2 + 2 + MAX_GOODBYE_TEXT) as u64, "GOODBYE"),
+        kind::RESULT => (
+            RESULT_FIXED_LEN as u64 + limits.max_result_bytes as u64,
+            "RESULT",
+        ),
         k => return Err(Error::UnknownKind(k)),
     })
 }
@@ -730,6 +848,36 @@ pub fn parse(msg: Bytes) -> Result<Message, Error> {
             let text = String::from_utf8_lossy(text).into_owned();
             Message::Goodbye(Goodbye { code, text })
         }
+        kind::RESULT => {
+            if body.len() < RESULT_FIXED_LEN {
+                return Err(malformed(
+                    "RESULT",
+                    format!(
+                        "body of {} bytes is shorter than {RESULT_FIXED_LEN}",
+                        body.len()
+                    ),
+                ));
+            }
+            let b = &body[..];
+            let result_len = BigEndian::read_u32(&b[18..22]) as u64;
+            if RESULT_FIXED_LEN as u64 + result_len != body.len() as u64 {
+                return Err(malformed(
+                    "RESULT",
+                    format!(
+                        "result_len {result_len} does not match a body of {} bytes",
+                        body.len()
+                    ),
+                ));
+            }
+            Message::Result(ProcessResult {
+                frame_id: BigEndian::read_u64(&b[0..8]),
+                status: ResultStatus::from_code(b[8]),
+                wait_us: BigEndian::read_u32(&b[9..13]),
+                processing_us: BigEndian::read_u32(&b[13..17]),
+                kind: ResultKind::from_code(b[17]),
+                result: body.slice(RESULT_FIXED_LEN..),
+            })
+        }
         k => return Err(Error::UnknownKind(k)),
     };
     Ok(m)
@@ -860,6 +1008,22 @@ mod tests {
             Message::Goodbye(Goodbye {
                 code: GoodbyeCode::ServerFull,
                 text: "64 clients already".into(),
+            }),
+            Message::Result(ProcessResult {
+                frame_id: 42,
+                status: ResultStatus::Processed,
+                wait_us: 150,
+                processing_us: 2_300,
+                kind: ResultKind::Json,
+                result: Bytes::from_static(b"{\"motion\":0.25}"),
+            }),
+            Message::Result(ProcessResult {
+                frame_id: 44,
+                status: ResultStatus::Skipped,
+                wait_us: 0,
+                processing_us: 0,
+                kind: ResultKind::None,
+                result: Bytes::new(),
             }),
         ]
     }

@@ -9,16 +9,21 @@ use crate::connection::{self, ConnError, Reader, Writer};
 use crate::gate::{self, Gate};
 use crate::jpeg;
 use crate::latest::{self, LatestReceiver, LatestSender};
+use crate::live_view::{self, LiveFrames, StatsSource};
+use crate::process::{self, ProcessingCounts, ProcessingSink, Processor, ProcessorConfig};
 use crate::protocol::{
-    self, Encoding, GoodbyeCode, Limits, Message, Outcome, Reason, Ticket, Verdict, Welcome,
+    self, Encoding, GoodbyeCode, Limits, Message, Outcome, ProcessResult, Reason, ResultKind,
+    ResultStatus, Ticket, Verdict, Welcome,
 };
+use crate::record::{self, RecordConfig, RecordSummary, Recorder};
 use crate::shutdown::Shutdown;
 use crate::sink::{ArrivedFrame, ClientId, FrameView, Sink};
-use crate::stats::{Figures, Running, Tally};
+use crate::stats::{Figures, Percentiles, Running, Tally};
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Select, Sender};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -30,6 +35,12 @@ use tracing::{debug, info, info_span, warn};
 const MAX_REFUSING: usize = 16;
 /// Most distinct client names kept in the summary; later ones are folded into one entry.
 const MAX_NAMED_CLIENTS: usize = 256;
+/// Results waiting to be written to one client, at most. A client gets at
+/// most about `window` + 2 results in flight, so this fills only when the
+/// client stops reading (and its connection is ending).
+const RESULTS_QUEUE: usize = 64;
+/// Longest result text kept for the live view's tiles.
+const SHOWN_RESULT_CHARS: usize = 160;
 
 /// Everything the server needs to run, validated.
 #[derive(Debug, Clone)]
@@ -48,6 +59,10 @@ pub struct ServerConfig {
     pub stats_interval: Option<Duration>,
     /// Where to write the summary as JSON at exit.
     pub summary_json: Option<PathBuf>,
+    /// The built-in processor to run (unless one is given to [`Server::processor`]).
+    pub processor: ProcessorConfig,
+    /// Where to record accepted frames (None: no recording).
+    pub record: Option<RecordConfig>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +75,8 @@ impl Default for ServerConfig {
             io_timeout: Duration::from_secs(10),
             stats_interval: Some(Duration::from_secs(1)),
             summary_json: None,
+            processor: ProcessorConfig::default(),
+            record: None,
         }
     }
 }
@@ -69,10 +86,16 @@ impl Default for ServerConfig {
 pub struct ServerSummary {
     #[serde(flatten)]
     pub total: Figures,
+    /// The processor's name.
+    pub processor: String,
     /// Frames the processor handled (the rest were superseded before it got to them).
     pub frames_processed: u64,
+    /// Frames the processor failed on.
+    pub frames_process_failed: u64,
     pub duration_s: f64,
     pub clients: Vec<ClientSummary>,
+    /// The recording's figures, when recording.
+    pub recording: Option<RecordSummary>,
 }
 
 /// One client's figures, merged over all its connections with the same name.
@@ -84,13 +107,58 @@ pub struct ClientSummary {
     pub figures: Figures,
 }
 
-/// A connected client, as the status reporter and the summary see it.
+/// A connected client, as the status reporter, the live view and the summary see it.
 struct Live {
     name: Arc<str>,
+    peer: SocketAddr,
     stats: Mutex<Running>,
-    /// Frames replaced in the hand-off before the display/processing thread took them.
+    /// Frames replaced in the hand-off before the processing thread took them.
     superseded: Arc<AtomicU64>,
     superseded_reported: AtomicU64,
+    /// Age of the newest accepted frame, in microseconds.
+    last_age_us: AtomicU64,
+    /// Arrival times of the accepted frames of the last second (for live fps).
+    recent: Mutex<VecDeque<Instant>>,
+    /// The newest result, shortened, for the live view.
+    last_result: Mutex<Option<String>>,
+}
+
+impl Live {
+    fn accepted(&self, age: Duration, at: Instant) {
+        self.last_age_us
+            .store(age.as_micros() as u64, Ordering::Relaxed);
+        let mut r = self.recent.lock().unwrap();
+        r.push_back(at);
+        trim_recent(&mut r, at);
+    }
+
+    /// Accepted frames over the last second.
+    fn fps_now(&self) -> f64 {
+        let mut r = self.recent.lock().unwrap();
+        trim_recent(&mut r, Instant::now());
+        r.len() as f64
+    }
+
+    fn saw_result(&self, r: &ProcessResult) {
+        let text = match (r.status, r.kind) {
+            (ResultStatus::Skipped, _) => return,
+            (ResultStatus::Processed, ResultKind::None) => return,
+            (ResultStatus::Failed, _) => format!("failed: {}", String::from_utf8_lossy(&r.result)),
+            (_, ResultKind::Jpeg) => format!("JPEG of {} bytes", r.result.len()),
+            _ => String::from_utf8_lossy(&r.result).into_owned(),
+        };
+        *self.last_result.lock().unwrap() = Some(text.chars().take(SHOWN_RESULT_CHARS).collect());
+    }
+}
+
+fn trim_recent(r: &mut VecDeque<Instant>, now: Instant) {
+    while r
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) > Duration::from_secs(1))
+        || r.len() > 10_000
+    {
+        r.pop_front();
+    }
 }
 
 /// All clients, connected and gone.
@@ -146,7 +214,39 @@ impl Registry {
         ))
     }
 
-    fn summary(&self, processed: u64, duration: Duration) -> ServerSummary {
+    /// Every connected client's figures now, for `/stats.json` and `/metrics`.
+    fn snapshot(&self) -> Vec<ClientNow> {
+        let mut out: Vec<ClientNow> = self
+            .live
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, l)| {
+                let st = l.stats.lock().unwrap();
+                let c = st.total.counts;
+                ClientNow {
+                    id: *id,
+                    name: l.name.to_string(),
+                    peer: l.peer.to_string(),
+                    fps_accepted: l.fps_now(),
+                    last_age_ms: (c.accepted > 0)
+                        .then(|| l.last_age_us.load(Ordering::Relaxed) as f64 / 1e3),
+                    age_ms: st.total.age_ms(),
+                    frames_received: c.sent,
+                    frames_accepted: c.accepted,
+                    frames_dropped_stale: c.dropped_stale,
+                    frames_rejected: c.rejected,
+                    frames_superseded: l.superseded.load(Ordering::Relaxed),
+                    bytes: c.bytes,
+                    last_result: l.last_result.lock().unwrap().clone(),
+                }
+            })
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+
+    fn summary(&self, duration: Duration) -> ServerSummary {
         let mut per_name: BTreeMap<Arc<str>, (Tally, u64)> = self.gone.lock().unwrap().clone();
         for l in self.live.lock().unwrap().values() {
             let mut t = l.stats.lock().unwrap().total.clone();
@@ -171,11 +271,37 @@ impl Registry {
             .collect();
         ServerSummary {
             total: total.figures(false),
-            frames_processed: processed,
+            processor: String::new(),
+            frames_processed: 0,
+            frames_process_failed: 0,
             duration_s: duration.as_secs_f64(),
             clients,
+            recording: None,
         }
     }
+}
+
+/// One connected client in `/stats.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientNow {
+    /// The connection's number: `/stream/<id>.mjpg` shows its video.
+    pub id: ClientId,
+    pub name: String,
+    pub peer: String,
+    /// Accepted frames over the last second.
+    pub fps_accepted: f64,
+    /// Age of the newest accepted frame.
+    pub last_age_ms: Option<f64>,
+    /// Age of the accepted and stale frames of this connection.
+    pub age_ms: Percentiles,
+    pub frames_received: u64,
+    pub frames_accepted: u64,
+    pub frames_dropped_stale: u64,
+    pub frames_rejected: u64,
+    pub frames_superseded: u64,
+    pub bytes: u64,
+    /// The newest processing result, shortened.
+    pub last_result: Option<String>,
 }
 
 /// A new client for the display/processing thread: its newest-frame receiver.
@@ -192,7 +318,15 @@ struct Shared {
     /// The server's clock: tickets carry microseconds since this instant.
     epoch: Instant,
     registry: Registry,
-    joined: Sender<Joined>,
+    /// New clients for the processing thread.
+    to_processing: Sender<Joined>,
+    /// New clients for the display thread (None: no display sinks).
+    to_display: Option<Sender<Joined>>,
+    processor_name: String,
+    processing: Arc<ProcessingCounts>,
+    recorder: Option<Recorder>,
+    /// Newest frames for the live view (None: no `--http`).
+    live_frames: Option<LiveFrames>,
     active: AtomicUsize,
     refusing: AtomicUsize,
     next_id: AtomicU64,
@@ -203,67 +337,334 @@ impl Shared {
     fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
+
+    fn summary(&self) -> ServerSummary {
+        let mut summary = self.registry.summary(self.epoch.elapsed());
+        summary.processor = self.processor_name.clone();
+        summary.frames_processed = self.processing.processed.load(Ordering::Relaxed);
+        summary.frames_process_failed = self.processing.failed.load(Ordering::Relaxed);
+        summary.recording = self.recorder.as_ref().map(Recorder::summary);
+        summary
+    }
 }
 
-/// Runs the server on `listener` until `shutdown` is triggered (or a sink
-/// asks to stop, e.g. the window was closed), then returns the summary.
+impl StatsSource for Shared {
+    fn stats_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "uptime_s": self.epoch.elapsed().as_secs_f64(),
+            "max_age_ms": self.config.max_age.as_secs_f64() * 1e3,
+            "processor": self.processor_name,
+            "frames_processed": self.processing.processed.load(Ordering::Relaxed),
+            "frames_process_failed": self.processing.failed.load(Ordering::Relaxed),
+            "viewers": self.live_frames.as_ref().map_or(0, |l| l.viewers.load(Ordering::Relaxed)),
+            "recording": self.recorder.as_ref().map(Recorder::summary),
+            "clients": self.registry.snapshot(),
+        })
+    }
+
+    fn metrics(&self) -> String {
+        let clients = self.registry.snapshot();
+        let mut m = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
+            let _ = writeln!(
+                m,
+                "# HELP framelink_{name} {help}\n# TYPE framelink_{name} {kind}"
+            );
+            for (labels, v) in rows {
+                let _ = writeln!(m, "framelink_{name}{labels} {v}");
+            }
+        };
+        let who =
+            |c: &ClientNow| format!("client=\"{}\",id=\"{}\"", live_view::label(&c.name), c.id);
+        family(
+            "clients_connected",
+            "gauge",
+            "Clients connected now.",
+            vec![(String::new(), clients.len() as f64)],
+        );
+        let mut frames = Vec::new();
+        for c in &clients {
+            for (outcome, n) in [
+                ("accepted", c.frames_accepted),
+                ("dropped_stale", c.frames_dropped_stale),
+                ("rejected", c.frames_rejected),
+                ("superseded", c.frames_superseded),
+            ] {
+                frames.push((format!("{{{},outcome=\"{outcome}\"}}", who(c)), n as f64));
+            }
+        }
+        family(
+            "frames_total",
+            "counter",
+            "Frames received from each connected client, by fate.",
+            frames,
+        );
+        family(
+            "received_bytes_total",
+            "counter",
+            "Frame payload bytes received from each connected client.",
+            clients
+                .iter()
+                .map(|c| (format!("{{{}}}", who(c)), c.bytes as f64))
+                .collect(),
+        );
+        family(
+            "fps_accepted",
+            "gauge",
+            "Frames accepted from each client over the last second.",
+            clients
+                .iter()
+                .map(|c| (format!("{{{}}}", who(c)), c.fps_accepted))
+                .collect(),
+        );
+        let mut age = Vec::new();
+        for c in &clients {
+            for (q, v) in [("0.5", c.age_ms.p50), ("0.99", c.age_ms.p99)] {
+                if let Some(v) = v {
+                    age.push((format!("{{{},quantile=\"{q}\"}}", who(c)), v / 1e3));
+                }
+            }
+        }
+        family(
+            "frame_age_seconds",
+            "gauge",
+            "Age of each client's frames on arrival, by quantile.",
+            age,
+        );
+        family(
+            "frames_processed_total",
+            "counter",
+            "Frames the processor handled.",
+            vec![(
+                String::new(),
+                self.processing.processed.load(Ordering::Relaxed) as f64,
+            )],
+        );
+        family(
+            "frames_process_failed_total",
+            "counter",
+            "Frames the processor failed on.",
+            vec![(
+                String::new(),
+                self.processing.failed.load(Ordering::Relaxed) as f64,
+            )],
+        );
+        if let Some(l) = &self.live_frames {
+            family(
+                "viewers",
+                "gauge",
+                "Live view streams open now.",
+                vec![(String::new(), l.viewers.load(Ordering::Relaxed) as f64)],
+            );
+        }
+        if let Some(r) = &self.recorder {
+            let s = r.summary();
+            family(
+                "recorded_frames_total",
+                "counter",
+                "Frames written to the recording.",
+                vec![(String::new(), s.frames_recorded as f64)],
+            );
+            family(
+                "recording_bytes",
+                "gauge",
+                "JPEG bytes in the recording directory.",
+                vec![(String::new(), s.bytes_on_disk as f64)],
+            );
+            family(
+                "recording_left_out_total",
+                "counter",
+                "Accepted frames left out of the recording.",
+                vec![(String::new(), s.frames_left_out as f64)],
+            );
+        }
+        m
+    }
+}
+
+/// A server to run: the frame listener and config, plus what to do with
+/// accepted frames.
 ///
-/// The display/processing thread is the calling thread (windows want the
-/// thread that made them); the accept loop and every connection run on
-/// scoped threads, all finished before this returns.
+/// ```no_run
+/// # fn main() -> anyhow::Result<()> {
+/// use framelink::{server::{Server, ServerConfig}, shutdown::Shutdown};
+/// let listener = std::net::TcpListener::bind("0.0.0.0:1998")?;
+/// let summary = Server::new(listener, ServerConfig::default()).run(Shutdown::new())?;
+/// # Ok(()) }
+/// ```
+pub struct Server {
+    listener: TcpListener,
+    config: ServerConfig,
+    processor: Option<Box<dyn Processor>>,
+    sinks: Vec<Box<dyn Sink>>,
+    live_view: Option<TcpListener>,
+}
+
+impl Server {
+    pub fn new(listener: TcpListener, config: ServerConfig) -> Self {
+        Server {
+            listener,
+            config,
+            processor: None,
+            sinks: Vec::new(),
+            live_view: None,
+        }
+    }
+
+    /// Runs `processor` instead of the one `config.processor` names.
+    pub fn processor(mut self, processor: Box<dyn Processor>) -> Self {
+        self.processor = Some(processor);
+        self
+    }
+
+    /// Adds a sink on the display thread (the window, or a test's probe).
+    pub fn sink(mut self, sink: Box<dyn Sink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Serves the live view (page, MJPEG, `/stats.json`, `/metrics`) on `listener`.
+    pub fn live_view(mut self, listener: TcpListener) -> Self {
+        self.live_view = Some(listener);
+        self
+    }
+
+    /// Runs until `shutdown` is triggered (or a sink asks to stop, e.g. the
+    /// window was closed), then returns the summary.
+    ///
+    /// The display thread is the calling thread (windows want the thread
+    /// that made them); the processing thread, the accept loops, the
+    /// recorder and every connection run on scoped threads, all finished
+    /// before this returns. Fails before serving if the processor or the
+    /// recording directory cannot be set up.
+    pub fn run(self, shutdown: Shutdown) -> Result<ServerSummary> {
+        let Server {
+            listener,
+            config,
+            processor,
+            mut sinks,
+            live_view,
+        } = self;
+        listener
+            .set_nonblocking(true)
+            .context("cannot make the listening socket non-blocking")?;
+        let processor = match processor {
+            Some(p) => p,
+            None => process::build(&config.processor)?,
+        };
+        let (recorder, record_writer) = match &config.record {
+            Some(rc) => {
+                let (r, w) = record::open(rc.clone())?;
+                (Some(r), Some(w))
+            }
+            None => (None, None),
+        };
+        let (to_processing, processing_rx) = crossbeam_channel::bounded(config.max_clients.max(1));
+        let (to_display, display_rx) = crossbeam_channel::bounded(config.max_clients.max(1));
+        let shared = Shared {
+            gate: Gate::new(config.max_age),
+            limits: Limits {
+                max_frame_bytes: config.max_frame_bytes,
+                max_result_bytes: 0,
+            },
+            epoch: Instant::now(),
+            registry: Registry::default(),
+            to_processing,
+            to_display: (!sinks.is_empty()).then_some(to_display),
+            processor_name: processor.name().to_string(),
+            processing: Arc::default(),
+            recorder,
+            live_frames: live_view.as_ref().map(|_| LiveFrames::default()),
+            active: AtomicUsize::new(0),
+            refusing: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            shutdown: shutdown.clone(),
+            config,
+        };
+        let shared = &shared;
+        let mut processing_sink = ProcessingSink::new(processor, shared.processing.clone());
+        let mut display_sinks: Vec<&mut dyn Sink> = sinks
+            .iter_mut()
+            .map(|b| &mut **b as &mut dyn Sink)
+            .collect();
+        std::thread::scope(|s| {
+            let spawn = |name, f| spawn_named(s, name, f);
+            let started = (|| {
+                spawn("accept", Box::new(|| accept_loop(s, &listener, shared)))?;
+                spawn(
+                    "process",
+                    Box::new(|| {
+                        pipeline(
+                            &processing_rx,
+                            &mut [&mut processing_sink],
+                            &shared.shutdown,
+                        )
+                    }),
+                )?;
+                if let Some(w) = record_writer {
+                    spawn("record", Box::new(move || w.run(&shared.shutdown)))?;
+                }
+                if let (Some(l), Some(frames)) = (&live_view, &shared.live_frames) {
+                    let io = shared.config.io_timeout;
+                    spawn(
+                        "http",
+                        Box::new(move || {
+                            live_view::serve(s, l, frames, shared, io, &shared.shutdown)
+                        }),
+                    )?;
+                }
+                if let Some(every) = shared.config.stats_interval {
+                    spawn(
+                        "stats",
+                        Box::new(move || {
+                            while !shared.shutdown.wait_timeout(every) {
+                                if let Some(line) = shared.registry.status_line() {
+                                    println!("{line}");
+                                }
+                            }
+                        }),
+                    )?;
+                }
+                anyhow::Ok(())
+            })();
+            if started.is_ok() {
+                if display_sinks.is_empty() {
+                    while !shared.shutdown.wait_timeout(Duration::from_secs(3600)) {}
+                } else {
+                    pipeline(&display_rx, &mut display_sinks, &shared.shutdown);
+                }
+            }
+            shared.shutdown.trigger();
+            started
+        })?;
+        let summary = shared.summary();
+        if let Some(path) = &shared.config.summary_json {
+            write_json(path, &summary)?;
+        }
+        Ok(summary)
+    }
+}
+
+/// Starts a named scoped thread.
+fn spawn_named<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    name: &str,
+    f: Box<dyn FnOnce() + Send + 's>,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(s, f)
+        .map(|_| ())
+        .with_context(|| format!("cannot start the {name} thread"))
+}
+
+/// Runs a server with the processor `config` names and no display: see [`Server`].
 pub fn run(
     listener: TcpListener,
     config: ServerConfig,
-    mut sinks: Vec<Box<dyn Sink>>,
     shutdown: Shutdown,
 ) -> Result<ServerSummary> {
-    let started = Instant::now();
-    listener
-        .set_nonblocking(true)
-        .context("cannot make the listening socket non-blocking")?;
-    let (joined_tx, joined_rx) = crossbeam_channel::bounded(config.max_clients.max(1));
-    let shared = Shared {
-        gate: Gate::new(config.max_age),
-        limits: Limits {
-            max_frame_bytes: config.max_frame_bytes,
-            max_result_bytes: 0,
-        },
-        epoch: Instant::now(),
-        registry: Registry::default(),
-        joined: joined_tx,
-        active: AtomicUsize::new(0),
-        refusing: AtomicUsize::new(0),
-        next_id: AtomicU64::new(1),
-        shutdown: shutdown.clone(),
-        config,
-    };
-    let shared = &shared;
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("accept".into())
-            .spawn_scoped(s, || accept_loop(s, &listener, shared))
-            .expect("spawn the accept thread");
-        if let Some(every) = shared.config.stats_interval {
-            std::thread::Builder::new()
-                .name("stats".into())
-                .spawn_scoped(s, move || {
-                    while !shared.shutdown.wait_timeout(every) {
-                        if let Some(line) = shared.registry.status_line() {
-                            println!("{line}");
-                        }
-                    }
-                })
-                .expect("spawn the stats thread");
-        }
-        pipeline(&joined_rx, &mut sinks, &shared.shutdown);
-        shared.shutdown.trigger();
-    });
-    let processed = sinks.iter().filter_map(|s| s.processed()).sum();
-    let summary = shared.registry.summary(processed, started.elapsed());
-    if let Some(path) = &shared.config.summary_json {
-        write_json(path, &summary)?;
-    }
-    Ok(summary)
+    Server::new(listener, config).run(shutdown)
 }
 
 /// Writes `value` as one JSON object to `path`.
@@ -373,8 +774,26 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     debug!("connected");
     match Connection::start(stream, peer, shared, &span) {
         Ok(mut conn) => {
-            let end = conn.stream_frames();
+            let end = std::thread::scope(|s| {
+                // Results come from the processing thread at any time: a
+                // thread of their own writes them, so reading never waits.
+                let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+                if let Some(results) = conn.results_rx.take() {
+                    let (writer, live, span) =
+                        (conn.writer.clone(), conn.live.clone(), span.clone());
+                    s.spawn(move || {
+                        let _enter = span.enter();
+                        write_results(&results, &done_rx, &writer, &live)
+                    });
+                }
+                let end = conn.stream_frames();
+                drop(done_tx);
+                end
+            });
             shared.registry.remove(conn.id);
+            if let Some(l) = &shared.live_frames {
+                l.remove(conn.id);
+            }
             match end {
                 Ok(why) => info!("disconnected: {why}"),
                 Err(e) => warn!("disconnected: {e}"),
@@ -384,14 +803,45 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     }
 }
 
+/// Writes results to the client as they come. Unblocked by a result or by
+/// the connection ending (`done` disconnects); a write blocks at most the
+/// I/O timeout.
+fn write_results(
+    results: &Receiver<ProcessResult>,
+    done: &Receiver<()>,
+    writer: &Mutex<Writer>,
+    live: &Live,
+) {
+    loop {
+        crossbeam_channel::select! {
+            recv(results) -> r => {
+                let Ok(r) = r else { return };
+                live.saw_result(&r);
+                if let Err(e) = writer.lock().unwrap().send(false, &[&Message::Result(r)]) {
+                    debug!("cannot send a result: {e}");
+                    return;
+                }
+            }
+            recv(done) -> _ => return,
+        }
+    }
+}
+
 /// A connection after a successful handshake.
 struct Connection<'a> {
     id: ClientId,
     shared: &'a Shared,
     reader: Reader,
-    writer: Writer,
+    /// Shared with the results writer.
+    writer: Arc<Mutex<Writer>>,
     live: Arc<Live>,
-    frames: LatestSender<ArrivedFrame>,
+    /// Hand-off to the processing thread.
+    to_processing: LatestSender<ArrivedFrame>,
+    /// Hand-off to the display thread, if there is one.
+    to_display: Option<LatestSender<ArrivedFrame>>,
+    /// Where this client's results go (None: it did not ask for results).
+    results: Option<Sender<ProcessResult>>,
+    results_rx: Option<Receiver<ProcessResult>>,
     /// Tickets handed out and not yet answered, oldest first.
     outstanding: VecDeque<Ticket>,
     next_ticket: u32,
@@ -441,36 +891,58 @@ impl<'a> Connection<'a> {
             }
             Ok(None) => return Err(ConnError::Closed { mid_message: false }),
             Err(e) => {
-                refuse_for(&mut writer, &e);
+                refuse_for(&Mutex::new(writer), &e);
                 return Err(e);
             }
         };
         span.record("name", hello.name.as_str());
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let (frames, rx) = latest::channel();
+        // A stage that is closing down does not take the client; the
+        // connection then ends at its first read.
+        let join = |stage: &Sender<Joined>| {
+            let (tx, rx) = latest::channel();
+            let _ = stage.send_timeout(Joined { id, frames: rx }, Duration::from_secs(1));
+            tx
+        };
+        let to_processing = join(&shared.to_processing);
+        let to_display = shared.to_display.as_ref().map(join);
         let live = Arc::new(Live {
             name: hello.name.as_str().into(),
+            peer,
             stats: Mutex::new(Running::default()),
-            superseded: frames.superseded_counter(),
+            superseded: to_processing.superseded_counter(),
             superseded_reported: AtomicU64::new(0),
+            last_age_us: AtomicU64::new(0),
+            recent: Mutex::default(),
+            last_result: Mutex::default(),
         });
         shared.registry.add(id, live.clone());
-        // The thread is closing down if this fails; the connection then ends at its first read.
-        let _ = shared
-            .joined
-            .send_timeout(Joined { id, frames: rx }, Duration::from_secs(1));
+        let wants_results = hello.capabilities & protocol::CAP_RESULTS != 0;
+        let (results, results_rx) = if wants_results {
+            let (tx, rx) = crossbeam_channel::bounded(RESULTS_QUEUE);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let mut conn = Connection {
             id,
             shared,
             reader,
-            writer,
+            writer: Arc::new(Mutex::new(writer)),
             live,
-            frames,
+            to_processing,
+            to_display,
+            results,
+            results_rx,
             outstanding: VecDeque::new(),
             next_ticket: 0,
         };
         let welcome = Message::Welcome(Welcome {
-            capabilities: 0,
+            capabilities: if wants_results {
+                protocol::CAP_RESULTS
+            } else {
+                0
+            },
             max_age_us: gate::micros_u32(shared.config.max_age),
             max_frame_bytes: shared.config.max_frame_bytes,
             window: shared.config.window,
@@ -480,7 +952,7 @@ impl<'a> Connection<'a> {
             .collect();
         let mut out: Vec<&Message> = vec![&welcome];
         out.extend(tickets.iter());
-        if let Err(e) = conn.writer.send(true, &out) {
+        if let Err(e) = conn.writer.lock().unwrap().send(true, &out) {
             shared.registry.remove(id);
             return Err(e.into());
         }
@@ -510,7 +982,7 @@ impl<'a> Connection<'a> {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok("client closed the connection without GOODBYE".into()),
                 Err(ConnError::Shutdown) => {
-                    let _ = self.writer.goodbye(
+                    let _ = self.writer.lock().unwrap().goodbye(
                         false,
                         GoodbyeCode::ShuttingDown,
                         "server is shutting down",
@@ -518,7 +990,7 @@ impl<'a> Connection<'a> {
                     return Ok("server shutting down".into());
                 }
                 Err(e) => {
-                    refuse_for(&mut self.writer, &e);
+                    refuse_for(&self.writer, &e);
                     return Err(e);
                 }
             };
@@ -528,6 +1000,8 @@ impl<'a> Connection<'a> {
                     let verdict = self.judge(frame, arrived)?;
                     let ticket = Message::Ticket(self.issue_ticket());
                     self.writer
+                        .lock()
+                        .unwrap()
                         .send(false, &[&Message::Verdict(verdict), &ticket])?;
                 }
                 Message::Goodbye(g) => {
@@ -546,9 +1020,30 @@ impl<'a> Connection<'a> {
                         ),
                     };
                     let e = ConnError::Protocol(e);
-                    refuse_for(&mut self.writer, &e);
+                    refuse_for(&self.writer, &e);
                     return Err(e);
                 }
+            }
+        }
+    }
+
+    /// Gives an accepted frame to the recorder, the live view, the display
+    /// and the processing thread; none of them can block this thread. A
+    /// frame the processor never got to is answered `skipped`.
+    fn hand_on(&mut self, frame: ArrivedFrame) {
+        self.live.accepted(frame.age, frame.arrived);
+        if let Some(r) = &self.shared.recorder {
+            r.offer(&frame);
+        }
+        if let Some(l) = &self.shared.live_frames {
+            l.publish(self.id, &frame.jpeg);
+        }
+        if let Some(d) = &self.to_display {
+            d.send(frame.clone());
+        }
+        if let Some(old) = self.to_processing.send(frame) {
+            if let Some(results) = &self.results {
+                let _ = results.try_send(process::skipped(old.frame_id));
             }
         }
     }
@@ -567,7 +1062,7 @@ impl<'a> Connection<'a> {
                 ),
             };
             let e = ConnError::Protocol(e);
-            refuse_for(&mut self.writer, &e);
+            refuse_for(&self.writer, &e);
             return Err(e);
         };
         self.outstanding.remove(pos);
@@ -597,18 +1092,17 @@ impl<'a> Connection<'a> {
             stats.record_verdict(outcome, m.age, m.transit, arrived);
         }
         match outcome {
-            Outcome::Accepted => {
-                self.frames.send(ArrivedFrame {
-                    client: self.id,
-                    client_name: self.live.name.clone(),
-                    frame_id: h.frame_id,
-                    width: h.width,
-                    height: h.height,
-                    jpeg: frame.payload,
-                    age: m.age,
-                    arrived,
-                });
-            }
+            Outcome::Accepted => self.hand_on(ArrivedFrame {
+                client: self.id,
+                client_name: self.live.name.clone(),
+                frame_id: h.frame_id,
+                width: h.width,
+                height: h.height,
+                jpeg: frame.payload,
+                age: m.age,
+                arrived,
+                reply: self.results.clone(),
+            }),
             Outcome::DroppedStale => debug!(
                 frame = h.frame_id,
                 age_ms = m.age.as_secs_f64() * 1e3,
@@ -630,7 +1124,7 @@ impl<'a> Connection<'a> {
 }
 
 /// Tells the peer why its connection is being closed, where there is a code for it.
-fn refuse_for(writer: &mut Writer, e: &ConnError) {
+fn refuse_for(writer: &Mutex<Writer>, e: &ConnError) {
     let code = match e {
         ConnError::Protocol(protocol::Error::TooLarge { .. }) => GoodbyeCode::TooLarge,
         ConnError::Protocol(_) => GoodbyeCode::ProtocolError,
@@ -638,14 +1132,14 @@ fn refuse_for(writer: &mut Writer, e: &ConnError) {
         ConnError::Shutdown => GoodbyeCode::ShuttingDown,
         ConnError::Io(_) | ConnError::Closed { .. } => return,
     };
-    let _ = writer.goodbye(false, code, e.to_string());
+    let _ = writer.lock().unwrap().goodbye(false, code, e.to_string());
 }
 
 /// The display/processing thread: waits on every client's newest-frame
 /// receiver at once, gives each frame it takes to every sink, and ticks the
 /// sinks. Unblocked by a frame, a client joining or leaving, or the tick;
 /// ends on shutdown or when a sink asks to stop.
-fn pipeline(joined: &Receiver<Joined>, sinks: &mut [Box<dyn Sink>], shutdown: &Shutdown) {
+fn pipeline(joined: &Receiver<Joined>, sinks: &mut [&mut dyn Sink], shutdown: &Shutdown) {
     let tick = if sinks.iter().any(|s| s.name() == "display") {
         crate::display::DISPLAY_TICK
     } else {

@@ -1,13 +1,15 @@
-//! Where accepted frames go on the server: sinks (the display, a processor,
-//! and later recorders and viewers) fed by the display/processing thread.
+//! Where accepted frames go on the server: sinks (the display, or a test's
+//! probe) fed by the display thread, and the processor fed by the processing
+//! thread (see [`process`](crate::process)).
 //!
 //! A sink sees each client's newest frame only; frames that were replaced
 //! before the thread got to them are never decoded. Decoding is lazy and
 //! shared: the first sink that asks for pixels pays for it.
 
+use crate::protocol::ProcessResult;
 use bytes::Bytes;
+use crossbeam_channel::Sender;
 use image::RgbImage;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,9 @@ pub struct ArrivedFrame {
     pub age: Duration,
     /// When it arrived (server clock).
     pub arrived: Instant,
+    /// Where the processing result goes back to the client that sent the
+    /// frame (None when the client did not ask for results).
+    pub reply: Option<Sender<ProcessResult>>,
 }
 
 /// A frame plus its decoded pixels, decoded at most once, on first use.
@@ -80,87 +85,13 @@ pub trait Sink {
     fn tick(&mut self) -> bool {
         true
     }
-
-    /// For a processor: how many frames it handled without error.
-    fn processed(&self) -> Option<u64> {
-        None
-    }
-}
-
-/// A user's algorithm: implement this to run your own code on every fresh
-/// frame, then pass it to [`server::run`](crate::server::run) inside a
-/// [`ProcessorSink`].
-pub trait Processor: Send {
-    fn name(&self) -> &str;
-
-    /// Runs on one frame. Call `view.rgb()` for pixels.
-    fn process(&mut self, view: &mut FrameView) -> anyhow::Result<()>;
-}
-
-/// Runs a [`Processor`] as a sink and counts what it processed.
-pub struct ProcessorSink {
-    processor: Box<dyn Processor>,
-    processed: u64,
-}
-
-impl ProcessorSink {
-    pub fn new(processor: Box<dyn Processor>) -> Self {
-        ProcessorSink {
-            processor,
-            processed: 0,
-        }
-    }
-}
-
-impl Sink for ProcessorSink {
-    fn name(&self) -> &str {
-        self.processor.name()
-    }
-
-    fn frame(&mut self, view: &mut FrameView) -> anyhow::Result<()> {
-        self.processor.process(view)?;
-        self.processed += 1;
-        Ok(())
-    }
-
-    fn processed(&self) -> Option<u64> {
-        Some(self.processed)
-    }
-}
-
-/// The default processor: counts the frames it is given, per client. It
-/// needs no pixels, so on a headless server nothing is ever decoded.
-#[derive(Default)]
-pub struct CountProcessor {
-    per_client: HashMap<Arc<str>, u64>,
-}
-
-impl CountProcessor {
-    /// Frames counted for the client named `name`.
-    pub fn count(&self, name: &str) -> u64 {
-        self.per_client.get(name).copied().unwrap_or(0)
-    }
-}
-
-impl Processor for CountProcessor {
-    fn name(&self) -> &str {
-        "count"
-    }
-
-    fn process(&mut self, view: &mut FrameView) -> anyhow::Result<()> {
-        *self
-            .per_client
-            .entry(view.frame.client_name.clone())
-            .or_default() += 1;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn arrived(jpeg: Vec<u8>) -> ArrivedFrame {
+    pub(crate) fn arrived(jpeg: Vec<u8>) -> ArrivedFrame {
         ArrivedFrame {
             client: 1,
             client_name: "cam".into(),
@@ -170,6 +101,7 @@ mod tests {
             jpeg: jpeg.into(),
             age: Duration::ZERO,
             arrived: Instant::now(),
+            reply: None,
         }
     }
 
@@ -189,15 +121,5 @@ mod tests {
         j.splice(4..mid, std::iter::repeat_n(0xFF, mid - 4));
         let mut v = FrameView::new(arrived(j));
         assert!(v.rgb().is_err());
-    }
-
-    #[test]
-    fn count_processor_counts_without_decoding() {
-        let mut sink = ProcessorSink::new(Box::new(CountProcessor::default()));
-        let mut v = FrameView::new(arrived(crate::jpeg::tests::sample_jpeg(16, 8)));
-        sink.frame(&mut v).unwrap();
-        sink.frame(&mut v).unwrap();
-        assert_eq!(sink.processed(), Some(2));
-        assert!(!v.was_decoded());
     }
 }

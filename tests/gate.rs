@@ -5,8 +5,9 @@ mod support;
 
 use framelink::client::ClientConfig;
 use framelink::delay_proxy::DelayProxy;
+use framelink::process::{Output, Processor};
 use framelink::server::ServerConfig;
-use framelink::sink::{FrameView, Sink};
+use framelink::sink::FrameView;
 use std::time::Duration;
 use support::{server_config, TestClient, TestServer};
 
@@ -64,7 +65,7 @@ fn raising_the_threshold_above_the_delay_accepts_them() {
     assert_eq!(s.total.frames_accepted, c.figures.frames_accepted);
 }
 
-/// A sink that blocks the display/processing thread on its first frame until
+/// A processor that blocks the processing thread on its first frame until
 /// the test releases it.
 struct Stall {
     stalled: crossbeam_channel::Sender<()>,
@@ -72,16 +73,16 @@ struct Stall {
     first: bool,
 }
 
-impl Sink for Stall {
+impl Processor for Stall {
     fn name(&self) -> &str {
         "stall"
     }
-    fn frame(&mut self, _view: &mut FrameView) -> anyhow::Result<()> {
+    fn process(&mut self, _view: &mut FrameView) -> anyhow::Result<Output> {
         if std::mem::take(&mut self.first) {
             let _ = self.stalled.send(());
             let _ = self.release.recv_timeout(support::WAIT);
         }
-        Ok(())
+        Ok(Output::None)
     }
 }
 
@@ -89,13 +90,14 @@ impl Sink for Stall {
 fn a_stalled_processor_does_not_slow_receiving_and_keeps_only_the_newest() {
     let (stalled_tx, stalled) = crossbeam_channel::bounded(1);
     let (release_tx, release) = crossbeam_channel::bounded(1);
-    let server = TestServer::start_with(server_config(), "127.0.0.1:0", move || {
-        vec![Box::new(Stall {
+    let server = TestServer::start_processor(
+        server_config(),
+        Box::new(Stall {
             stalled: stalled_tx,
             release,
             first: true,
-        }) as Box<dyn Sink>]
-    });
+        }),
+    );
     let client = TestClient::pattern(server.addr, "fast", 160, 120, 100.0);
     stalled
         .recv_timeout(support::WAIT)

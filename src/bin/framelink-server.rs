@@ -4,8 +4,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use framelink::cli::ServerOpts;
 use framelink::display::DisplaySink;
+use framelink::server::Server;
 use framelink::shutdown::Shutdown;
-use framelink::sink::{CountProcessor, ProcessorSink, Sink};
 use framelink::{logging, server};
 use std::net::TcpListener;
 use std::process::ExitCode;
@@ -30,6 +30,15 @@ fn run(opts: ServerOpts) -> Result<()> {
         )
     })?;
     let local = listener.local_addr()?;
+    // Bound before anything is printed, so a taken port fails at once.
+    let http = opts
+        .http
+        .map(|addr| {
+            TcpListener::bind(addr).with_context(|| {
+                format!("cannot serve the live view on {addr}: is the port taken? choose another with --http")
+            })
+        })
+        .transpose()?;
     let addrs: Vec<String> = server::advertised_addresses(local)
         .iter()
         .map(ToString::to_string)
@@ -44,17 +53,39 @@ fn run(opts: ServerOpts) -> Result<()> {
     if let Some(d) = opts.duration()? {
         shutdown.trigger_after(d);
     }
-    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(ProcessorSink::new(Box::new(
-        CountProcessor::default(),
-    )))];
+    let mut server = Server::new(listener, config);
+    if let Some(http) = http {
+        let at = http.local_addr()?;
+        let urls: Vec<String> = server::advertised_addresses(at)
+            .iter()
+            .map(|a| format!("http://{a}/"))
+            .collect();
+        println!("live view: {}", urls.join(", "));
+        server = server.live_view(http);
+    }
     if !opts.no_display {
         match DisplaySink::open("framelink-server") {
-            Ok(display) => sinks.push(Box::new(display)),
+            Ok(display) => server = server.sink(Box::new(display)),
             Err(e) => eprintln!("notice: no display available ({e:#}); running headless. Use --no-display to skip the window."),
         }
     }
-    let summary = server::run(listener, config, sinks, shutdown)?;
+    let summary = server.run(shutdown)?;
     println!("summary: {}", summary.total.describe());
+    println!(
+        "processor {}: {} frames processed, {} failed",
+        summary.processor, summary.frames_processed, summary.frames_process_failed
+    );
+    if let Some(r) = &summary.recording {
+        println!(
+            "recording in {}: {} frames, {:.1} MB on disk, {} old files deleted, {} frames left out{}",
+            r.dir.display(),
+            r.frames_recorded,
+            r.bytes_on_disk as f64 / 1e6,
+            r.files_deleted,
+            r.frames_left_out,
+            r.stopped.as_deref().map(|w| format!(" (stopped: {w})")).unwrap_or_default()
+        );
+    }
     for c in &summary.clients {
         println!(
             "  {} ({} connection{}): {}",

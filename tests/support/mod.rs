@@ -6,10 +6,12 @@
 use crossbeam_channel::{Receiver, Sender};
 use framelink::client::{self, ClientConfig, ClientSummary};
 use framelink::connection::{self, Reader, Writer};
+use framelink::process::Processor;
 use framelink::protocol::{Limits, Message};
-use framelink::server::{self, ServerConfig, ServerSummary};
+use framelink::server::Server;
+use framelink::server::{ServerConfig, ServerSummary};
 use framelink::shutdown::Shutdown;
-use framelink::sink::{CountProcessor, FrameView, ProcessorSink, Sink};
+use framelink::sink::{FrameView, Sink};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -56,6 +58,8 @@ pub fn server_config() -> ServerConfig {
 /// A server running on its own thread.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The live view's address, when started with one.
+    pub http: Option<SocketAddr>,
     pub shutdown: Shutdown,
     /// Every frame handed to the sinks (bounded; the oldest are kept).
     pub frames: Receiver<Seen>,
@@ -75,22 +79,51 @@ impl TestServer {
         addr: &str,
         extra: impl FnOnce() -> Vec<Box<dyn Sink>> + Send + 'static,
     ) -> Self {
+        Self::launch(config, addr, false, None, extra)
+    }
+
+    /// Starts with a live view on its own port.
+    pub fn start_http(config: ServerConfig) -> Self {
+        Self::launch(config, "127.0.0.1:0", true, None, Vec::new)
+    }
+
+    /// Starts with `processor` instead of the one `config` names.
+    pub fn start_processor(config: ServerConfig, processor: Box<dyn Processor>) -> Self {
+        Self::launch(config, "127.0.0.1:0", false, Some(processor), Vec::new)
+    }
+
+    fn launch(
+        config: ServerConfig,
+        addr: &str,
+        http: bool,
+        processor: Option<Box<dyn Processor>>,
+        extra: impl FnOnce() -> Vec<Box<dyn Sink>> + Send + 'static,
+    ) -> Self {
         let listener = TcpListener::bind(addr).expect("bind the test server");
         let addr = listener.local_addr().unwrap();
+        let http_listener =
+            http.then(|| TcpListener::bind("127.0.0.1:0").expect("bind the live view"));
+        let http = http_listener.as_ref().map(|l| l.local_addr().unwrap());
         let shutdown = Shutdown::new();
         let (tx, frames) = crossbeam_channel::bounded(100_000);
         let (done_tx, done) = crossbeam_channel::bounded(1);
         let sd = shutdown.clone();
         let thread = std::thread::spawn(move || {
-            let mut sinks: Vec<Box<dyn Sink>> = vec![
-                Box::new(ProcessorSink::new(Box::new(CountProcessor::default()))),
-                Box::new(ChannelSink(tx)),
-            ];
-            sinks.extend(extra());
-            let _ = done_tx.send(server::run(listener, config, sinks, sd));
+            let mut server = Server::new(listener, config).sink(Box::new(ChannelSink(tx)));
+            for sink in extra() {
+                server = server.sink(sink);
+            }
+            if let Some(p) = processor {
+                server = server.processor(p);
+            }
+            if let Some(l) = http_listener {
+                server = server.live_view(l);
+            }
+            let _ = done_tx.send(server.run(sd));
         });
         TestServer {
             addr,
+            http,
             shutdown,
             frames,
             done,

@@ -1,0 +1,378 @@
+//! The live view (`--http ADDR`): a page listing the connected clients with
+//! their live video, plus `/stats.json` and `/metrics` (Prometheus text).
+//!
+//! | Path | What |
+//! |---|---|
+//! | `/` | the page: one tile per client, video and figures updating live |
+//! | `/stream/<id>.mjpg` | client `<id>`'s accepted frames as MJPEG (`multipart/x-mixed-replace`) |
+//! | `/snapshot/<id>.jpg` | client `<id>`'s newest accepted frame |
+//! | `/stats.json` | every connected client's figures, as JSON |
+//! | `/metrics` | the same, in Prometheus text format |
+//!
+//! Each viewer has its own thread and gets only the newest frame each time
+//! it is ready for one, so a slow viewer skips frames; a viewer that stops
+//! reading is dropped after `--io-timeout`. Neither slows a camera or another
+//! viewer: a connection only replaces the frame in its [`LiveFrames`] slot.
+//! Requests are parsed by `httparse`; every response closes its connection.
+
+use crate::shutdown::Shutdown;
+use crate::sink::ClientId;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// Longest request head read.
+const MAX_HEAD: usize = 8 * 1024;
+/// Most HTTP connections served at once (viewers included); more get 503.
+pub const MAX_HTTP_CONNECTIONS: usize = 64;
+/// How long a request head may take to arrive.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The MJPEG part boundary.
+const BOUNDARY: &str = "framelink-frame";
+
+const PAGE: &str = include_str!("live_view.html");
+
+/// Every connected client's newest accepted frame, for viewers.
+#[derive(Default)]
+pub struct LiveFrames {
+    slots: Mutex<HashMap<ClientId, Arc<Slot>>>,
+    /// Viewers streaming now.
+    pub viewers: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    /// Counts published frames; a viewer remembers the last one it sent.
+    seq: u64,
+    jpeg: Option<Bytes>,
+    gone: bool,
+}
+
+/// What a viewer waiting for a frame gets.
+pub enum Next {
+    Frame(u64, Bytes),
+    /// Nothing newer within the timeout.
+    Timeout,
+    /// The client is gone (or was never there).
+    Gone,
+}
+
+impl LiveFrames {
+    /// Replaces client `id`'s frame and wakes its viewers. Never blocks for long.
+    pub fn publish(&self, id: ClientId, jpeg: &Bytes) {
+        let slot = self.slots.lock().unwrap().entry(id).or_default().clone();
+        let mut s = slot.state.lock().unwrap();
+        s.seq += 1;
+        s.jpeg = Some(jpeg.clone());
+        drop(s);
+        slot.changed.notify_all();
+    }
+
+    /// The client disconnected: its viewers end.
+    pub fn remove(&self, id: ClientId) {
+        if let Some(slot) = self.slots.lock().unwrap().remove(&id) {
+            slot.state.lock().unwrap().gone = true;
+            slot.changed.notify_all();
+        }
+    }
+
+    /// Client `id`'s newest frame, if it has sent one.
+    pub fn latest(&self, id: ClientId) -> Option<Bytes> {
+        let slot = self.slots.lock().unwrap().get(&id)?.clone();
+        let s = slot.state.lock().unwrap();
+        s.jpeg.clone()
+    }
+
+    /// Waits for a frame newer than `after`. Unblocked by a new frame, the
+    /// client leaving, or `timeout`.
+    pub fn wait_newer(&self, id: ClientId, after: u64, timeout: Duration) -> Next {
+        let Some(slot) = self.slots.lock().unwrap().get(&id).cloned() else {
+            return Next::Gone;
+        };
+        let s = slot.state.lock().unwrap();
+        let (s, _) = slot
+            .changed
+            .wait_timeout_while(s, timeout, |s| {
+                !s.gone && (s.seq <= after || s.jpeg.is_none())
+            })
+            .unwrap();
+        if s.gone {
+            return Next::Gone;
+        }
+        match &s.jpeg {
+            Some(j) if s.seq > after => Next::Frame(s.seq, j.clone()),
+            _ => Next::Timeout,
+        }
+    }
+}
+
+/// What the page and the scrapers read, supplied by the server.
+pub trait StatsSource: Sync {
+    /// The `/stats.json` document.
+    fn stats_json(&self) -> serde_json::Value;
+    /// The `/metrics` text.
+    fn metrics(&self) -> String;
+}
+
+/// Serves the live view on `listener` until `shutdown`. Polls a non-blocking
+/// listener (a shutdown is seen within 25 ms); each connection runs on a
+/// scoped thread that sees the shutdown within [`crate::connection::TICK`].
+pub fn serve<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    listener: &'s TcpListener,
+    frames: &'s LiveFrames,
+    stats: &'s dyn StatsSource,
+    io_timeout: Duration,
+    shutdown: &'s Shutdown,
+) {
+    if let Err(e) = listener.set_nonblocking(true) {
+        warn!("live view disabled: cannot make its socket non-blocking: {e}");
+        return;
+    }
+    let active = Arc::new(AtomicUsize::new(0));
+    while !shutdown.is_triggered() {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let setup = stream
+                    .set_nonblocking(false)
+                    .and_then(|_| stream.set_nodelay(true))
+                    .and_then(|_| stream.set_read_timeout(Some(HEAD_TIMEOUT)))
+                    .and_then(|_| stream.set_write_timeout(Some(io_timeout)));
+                if let Err(e) = setup {
+                    debug!(%peer, "live view: cannot set up the connection: {e}");
+                    continue;
+                }
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_HTTP_CONNECTIONS {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    let mut stream = stream;
+                    let _ = respond(&mut stream, 503, "text/plain", b"too many viewers\n");
+                    continue;
+                }
+                let active = active.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("http {peer}"))
+                    .spawn_scoped(s, move || {
+                        handle(stream, peer, frames, stats, shutdown);
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if let Err(e) = spawned {
+                    warn!(%peer, "live view: cannot start a thread: {e}");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                shutdown.wait_timeout(Duration::from_millis(25));
+            }
+            Err(e) => {
+                warn!("live view: accept failed: {e}");
+                shutdown.wait_timeout(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Reads the request head (at most [`MAX_HEAD`] bytes, [`HEAD_TIMEOUT`]).
+/// Returns the method and path, or the status to answer with.
+fn read_request(stream: &mut TcpStream) -> Result<(String, String), u16> {
+    let mut buf = vec![0u8; MAX_HEAD];
+    let mut len = 0;
+    loop {
+        let n = stream.read(&mut buf[len..]).map_err(|_| 408u16)?;
+        if n == 0 {
+            return Err(400);
+        }
+        len += n;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[..len]) {
+            Ok(httparse::Status::Complete(_)) => {
+                let method = req.method.unwrap_or("").to_string();
+                let path = req.path.unwrap_or("/").to_string();
+                return Ok((method, path));
+            }
+            Ok(httparse::Status::Partial) if len == MAX_HEAD => return Err(431),
+            Ok(httparse::Status::Partial) => continue,
+            Err(_) => return Err(400),
+        }
+    }
+}
+
+fn handle(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    frames: &LiveFrames,
+    stats: &dyn StatsSource,
+    shutdown: &Shutdown,
+) {
+    let (method, target) = match read_request(&mut stream) {
+        Ok(r) => r,
+        Err(status) => {
+            let _ = respond(&mut stream, status, "text/plain", b"bad request\n");
+            return;
+        }
+    };
+    if method != "GET" && method != "HEAD" {
+        let _ = respond(&mut stream, 405, "text/plain", b"only GET\n");
+        return;
+    }
+    let path = target.split('?').next().unwrap_or("/");
+    debug!(%peer, "live view: GET {path}");
+    let result = match path {
+        "/" | "/index.html" => respond(
+            &mut stream,
+            200,
+            "text/html; charset=utf-8",
+            PAGE.as_bytes(),
+        ),
+        "/stats.json" => {
+            let body = serde_json::to_vec_pretty(&stats.stats_json()).unwrap_or_default();
+            respond(&mut stream, 200, "application/json", &body)
+        }
+        "/metrics" => respond(
+            &mut stream,
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            stats.metrics().as_bytes(),
+        ),
+        _ => {
+            if let Some(id) = client_id(path, "/stream/", ".mjpg") {
+                if frames.latest(id).is_none() {
+                    respond(&mut stream, 404, "text/plain", b"no such client\n")
+                } else {
+                    frames.viewers.fetch_add(1, Ordering::Relaxed);
+                    info!(%peer, client = id, "viewer joined");
+                    let r = stream_mjpeg(&mut stream, id, frames, shutdown);
+                    frames.viewers.fetch_sub(1, Ordering::Relaxed);
+                    info!(%peer, client = id, "viewer left");
+                    r
+                }
+            } else if let Some(id) = client_id(path, "/snapshot/", ".jpg") {
+                match frames.latest(id) {
+                    Some(jpeg) => respond(&mut stream, 200, "image/jpeg", &jpeg),
+                    None => respond(&mut stream, 404, "text/plain", b"no such client\n"),
+                }
+            } else {
+                respond(&mut stream, 404, "text/plain", b"not found\n")
+            }
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, "live view: connection ended: {e}");
+    }
+}
+
+fn client_id(path: &str, prefix: &str, suffix: &str) -> Option<ClientId> {
+    path.strip_prefix(prefix)?
+        .strip_suffix(suffix)?
+        .parse()
+        .ok()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        reason(status),
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()
+}
+
+/// Sends client `id`'s frames as MJPEG, newest only, each part written and
+/// flushed whole as soon as it is there. Ends when the client leaves, the
+/// viewer goes away or stops reading (write timeout), or on shutdown.
+fn stream_mjpeg(
+    stream: &mut TcpStream,
+    id: ClientId,
+    frames: &LiveFrames,
+    shutdown: &Shutdown,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes())?;
+    let mut seq = 0;
+    while !shutdown.is_triggered() {
+        match frames.wait_newer(id, seq, crate::connection::TICK) {
+            Next::Frame(s, jpeg) => {
+                seq = s;
+                let part = format!(
+                    "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                    jpeg.len()
+                );
+                stream.write_all(part.as_bytes())?;
+                stream.write_all(&jpeg)?;
+                stream.write_all(b"\r\n")?;
+                stream.flush()?;
+            }
+            Next::Timeout => {}
+            Next::Gone => break,
+        }
+    }
+    Ok(())
+}
+
+/// Escapes a Prometheus label value.
+pub fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_viewer_gets_the_newest_frame_only_and_sees_the_client_leave() {
+        let hub = LiveFrames::default();
+        assert!(matches!(hub.wait_newer(1, 0, Duration::ZERO), Next::Gone));
+        hub.publish(1, &Bytes::from_static(b"a"));
+        hub.publish(1, &Bytes::from_static(b"b"));
+        let Next::Frame(seq, j) = hub.wait_newer(1, 0, Duration::ZERO) else {
+            panic!("a frame")
+        };
+        assert_eq!(&j[..], b"b");
+        assert!(matches!(
+            hub.wait_newer(1, seq, Duration::from_millis(10)),
+            Next::Timeout
+        ));
+        hub.remove(1);
+        assert!(matches!(hub.wait_newer(1, seq, Duration::ZERO), Next::Gone));
+    }
+
+    #[test]
+    fn prometheus_labels_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

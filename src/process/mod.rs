@@ -1,0 +1,304 @@
+//! Processing on the server: a [`Processor`] runs on each client's newest
+//! accepted frame on the processing thread, and its [`Output`] goes back to
+//! the client that sent the frame as a RESULT message.
+//!
+//! Processing is latest-only like everything else: a frame replaced by a
+//! newer one from the same client before the processor got to it is never
+//! processed, and its client is told so (status `skipped`).
+//!
+//! Built in: [`CountProcessor`] (`count`), [`motion::MotionProcessor`]
+//! (`motion`) and [`exec::ExecProcessor`] (`exec:COMMAND`, an external
+//! program fed over pipes).
+
+pub mod exec;
+pub mod motion;
+
+use crate::gate::micros_u32;
+use crate::protocol::{ProcessResult, ResultKind, ResultStatus};
+use crate::sink::{ClientId, FrameView, Sink};
+use anyhow::{bail, Result};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a processor made of a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Nothing to send back.
+    None,
+    /// One JSON value (UTF-8 text).
+    Json(String),
+    /// A JPEG image, for example the frame with boxes drawn on it.
+    Jpeg(Bytes),
+}
+
+impl Output {
+    /// `value` as a JSON result.
+    pub fn json(value: &impl serde::Serialize) -> Self {
+        Output::Json(serde_json::to_string(value).unwrap_or_else(|_| "null".into()))
+    }
+
+    fn into_wire(self) -> (ResultKind, Bytes) {
+        match self {
+            Output::None => (ResultKind::None, Bytes::new()),
+            Output::Json(s) => (ResultKind::Json, Bytes::from(s)),
+            Output::Jpeg(b) => (ResultKind::Jpeg, b),
+        }
+    }
+}
+
+/// A user's algorithm: implement this to run your own code on every fresh
+/// frame, and pass it to [`Server::processor`](crate::server::Server::processor).
+///
+/// It runs on the processing thread, one frame at a time. A slow processor
+/// costs only results: frames that arrive meanwhile replace each other and
+/// their clients are told they were skipped.
+pub trait Processor: Send {
+    fn name(&self) -> &str;
+
+    /// Runs on one frame. Call `view.rgb()` for pixels (decoded once, shared).
+    /// An error is sent back to the client as a `failed` result.
+    fn process(&mut self, view: &mut FrameView) -> Result<Output>;
+
+    /// The client disconnected: forget its state.
+    fn client_left(&mut self, _client: ClientId) {}
+}
+
+/// Which built-in processor to run, as `--processor` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessorKind {
+    Count,
+    Motion,
+    /// `exec:COMMAND`: run COMMAND with `sh -c` and feed it frames.
+    Exec(String),
+}
+
+impl std::str::FromStr for ProcessorKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "count" => ProcessorKind::Count,
+            "motion" => ProcessorKind::Motion,
+            _ => match s.strip_prefix("exec:") {
+                Some(cmd) if !cmd.trim().is_empty() => ProcessorKind::Exec(cmd.trim().into()),
+                Some(_) => bail!("exec: needs a command, e.g. exec:'python3 detector.py'"),
+                None => bail!("unknown processor {s:?}: use count, motion or exec:COMMAND"),
+            },
+        })
+    }
+}
+
+/// Settings for the built-in processors.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    pub kind: ProcessorKind,
+    /// Longest an `exec` program may take on one frame before it is restarted.
+    pub timeout: Duration,
+    /// What an `exec` program is fed: the JPEG as it arrived, or gray pixels.
+    pub exec_input: exec::ExecInput,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            kind: ProcessorKind::Count,
+            timeout: Duration::from_secs(2),
+            exec_input: exec::ExecInput::Jpeg,
+        }
+    }
+}
+
+/// Makes the processor `config` names.
+pub fn build(config: &ProcessorConfig) -> Result<Box<dyn Processor>> {
+    Ok(match &config.kind {
+        ProcessorKind::Count => Box::new(CountProcessor::default()),
+        ProcessorKind::Motion => Box::new(motion::MotionProcessor::default()),
+        ProcessorKind::Exec(cmd) => Box::new(exec::ExecProcessor::start(
+            cmd,
+            config.exec_input,
+            config.timeout,
+        )?),
+    })
+}
+
+/// The default processor: counts the frames it is given, per client, and
+/// sends the count back. It needs no pixels, so nothing is ever decoded.
+#[derive(Default)]
+pub struct CountProcessor {
+    per_client: HashMap<ClientId, u64>,
+}
+
+impl Processor for CountProcessor {
+    fn name(&self) -> &str {
+        "count"
+    }
+
+    fn process(&mut self, view: &mut FrameView) -> Result<Output> {
+        let n = self.per_client.entry(view.frame.client).or_default();
+        *n += 1;
+        Ok(Output::json(&serde_json::json!({ "count": *n })))
+    }
+
+    fn client_left(&mut self, client: ClientId) {
+        self.per_client.remove(&client);
+    }
+}
+
+/// Counters of the processing thread, readable from any thread.
+#[derive(Debug, Default)]
+pub struct ProcessingCounts {
+    pub processed: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// Runs a [`Processor`] as a sink on the processing thread: times it and
+/// sends each result to the frame's client.
+pub(crate) struct ProcessingSink {
+    processor: Box<dyn Processor>,
+    counts: Arc<ProcessingCounts>,
+}
+
+impl ProcessingSink {
+    pub(crate) fn new(processor: Box<dyn Processor>, counts: Arc<ProcessingCounts>) -> Self {
+        ProcessingSink { processor, counts }
+    }
+}
+
+impl Sink for ProcessingSink {
+    fn name(&self) -> &str {
+        self.processor.name()
+    }
+
+    fn frame(&mut self, view: &mut FrameView) -> Result<()> {
+        let started = Instant::now();
+        let out = self.processor.process(view);
+        let took = started.elapsed();
+        let (status, (kind, result), err) = match out {
+            Ok(o) => {
+                self.counts.processed.fetch_add(1, Ordering::Relaxed);
+                (ResultStatus::Processed, o.into_wire(), None)
+            }
+            Err(e) => {
+                self.counts.failed.fetch_add(1, Ordering::Relaxed);
+                let text = format!("{}: {e:#}", self.processor.name());
+                (
+                    ResultStatus::Failed,
+                    (ResultKind::Text, Bytes::from(text)),
+                    Some(e),
+                )
+            }
+        };
+        if let Some(reply) = &view.frame.reply {
+            // Full only when the client stopped reading; its connection is ending.
+            let _ = reply.try_send(ProcessResult {
+                frame_id: view.frame.frame_id,
+                status,
+                wait_us: micros_u32(started.saturating_duration_since(view.frame.arrived)),
+                processing_us: micros_u32(took),
+                kind,
+                result,
+            });
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn client_left(&mut self, client: ClientId) {
+        self.processor.client_left(client);
+    }
+}
+
+/// The RESULT for a frame that was replaced before the processor took it.
+pub(crate) fn skipped(frame_id: u64) -> ProcessResult {
+    ProcessResult {
+        frame_id,
+        status: ResultStatus::Skipped,
+        wait_us: 0,
+        processing_us: 0,
+        kind: ResultKind::None,
+        result: Bytes::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::tests::arrived;
+
+    #[test]
+    fn count_processor_counts_per_client_without_decoding() {
+        let mut p = CountProcessor::default();
+        let mut v = FrameView::new(arrived(crate::jpeg::tests::sample_jpeg(16, 8)));
+        assert_eq!(
+            p.process(&mut v).unwrap(),
+            Output::Json(r#"{"count":1}"#.into())
+        );
+        assert_eq!(
+            p.process(&mut v).unwrap(),
+            Output::Json(r#"{"count":2}"#.into())
+        );
+        assert!(!v.was_decoded());
+        p.client_left(v.frame.client);
+        assert_eq!(
+            p.process(&mut v).unwrap(),
+            Output::Json(r#"{"count":1}"#.into())
+        );
+    }
+
+    #[test]
+    fn the_result_goes_to_the_frame_reply_channel_with_timings() {
+        struct Fails;
+        impl Processor for Fails {
+            fn name(&self) -> &str {
+                "fails"
+            }
+            fn process(&mut self, _: &mut FrameView) -> Result<Output> {
+                bail!("no luck")
+            }
+        }
+        let counts = Arc::new(ProcessingCounts::default());
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let mut frame = arrived(crate::jpeg::tests::sample_jpeg(16, 8));
+        frame.reply = Some(tx);
+        frame.frame_id = 7;
+
+        let mut sink = ProcessingSink::new(Box::new(CountProcessor::default()), counts.clone());
+        sink.frame(&mut FrameView::new(frame.clone())).unwrap();
+        let r = rx.try_recv().unwrap();
+        assert_eq!(
+            (r.frame_id, r.status, r.kind),
+            (7, ResultStatus::Processed, ResultKind::Json)
+        );
+        assert_eq!(&r.result[..], br#"{"count":1}"#);
+
+        let mut sink = ProcessingSink::new(Box::new(Fails), counts.clone());
+        assert!(sink.frame(&mut FrameView::new(frame)).is_err());
+        let r = rx.try_recv().unwrap();
+        assert_eq!((r.status, r.kind), (ResultStatus::Failed, ResultKind::Text));
+        assert_eq!(&r.result[..], b"fails: no luck");
+        assert_eq!(counts.processed.load(Ordering::Relaxed), 1);
+        assert_eq!(counts.failed.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn processor_names_parse() {
+        assert_eq!(
+            "count".parse::<ProcessorKind>().unwrap(),
+            ProcessorKind::Count
+        );
+        assert_eq!(
+            "motion".parse::<ProcessorKind>().unwrap(),
+            ProcessorKind::Motion
+        );
+        assert_eq!(
+            "exec: python3 d.py".parse::<ProcessorKind>().unwrap(),
+            ProcessorKind::Exec("python3 d.py".into())
+        );
+        assert!("exec:".parse::<ProcessorKind>().is_err());
+        assert!("yolo".parse::<ProcessorKind>().is_err());
+    }
+}
