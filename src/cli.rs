@@ -202,6 +202,15 @@ pub struct ClientOpts {
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
 
+    /// Write every processing result the server sends back as one JSON line to this file
+    /// (`-` for standard output), with its capture→result time.
+    #[arg(long, value_name = "PATH")]
+    pub results_jsonl: Option<PathBuf>,
+
+    /// Save results that are pictures (e.g. annotated frames) in this folder as <frame id>.jpg.
+    #[arg(long, value_name = "DIR")]
+    pub save_results: Option<PathBuf>,
+
     /// Seconds to wait for the server to accept a connection.
     #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
     pub connect_timeout: f64,
@@ -259,6 +268,8 @@ impl ClientOpts {
             max_backoff: seconds("--max-backoff", self.max_backoff)?,
             stats_interval: interval(self.stats_interval)?,
             summary_json: self.summary_json.clone(),
+            results_jsonl: self.results_jsonl.clone(),
+            save_results: self.save_results.clone(),
         })
     }
 

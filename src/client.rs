@@ -9,6 +9,7 @@ use crate::latest::{self, LatestReceiver};
 use crate::protocol::{
     self, Encoding, FrameHeader, Goodbye, GoodbyeCode, Hello, Limits, Message, Outcome, Ticket,
 };
+use crate::results::{self, InFlight, ResultsOut};
 use crate::shutdown::Shutdown;
 use crate::source::{self, SourceConfig};
 use crate::stats::{Figures, Running};
@@ -47,6 +48,10 @@ pub struct ClientConfig {
     pub stats_interval: Option<Duration>,
     /// Where to write the summary as JSON at exit.
     pub summary_json: Option<PathBuf>,
+    /// Where to write every processing result as a JSON line (`-`: standard output).
+    pub results_jsonl: Option<PathBuf>,
+    /// Where to save results that are pictures.
+    pub save_results: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -72,6 +77,8 @@ impl ClientConfig {
             max_backoff: Duration::from_secs(2),
             stats_interval: None,
             summary_json: None,
+            results_jsonl: None,
+            save_results: None,
         }
     }
 }
@@ -114,6 +121,14 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     }
     let source = source::open(&config.source)?;
     info!("source: {}", source.describe());
+    let results_out = Mutex::new(ResultsOut::open(
+        config.results_jsonl.as_deref(),
+        config.save_results.as_deref(),
+    )?);
+    let results = Results {
+        in_flight: InFlight::default(),
+        out: results_out,
+    };
     let encoders = (0..config.encode_threads.max(1))
         .map(|_| encode::encoder(config.encoder, config.quality, config.subsampling))
         .collect::<Result<Vec<_>>>()?;
@@ -161,7 +176,14 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
                 }
             });
         }
-        let r = connect_loop(&config, &frames, &stats, &shutdown, &mut connections);
+        let r = connect_loop(
+            &config,
+            &frames,
+            &stats,
+            &results,
+            &shutdown,
+            &mut connections,
+        );
         shutdown.trigger();
         r
     });
@@ -187,6 +209,12 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     outcome.map(|_| summary)
 }
 
+/// What the sender and reader share about processing results.
+struct Results {
+    in_flight: InFlight,
+    out: Mutex<ResultsOut>,
+}
+
 /// Why a session with the server ended.
 enum SessionEnd {
     /// Our own shutdown: stop.
@@ -204,6 +232,7 @@ fn connect_loop(
     config: &ClientConfig,
     frames: &LatestReceiver<EncodedFrame>,
     stats: &Mutex<Running>,
+    results: &Results,
     shutdown: &Shutdown,
     connections: &mut u64,
 ) -> Result<()> {
@@ -215,7 +244,7 @@ fn connect_loop(
                 .map_err(|e| anyhow!("cannot connect to {}: {e}", config.server))
         });
         let end = match attempt {
-            Ok(stream) => match session(stream, config, frames, stats, shutdown) {
+            Ok(stream) => match session(stream, config, frames, stats, results, shutdown) {
                 Ok((end, connected)) => {
                     if connected {
                         *connections += 1;
@@ -266,6 +295,7 @@ fn session(
     config: &ClientConfig,
     frames: &LatestReceiver<EncodedFrame>,
     stats: &Mutex<Running>,
+    results: &Results,
     shutdown: &Shutdown,
 ) -> Result<(SessionEnd, bool)> {
     let server = &config.server;
@@ -277,7 +307,7 @@ fn session(
     let mut reader = Reader::new(stream.try_clone()?, limits);
     let mut writer = Writer::new(stream);
     let hello = Message::Hello(Hello {
-        capabilities: 0,
+        capabilities: protocol::CAP_RESULTS,
         name: config.name.clone(),
     });
     if let Err(e) = writer.send(true, &[&hello]) {
@@ -345,7 +375,7 @@ fn session(
         let reader_thread = {
             let (session_stop, reader_done) = (&session_stop, &reader_done);
             s.spawn(move || {
-                let end = read_loop(reader, tickets_tx, stats, session_stop, server, io);
+                let end = read_loop(reader, tickets_tx, stats, results, session_stop, server, io);
                 reader_done.trigger();
                 end
             })
@@ -356,6 +386,7 @@ fn session(
             frames,
             welcome.max_frame_bytes,
             stats,
+            &results.in_flight,
             shutdown,
             &reader_done,
         );
@@ -414,6 +445,7 @@ fn send_loop(
     frames: &LatestReceiver<EncodedFrame>,
     max_frame_bytes: u32,
     stats: &Mutex<Running>,
+    in_flight: &InFlight,
     shutdown: &Shutdown,
     reader_done: &Shutdown,
 ) -> SendEnd {
@@ -459,6 +491,7 @@ fn send_loop(
             ticket_held_us: micros_u32(now.saturating_duration_since(received)),
             payload_len: frame.jpeg.len() as u32,
         };
+        in_flight.sent(frame.id, frame.captured_at);
         if let Err(e) = writer.send_frame(&header, &frame.jpeg, ticket) {
             return SendEnd::Failed(e.to_string());
         }
@@ -466,12 +499,13 @@ fn send_loop(
     }
 }
 
-/// Reads tickets (passed to the sender) and verdicts (counted) until the
-/// connection ends; returns how it ended.
+/// Reads tickets (passed to the sender), verdicts (counted) and results
+/// (counted, written) until the connection ends; returns how it ended.
 fn read_loop(
     mut reader: Reader,
     tickets: crossbeam_channel::Sender<(Ticket, Instant)>,
     stats: &Mutex<Running>,
+    results: &Results,
     stop: &Shutdown,
     server: &str,
     stall: Duration,
@@ -494,6 +528,9 @@ fn read_loop(
                     .lock()
                     .unwrap()
                     .record_verdict(v.outcome, age, transit, Instant::now());
+                if v.outcome != Outcome::Accepted {
+                    results.in_flight.forget(v.frame_id);
+                }
                 match v.outcome {
                     Outcome::Rejected => warn!(
                         frame = v.frame_id,
@@ -507,6 +544,16 @@ fn read_loop(
                     ),
                     Outcome::Accepted => {}
                 }
+            }
+            Ok(Some(Message::Result(r))) => {
+                let capture_to_result = results.in_flight.answered(r.frame_id).map(|t| t.elapsed());
+                debug!(frame = r.frame_id, status = r.status.as_str(), "result");
+                stats.lock().unwrap().record_result(
+                    r.status,
+                    capture_to_result,
+                    results::shown(&r),
+                );
+                results.out.lock().unwrap().write(&r, capture_to_result);
             }
             Ok(Some(Message::Goodbye(g))) => {
                 return goodbye_end(server, g)

@@ -24,6 +24,7 @@ pub mod logging;
 pub mod process;
 pub mod protocol;
 pub mod record;
+pub mod results;
 pub mod server;
 pub mod shutdown;
 pub mod sink;

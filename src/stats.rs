@@ -4,7 +4,7 @@
 //! Memory is fixed: latencies go into HDR histograms (microseconds, 3
 //! significant digits, up to an hour), never into growing lists.
 
-use crate::protocol::Outcome;
+use crate::protocol::{Outcome, ResultStatus};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -31,6 +31,60 @@ pub struct Counts {
     pub bytes: u64,
 }
 
+/// Processing results a client got back, and how long they took.
+#[derive(Clone)]
+pub struct Results {
+    pub processed: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    /// Client clock: from capture to the result's arrival.
+    capture_to_result: Histogram<u64>,
+    /// The newest result, shortened, for the status line.
+    pub last: Option<String>,
+}
+
+impl Default for Results {
+    fn default() -> Self {
+        Results {
+            processed: 0,
+            skipped: 0,
+            failed: 0,
+            capture_to_result: new_histogram(),
+            last: None,
+        }
+    }
+}
+
+impl Results {
+    fn any(&self) -> bool {
+        self.processed + self.skipped + self.failed > 0
+    }
+
+    fn merge(&mut self, o: &Results) {
+        self.processed += o.processed;
+        self.skipped += o.skipped;
+        self.failed += o.failed;
+        let _ = self.capture_to_result.add(&o.capture_to_result);
+        if o.last.is_some() {
+            self.last.clone_from(&o.last);
+        }
+    }
+
+    pub fn capture_to_result_ms(&self) -> Percentiles {
+        Percentiles::of(&self.capture_to_result)
+    }
+}
+
+/// The results part of a client's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultFigures {
+    pub results_processed: u64,
+    pub results_skipped: u64,
+    pub results_failed: u64,
+    /// Client clock, from capture to the result's arrival (processed results).
+    pub capture_to_result_ms: Percentiles,
+}
+
 /// Counts plus age/transit distributions and the span of accepted frames.
 #[derive(Clone)]
 pub struct Tally {
@@ -39,6 +93,7 @@ pub struct Tally {
     transit: Histogram<u64>,
     first_accepted: Option<Instant>,
     last_accepted: Option<Instant>,
+    pub results: Results,
 }
 
 impl Default for Tally {
@@ -49,6 +104,7 @@ impl Default for Tally {
             transit: new_histogram(),
             first_accepted: None,
             last_accepted: None,
+            results: Results::default(),
         }
     }
 }
@@ -94,8 +150,32 @@ impl Tally {
             .saturating_record((transit.as_micros() as u64).clamp(1, MAX_RECORDED_US));
     }
 
+    /// One RESULT: its status, the capture → result time when known, and
+    /// the result shortened for display.
+    pub fn record_result(
+        &mut self,
+        status: ResultStatus,
+        capture_to_result: Option<Duration>,
+        shown: Option<String>,
+    ) {
+        let r = &mut self.results;
+        match status {
+            ResultStatus::Processed => r.processed += 1,
+            ResultStatus::Failed => r.failed += 1,
+            ResultStatus::Skipped | ResultStatus::Other(_) => r.skipped += 1,
+        }
+        if let (ResultStatus::Processed, Some(d)) = (status, capture_to_result) {
+            r.capture_to_result
+                .saturating_record((d.as_micros() as u64).clamp(1, MAX_RECORDED_US));
+        }
+        if shown.is_some() {
+            r.last = shown;
+        }
+    }
+
     /// Adds another tally into this one (per-client tallies into a total).
     pub fn merge(&mut self, other: &Tally) {
+        self.results.merge(&other.results);
         let c = &mut self.counts;
         let o = &other.counts;
         c.sent += o.sent;
@@ -150,6 +230,12 @@ impl Tally {
             age_ms: self.age_ms(),
             transit_ms: self.transit_ms(),
             bytes: c.bytes,
+            results: self.results.any().then(|| ResultFigures {
+                results_processed: self.results.processed,
+                results_skipped: self.results.skipped,
+                results_failed: self.results.failed,
+                capture_to_result_ms: self.results.capture_to_result_ms(),
+            }),
         }
     }
 
@@ -159,7 +245,7 @@ impl Tally {
         let c = self.counts;
         let age = self.age_ms();
         let transit = self.transit_ms();
-        format!(
+        let mut line = format!(
             "{:6.1} fps sent {:6.1} fps accepted | drops: superseded {} stale {} rejected {} | age p50 {} p99 {} ms | transit p50 {} p99 {} ms | {:.2} MB/s",
             c.sent as f64 / secs,
             c.accepted as f64 / secs,
@@ -171,7 +257,23 @@ impl Tally {
             fmt_ms(transit.p50),
             fmt_ms(transit.p99),
             c.bytes as f64 / secs / 1e6,
-        )
+        );
+        let r = &self.results;
+        if r.any() {
+            let p = r.capture_to_result_ms();
+            line += &format!(
+                " | results {} skipped {} failed {}, capture→result p50 {} p99 {} ms",
+                r.processed,
+                r.skipped,
+                r.failed,
+                fmt_ms(p.p50),
+                fmt_ms(p.p99)
+            );
+            if let Some(last) = &r.last {
+                line += &format!(" | last: {last}");
+            }
+        }
+        line
     }
 }
 
@@ -224,6 +326,9 @@ pub struct Figures {
     pub age_ms: Percentiles,
     pub transit_ms: Percentiles,
     pub bytes: u64,
+    /// Processing results received (client side, when any came).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub results: Option<ResultFigures>,
 }
 
 impl Figures {
@@ -245,7 +350,20 @@ impl Figures {
             fmt_ms(self.transit_ms.p50),
             fmt_ms(self.transit_ms.p99),
             self.bytes as f64 / 1e6,
-        )
+        ) + &self
+            .results
+            .as_ref()
+            .map(|r| {
+                format!(
+                    "; results {} processed, {} skipped, {} failed, capture→result p50 {} p99 {} ms",
+                    r.results_processed,
+                    r.results_skipped,
+                    r.results_failed,
+                    fmt_ms(r.capture_to_result_ms.p50),
+                    fmt_ms(r.capture_to_result_ms.p99)
+                )
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -282,6 +400,18 @@ impl Running {
     ) {
         self.total.record_verdict(outcome, age, transit, at);
         self.interval.record_verdict(outcome, age, transit, at);
+    }
+
+    pub fn record_result(
+        &mut self,
+        status: ResultStatus,
+        capture_to_result: Option<Duration>,
+        shown: Option<String>,
+    ) {
+        self.total
+            .record_result(status, capture_to_result, shown.clone());
+        self.interval
+            .record_result(status, capture_to_result, shown);
     }
 
     pub fn add_superseded(&mut self, n: u64) {
