@@ -125,7 +125,9 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
         config.results_jsonl.as_deref(),
         config.save_results.as_deref(),
     )?);
-    let results = Results {
+    let stats = Arc::new(Mutex::new(Running::default()));
+    let tracking = Tracking {
+        stats: stats.clone(),
         in_flight: InFlight::default(),
         out: results_out,
     };
@@ -141,7 +143,6 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     );
     let (slot, frames) = latest::channel::<EncodedFrame>();
     let superseded = slot.superseded_counter();
-    let stats = Arc::new(Mutex::new(Running::default()));
     let capture_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
 
     // Not scoped: a camera can block in the driver forever; it must not keep
@@ -176,14 +177,7 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
                 }
             });
         }
-        let r = connect_loop(
-            &config,
-            &frames,
-            &stats,
-            &results,
-            &shutdown,
-            &mut connections,
-        );
+        let r = connect_loop(&config, &frames, &tracking, &shutdown, &mut connections);
         shutdown.trigger();
         r
     });
@@ -209,8 +203,10 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     outcome.map(|_| summary)
 }
 
-/// What the sender and reader share about processing results.
-struct Results {
+/// What the sender, the reader and the status line keep count with.
+struct Tracking {
+    stats: Arc<Mutex<Running>>,
+    /// Frames sent and not yet answered, for capture → result times.
     in_flight: InFlight,
     out: Mutex<ResultsOut>,
 }
@@ -231,8 +227,7 @@ enum SessionEnd {
 fn connect_loop(
     config: &ClientConfig,
     frames: &LatestReceiver<EncodedFrame>,
-    stats: &Mutex<Running>,
-    results: &Results,
+    tracking: &Tracking,
     shutdown: &Shutdown,
     connections: &mut u64,
 ) -> Result<()> {
@@ -244,7 +239,7 @@ fn connect_loop(
                 .map_err(|e| anyhow!("cannot connect to {}: {e}", config.server))
         });
         let end = match attempt {
-            Ok(stream) => match session(stream, config, frames, stats, results, shutdown) {
+            Ok(stream) => match session(stream, config, frames, tracking, shutdown) {
                 Ok((end, connected)) => {
                     if connected {
                         *connections += 1;
@@ -294,8 +289,7 @@ fn session(
     stream: TcpStream,
     config: &ClientConfig,
     frames: &LatestReceiver<EncodedFrame>,
-    stats: &Mutex<Running>,
-    results: &Results,
+    tracking: &Tracking,
     shutdown: &Shutdown,
 ) -> Result<(SessionEnd, bool)> {
     let server = &config.server;
@@ -375,7 +369,7 @@ fn session(
         let reader_thread = {
             let (session_stop, reader_done) = (&session_stop, &reader_done);
             s.spawn(move || {
-                let end = read_loop(reader, tickets_tx, stats, results, session_stop, server, io);
+                let end = read_loop(reader, tickets_tx, tracking, session_stop, server, io);
                 reader_done.trigger();
                 end
             })
@@ -385,8 +379,7 @@ fn session(
             &tickets,
             frames,
             welcome.max_frame_bytes,
-            stats,
-            &results.in_flight,
+            tracking,
             shutdown,
             &reader_done,
         );
@@ -444,8 +437,7 @@ fn send_loop(
     tickets: &Receiver<(Ticket, Instant)>,
     frames: &LatestReceiver<EncodedFrame>,
     max_frame_bytes: u32,
-    stats: &Mutex<Running>,
-    in_flight: &InFlight,
+    tracking: &Tracking,
     shutdown: &Shutdown,
     reader_done: &Shutdown,
 ) -> SendEnd {
@@ -491,11 +483,11 @@ fn send_loop(
             ticket_held_us: micros_u32(now.saturating_duration_since(received)),
             payload_len: frame.jpeg.len() as u32,
         };
-        in_flight.sent(frame.id, frame.captured_at);
+        tracking.in_flight.sent(frame.id, frame.captured_at);
         if let Err(e) = writer.send_frame(&header, &frame.jpeg, ticket) {
             return SendEnd::Failed(e.to_string());
         }
-        stats.lock().unwrap().record_sent(frame.jpeg.len());
+        tracking.stats.lock().unwrap().record_sent(frame.jpeg.len());
     }
 }
 
@@ -504,8 +496,7 @@ fn send_loop(
 fn read_loop(
     mut reader: Reader,
     tickets: crossbeam_channel::Sender<(Ticket, Instant)>,
-    stats: &Mutex<Running>,
-    results: &Results,
+    tracking: &Tracking,
     stop: &Shutdown,
     server: &str,
     stall: Duration,
@@ -524,12 +515,14 @@ fn read_loop(
                     Duration::from_micros(v.age_us as u64),
                     Duration::from_micros(v.transit_us as u64),
                 );
-                stats
-                    .lock()
-                    .unwrap()
-                    .record_verdict(v.outcome, age, transit, Instant::now());
+                tracking.stats.lock().unwrap().record_verdict(
+                    v.outcome,
+                    age,
+                    transit,
+                    Instant::now(),
+                );
                 if v.outcome != Outcome::Accepted {
-                    results.in_flight.forget(v.frame_id);
+                    tracking.in_flight.forget(v.frame_id);
                 }
                 match v.outcome {
                     Outcome::Rejected => warn!(
@@ -546,14 +539,15 @@ fn read_loop(
                 }
             }
             Ok(Some(Message::Result(r))) => {
-                let capture_to_result = results.in_flight.answered(r.frame_id).map(|t| t.elapsed());
+                let capture_to_result =
+                    tracking.in_flight.answered(r.frame_id).map(|t| t.elapsed());
                 debug!(frame = r.frame_id, status = r.status.as_str(), "result");
-                stats.lock().unwrap().record_result(
+                tracking.stats.lock().unwrap().record_result(
                     r.status,
                     capture_to_result,
                     results::shown(&r),
                 );
-                results.out.lock().unwrap().write(&r, capture_to_result);
+                tracking.out.lock().unwrap().write(&r, capture_to_result);
             }
             Ok(Some(Message::Goodbye(g))) => {
                 return goodbye_end(server, g)
