@@ -4,10 +4,13 @@
 #   pkg-config    finding system libraries
 #   cmake nasm    building libjpeg-turbo (the turbojpeg feature)
 #   xvfb x11-apps a virtual display and xwd, for the window test
+#   chromium      headless browser, for the live view test
+#   python3       the shipped exec processor example (if no python3 is on PATH)
 # Rust itself (cargo) must already be installed: https://rustup.rs
 set -euo pipefail
 
-packages=(libclang-dev pkg-config cmake nasm xvfb x11-apps)
+packages=(libclang-dev pkg-config cmake nasm xvfb x11-apps chromium)
+command -v python3 >/dev/null || packages+=(python3)
 
 missing=()
 for p in "${packages[@]}"; do

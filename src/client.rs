@@ -55,6 +55,11 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// True when `--results-jsonl -` writes results to standard output.
+    pub fn results_on_stdout(&self) -> bool {
+        self.results_jsonl.as_deref() == Some(std::path::Path::new("-"))
+    }
+
     /// A config with the usual defaults, streaming the test pattern.
     pub fn test_pattern(server: impl Into<String>, width: u32, height: u32, fps: f64) -> Self {
         ClientConfig {
@@ -164,6 +169,8 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     let outcome = std::thread::scope(|s| {
         if let Some(every) = config.stats_interval {
             let (stats, superseded, shutdown) = (&stats, &superseded, &shutdown);
+            // Standard output then carries results only.
+            let results_on_stdout = config.results_on_stdout();
             s.spawn(move || {
                 let mut reported = 0;
                 while !shutdown.wait_timeout(every) {
@@ -173,7 +180,12 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
                     reported = now;
                     let (t, elapsed) = st.take_interval();
                     drop(st);
-                    println!("{}", t.status_line(elapsed));
+                    let line = t.status_line(elapsed);
+                    if results_on_stdout {
+                        eprintln!("{line}");
+                    } else {
+                        println!("{line}");
+                    }
                 }
             });
         }

@@ -32,6 +32,9 @@ const MAX_HEAD: usize = 8 * 1024;
 pub const MAX_HTTP_CONNECTIONS: usize = 64;
 /// How long a request head may take to arrive.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Kernel send buffer of a live view connection: small, so a viewer that
+/// stops reading blocks its writes (and is dropped) within a few frames.
+const SEND_BUFFER: usize = 256 * 1024;
 /// The MJPEG part boundary.
 const BOUNDARY: &str = "framelink-frame";
 
@@ -144,8 +147,9 @@ pub fn serve<'s>(
     while !shutdown.is_triggered() {
         match listener.accept() {
             Ok((stream, peer)) => {
-                let setup = stream
-                    .set_nonblocking(false)
+                let setup = socket2::SockRef::from(&stream)
+                    .set_send_buffer_size(SEND_BUFFER)
+                    .and_then(|_| stream.set_nonblocking(false))
                     .and_then(|_| stream.set_nodelay(true))
                     .and_then(|_| stream.set_read_timeout(Some(HEAD_TIMEOUT)))
                     .and_then(|_| stream.set_write_timeout(Some(io_timeout)));

@@ -25,7 +25,13 @@ fn run(opts: ClientOpts) -> Result<()> {
     if let Some(d) = opts.duration()? {
         shutdown.trigger_after(d);
     }
+    let results_on_stdout = config.results_on_stdout();
     let summary = client::run(config, shutdown)?;
-    println!("summary: {}", summary.figures.describe());
+    let line = format!("summary: {}", summary.figures.describe());
+    if results_on_stdout {
+        eprintln!("{line}"); // standard output carries results only
+    } else {
+        println!("{line}");
+    }
     Ok(())
 }

@@ -240,3 +240,35 @@ impl RawPeer {
         self.stream.write_all(bytes).expect("write");
     }
 }
+
+/// A GET request to the live view: `(status, head, body)`. Reads to the end
+/// (every response but a stream closes its connection).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the live view");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).expect("a whole response");
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&all[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, head, all[split + 4..].to_vec())
+}
+
+/// Reads lines of JSON from `path` (a client's `--results-jsonl`).
+pub fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("the results file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}

@@ -1,0 +1,88 @@
+//! The live view in a real browser: headless Chromium opens the page and two
+//! screenshots show the test pattern moving in it. Needs Debian's `chromium`
+//! (scripts/setup.sh installs it), so a plain `cargo test` skips it:
+//! `cargo test --test browser -- --ignored` runs it.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use support::{server_config, TestClient, TestServer};
+
+/// A screenshot of `url` after the page has run for a few seconds (virtual
+/// time, so the MJPEG parts have been drawn), as an RGB image.
+fn screenshot(url: &str, dir: &Path, name: &str) -> image::RgbImage {
+    let file = dir.join(name);
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1280,800",
+            "--virtual-time-budget=3000",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.join(format!("profile-{name}")).display()
+        ))
+        .arg(format!("--screenshot={}", file.display()))
+        .arg(url)
+        .output()
+        .expect("chromium is installed (Debian package chromium; scripts/setup.sh installs it)");
+    assert!(
+        file.exists(),
+        "chromium made no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    image::open(&file).unwrap().to_rgb8()
+}
+
+/// Pixels of the test pattern's colours: far from the page's grays.
+fn colourful(p: &image::Rgb<u8>) -> bool {
+    let [r, g, b] = p.0;
+    r.max(g).max(b) - r.min(g).min(b) > 60
+}
+
+#[test]
+#[ignore = "needs chromium: run by scripts/test.sh"]
+fn the_page_shows_every_client_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start_http(server_config());
+    let url = format!("http://{}/", server.http.unwrap());
+    let a = TestClient::pattern(server.addr, "front-door", 640, 480, 30.0);
+    let b = TestClient::pattern(server.addr, "back-door", 320, 240, 30.0);
+    server.wait_frames(Some("front-door"), 3);
+    server.wait_frames(Some("back-door"), 3);
+
+    let first = screenshot(&url, tmp.path(), "first.png");
+    server.wait_frames(Some("front-door"), 15);
+    let second = screenshot(&url, tmp.path(), "second.png");
+    first.save("target/live-view-first.png").ok();
+    second.save("target/live-view-second.png").ok();
+
+    // Both tiles show video: a large share of the window is pattern colour.
+    let shown = first.pixels().filter(|p| colourful(p)).count();
+    assert!(
+        shown > 2 * 300 * 200,
+        "only {shown} video pixels: see target/live-view-first.png"
+    );
+    // And it moves: the video pixels differ between the two screenshots.
+    let moved = first
+        .pixels()
+        .zip(second.pixels())
+        .filter(|(p, q)| (colourful(p) || colourful(q)) && p != q)
+        .count();
+    assert!(
+        moved > shown / 10,
+        "the video did not move ({moved} of {shown} pixels changed): see target/live-view-*.png"
+    );
+    a.stop().unwrap();
+    b.stop().unwrap();
+    server.stop();
+}

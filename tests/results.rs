@@ -1,0 +1,222 @@
+//! Processing results go back to the client that sent the frame, from the
+//! built-in processors, a user's Rust processor, and an external program.
+
+mod support;
+
+use framelink::client::ClientConfig;
+use framelink::process::exec::ExecInput;
+use framelink::process::{Output, Processor, ProcessorConfig, ProcessorKind};
+use framelink::server::ServerConfig;
+use framelink::sink::FrameView;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+use support::{json_lines, server_config, TestClient, TestServer};
+
+/// Answers with the name of the client and the frame it was given.
+struct Echo;
+
+impl Processor for Echo {
+    fn name(&self) -> &str {
+        "echo"
+    }
+    fn process(&mut self, view: &mut FrameView) -> anyhow::Result<Output> {
+        Ok(Output::json(&serde_json::json!({
+            "client": &*view.frame.client_name,
+            "frame_id": view.frame.frame_id,
+        })))
+    }
+}
+
+fn client_with_results(server: &TestServer, name: &str, fps: f64, jsonl: &Path) -> TestClient {
+    let mut c = ClientConfig::test_pattern(server.addr.to_string(), 160, 120, fps);
+    c.name = name.into();
+    c.results_jsonl = Some(jsonl.into());
+    TestClient::start(c)
+}
+
+fn processed(lines: &[Value]) -> Vec<&Value> {
+    lines
+        .iter()
+        .filter(|l| l["status"] == "processed")
+        .collect()
+}
+
+#[test]
+fn each_client_gets_the_results_of_its_own_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start_processor(server_config(), Box::new(Echo));
+    let names = ["left", "right", "middle"];
+    let clients: Vec<_> = names
+        .iter()
+        .map(|n| client_with_results(&server, n, 30.0, &tmp.path().join(n)))
+        .collect();
+    for n in names {
+        server.wait_frames(Some(n), 15);
+    }
+    let summaries: Vec<_> = clients.into_iter().map(|c| c.stop().unwrap()).collect();
+    server.stop();
+    for (n, summary) in names.iter().zip(&summaries) {
+        let lines = json_lines(&tmp.path().join(n));
+        let done = processed(&lines);
+        assert!(done.len() >= 10, "{n}: {} results", done.len());
+        for l in &done {
+            assert_eq!(l["result"]["client"], *n, "{l}");
+            assert_eq!(l["result"]["frame_id"], l["frame_id"], "{l}");
+            let ms = l["capture_to_result_ms"]
+                .as_f64()
+                .expect("timed on the client");
+            assert!(ms > 0.0 && ms < 10_000.0, "{l}");
+        }
+        let r = summary
+            .figures
+            .results
+            .as_ref()
+            .expect("results in the summary");
+        assert_eq!(r.results_processed as usize, done.len());
+        assert!(r.capture_to_result_ms.p50.is_some());
+    }
+}
+
+/// Takes a quarter of a second per frame.
+struct Slow;
+
+impl Processor for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn process(&mut self, _view: &mut FrameView) -> anyhow::Result<Output> {
+        std::thread::sleep(Duration::from_millis(250));
+        Ok(Output::None)
+    }
+}
+
+#[test]
+fn a_frame_the_processor_never_saw_is_answered_skipped_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("r.jsonl");
+    let server = TestServer::start_processor(server_config(), Box::new(Slow));
+    let client = client_with_results(&server, "fast", 60.0, &jsonl);
+    server.wait_frames(Some("fast"), 60);
+    let c = client.stop().unwrap();
+    server.stop();
+    let lines = json_lines(&jsonl);
+    let ids: Vec<u64> = lines
+        .iter()
+        .map(|l| l["frame_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        ids.len(),
+        "one result per frame"
+    );
+    let skipped = lines.iter().filter(|l| l["status"] == "skipped").count();
+    let done = processed(&lines).len();
+    assert!(
+        done >= 1 && skipped > done * 5,
+        "{done} processed, {skipped} skipped"
+    );
+    // Every accepted frame is answered, except the few still in flight at the end.
+    assert!(
+        lines.len() as u64 + 4 >= c.figures.frames_accepted,
+        "{} results for {} accepted frames",
+        lines.len(),
+        c.figures.frames_accepted
+    );
+}
+
+fn exec_server(command: String, input: ExecInput) -> TestServer {
+    TestServer::start(ServerConfig {
+        processor: ProcessorConfig {
+            kind: ProcessorKind::Exec(command),
+            timeout: Duration::from_secs(5),
+            exec_input: input,
+        },
+        ..server_config()
+    })
+}
+
+#[test]
+fn the_shipped_python_example_answers_every_frame() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("r.jsonl");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/exec/detector.py");
+    let server = exec_server(format!("python3 '{}'", script.display()), ExecInput::Gray);
+    let client = client_with_results(&server, "cam", 30.0, &jsonl);
+    server.wait_frames(Some("cam"), 20);
+    client.stop().unwrap();
+    let s = server.stop();
+    assert_eq!(s.processor, "exec");
+    assert_eq!(s.frames_process_failed, 0);
+    let lines = json_lines(&jsonl);
+    let done = processed(&lines);
+    assert!(done.len() >= 10, "{lines:?}");
+    for l in done {
+        let mean = l["result"]["mean"].as_f64().expect("a mean brightness");
+        assert!(mean > 0.0 && mean < 255.0, "{l}");
+        assert_eq!(l["result"]["frame_id"], l["frame_id"]);
+    }
+}
+
+#[test]
+fn a_crashing_program_is_restarted_and_streaming_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("r.jsonl");
+    // Answers three frames, then dies.
+    let crasher = r#"i=0; while IFS= read -r line; do n=$(printf '%s' "$line" | sed 's/.*"bytes":\([0-9]*\).*/\1/'); dd bs=1 count="$n" status=none >/dev/null; i=$((i+1)); if [ $i -gt 3 ]; then exit 1; fi; echo '{"alive":true}'; done"#;
+    let server = exec_server(crasher.into(), ExecInput::Jpeg);
+    let client = client_with_results(&server, "cam", 30.0, &jsonl);
+    server.wait_frames(Some("cam"), 60);
+    let c = client.stop().unwrap();
+    let s = server.stop();
+    assert!(c.figures.frames_accepted >= 60);
+    let lines = json_lines(&jsonl);
+    let first_failure = lines
+        .iter()
+        .position(|l| l["status"] == "failed")
+        .expect("a failed result");
+    assert!(
+        lines[first_failure]["result"]
+            .as_str()
+            .unwrap()
+            .contains("exited"),
+        "{}",
+        lines[first_failure]
+    );
+    assert!(
+        lines[first_failure..]
+            .iter()
+            .any(|l| l["status"] == "processed" && l["result"]["alive"] == true),
+        "answers again after a restart"
+    );
+    assert!(
+        s.frames_process_failed >= 1 && s.frames_processed >= 6,
+        "{s:?}"
+    );
+}
+
+#[test]
+fn a_picture_result_is_saved_by_the_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("r.jsonl");
+    let pictures = tmp.path().join("pictures");
+    // Sends every frame back as its result.
+    let mirror = r#"while IFS= read -r line; do n=$(printf '%s' "$line" | sed 's/.*"bytes":\([0-9]*\).*/\1/'); printf '{"jpeg_bytes":%s}\n' "$n"; dd bs=4096 iflag=fullblock count=$((n / 4096)) status=none; dd bs=1 count=$((n % 4096)) status=none; done"#;
+    let server = exec_server(mirror.into(), ExecInput::Jpeg);
+    let mut c = ClientConfig::test_pattern(server.addr.to_string(), 160, 120, 30.0);
+    c.results_jsonl = Some(jsonl.clone());
+    c.save_results = Some(pictures.clone());
+    let client = TestClient::start(c);
+    server.wait_frames(None, 10);
+    client.stop().unwrap();
+    server.stop();
+    let lines = json_lines(&jsonl);
+    let saved: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "jpeg").collect();
+    assert!(saved.len() >= 5, "{lines:?}");
+    for l in saved {
+        let jpeg = std::fs::read(l["file"].as_str().unwrap()).unwrap();
+        assert!(framelink::jpeg::is_whole(&jpeg));
+        assert_eq!(framelink::jpeg::dimensions(&jpeg).unwrap(), (160, 120));
+    }
+}
