@@ -63,7 +63,7 @@ pub struct ServerOpts {
     #[arg(long, value_enum, default_value = "jpeg")]
     pub exec_input: ExecInput,
 
-    /// Record accepted frames (the JPEG bytes as they arrived) under DIR/<client>/, with an index.
+    /// Record accepted frames (the JPEG bytes as they arrived) under DIR/CLIENT/, with an index.
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
 
@@ -207,7 +207,7 @@ pub struct ClientOpts {
     #[arg(long, value_name = "PATH")]
     pub results_jsonl: Option<PathBuf>,
 
-    /// Save results that are pictures (e.g. annotated frames) in this folder as <frame id>.jpg.
+    /// Save results that are pictures (e.g. annotated frames) in this folder as FRAME_ID.jpg.
     #[arg(long, value_name = "DIR")]
     pub save_results: Option<PathBuf>,
 

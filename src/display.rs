@@ -223,7 +223,7 @@ impl Sink for DisplaySink {
     }
 }
 
-/// How often the display/processing thread must call `tick` with a window open.
+/// How often the display thread must call `tick` with a window open.
 pub const DISPLAY_TICK: Duration = REFRESH;
 
 #[cfg(test)]

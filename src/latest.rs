@@ -2,7 +2,7 @@
 //! unread one instead of waiting behind it.
 //!
 //! Used on the client between capture and sending, and on the server between
-//! each connection and the display/processing thread. The sender never blocks;
+//! each connection and the display and processing threads. The sender never blocks;
 //! the receiver derefs to a plain [`crossbeam_channel::Receiver`], so it works
 //! with `recv_timeout` and `Select`, and sees disconnection when the sender is
 //! gone.

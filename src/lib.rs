@@ -3,9 +3,11 @@
 //!
 //! The client ([`client::run`]) captures frames from a [`source::Source`],
 //! encodes them into a latest-only slot ([`latest`]) and sends the newest one
-//! each time the server hands it a ticket. The server ([`server::run`]) judges
+//! each time the server hands it a ticket. The server ([`server::Server`]) judges
 //! each frame's age on arrival ([`gate`]), drops stale ones, and hands fresh
-//! ones, newest only, to the display and processing sinks ([`sink`]).
+//! ones, newest only, to the display ([`sink`]), the recorder ([`record`]),
+//! the live view ([`live_view`]) and a processor ([`process`]) whose results
+//! go back to the client that sent the frame ([`results`]).
 //! The wire format is in [`protocol`] and `protocol.md`.
 
 pub mod capture;

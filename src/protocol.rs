@@ -1245,7 +1245,7 @@ mod worked_example {
                 "preface, HELLO",
                 enc(
                     &[Message::Hello(Hello {
-                        capabilities: 0,
+                        capabilities: CAP_RESULTS,
                         name: "cam-01".into(),
                     })],
                     true,
@@ -1257,7 +1257,7 @@ mod worked_example {
                 enc(
                     &[
                         Message::Welcome(Welcome {
-                            capabilities: 0,
+                            capabilities: CAP_RESULTS,
                             max_age_us: 80_000,
                             max_frame_bytes: 16 * 1024 * 1024,
                             window: 1,
@@ -1313,6 +1313,21 @@ mod worked_example {
                             issued_us: 1_531_460,
                         }),
                     ],
+                    false,
+                ),
+            ),
+            (
+                "S->C",
+                "RESULT",
+                enc(
+                    &[Message::Result(ProcessResult {
+                        frame_id: 7,
+                        status: ResultStatus::Processed,
+                        wait_us: 120,
+                        processing_us: 850,
+                        kind: ResultKind::Json,
+                        result: Bytes::from_static(b"{\"count\":1}"),
+                    })],
                     false,
                 ),
             ),

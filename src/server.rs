@@ -1,6 +1,7 @@
 //! The server: accepts clients, runs the ticket/frame/verdict exchange with
 //! each on its own thread, judges every frame's age with the [`Gate`], and
-//! hands each client's newest fresh frame to the display/processing thread.
+//! hands each client's newest fresh frame to the recorder, the live view, the
+//! display thread and the processing thread, whose results go back to the client.
 //!
 //! Errors in one connection are logged in that connection's thread and end
 //! only that connection; the accept loop and the other clients go on.
@@ -304,7 +305,7 @@ pub struct ClientNow {
     pub last_result: Option<String>,
 }
 
-/// A new client for the display/processing thread: its newest-frame receiver.
+/// A new client for the display or processing thread: its newest-frame receiver.
 struct Joined {
     id: ClientId,
     frames: LatestReceiver<ArrivedFrame>,
@@ -1135,7 +1136,7 @@ fn refuse_for(writer: &Mutex<Writer>, e: &ConnError) {
     let _ = writer.lock().unwrap().goodbye(false, code, e.to_string());
 }
 
-/// The display/processing thread: waits on every client's newest-frame
+/// The display thread and the processing thread: waits on every client's newest-frame
 /// receiver at once, gives each frame it takes to every sink, and ticks the
 /// sinks. Unblocked by a frame, a client joining or leaving, or the tick;
 /// ends on shutdown or when a sink asks to stop.

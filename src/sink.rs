@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// A connection's number on this server, unique for the server's lifetime.
 pub type ClientId = u64;
 
-/// A frame the gate accepted, as handed to the display/processing thread.
+/// A frame the gate accepted, as handed to the display and processing threads.
 #[derive(Debug, Clone)]
 pub struct ArrivedFrame {
     pub client: ClientId,
@@ -65,7 +65,7 @@ impl FrameView {
     }
 }
 
-/// A consumer of accepted frames on the display/processing thread. Sinks
+/// A consumer of accepted frames on the display thread (or the processing thread). Sinks
 /// live on that one thread (a window must stay on the thread that made it),
 /// so they need not be `Send`.
 pub trait Sink {

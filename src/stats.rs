@@ -25,7 +25,7 @@ pub struct Counts {
     pub dropped_stale: u64,
     pub rejected: u64,
     /// Frames replaced by a newer one before they were used: before sending on
-    /// the client, before display/processing took them on the server.
+    /// the client, before the processing thread took them on the server.
     pub superseded: u64,
     /// Payload bytes of the frames in `sent`.
     pub bytes: u64,

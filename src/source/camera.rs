@@ -3,7 +3,7 @@
 //!
 //! The device is read on a thread of its own: nokhwa sets no read timeout, so
 //! a stalled camera blocks its `frame()` forever. That thread hands the newest
-//! buffer over a latest-only channel; [`next_frame`](Source::next_frame) waits on it with
+//! buffer over a latest-only channel; [`next_frame`](crate::source::Source::next_frame) waits on it with
 //! a watchdog that warns when the camera goes quiet and fails after a long
 //! stall, instead of hanging the client.
 //!
