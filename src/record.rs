@@ -9,14 +9,14 @@
 //! `--record-max-mb` bounds the JPEG bytes under DIR, counting what was
 //! there at start: the oldest files go first (their index lines stay; the
 //! index adds about 150 bytes per frame). Writing runs on its own thread
-//! behind a bounded queue: when the disk cannot keep up, frames are left out
+//! behind a bounded queue (64 frames, 64 MiB): when the disk cannot keep up, frames are left out
 //! of the recording (counted), never queued without bound. A write error (a
 //! full disk) stops recording with one warning; streaming goes on.
 
 use crate::shutdown::Shutdown;
 use crate::sink::ArrivedFrame;
 use anyhow::{Context, Result};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -29,6 +29,8 @@ use tracing::{info, warn};
 
 /// Frames waiting to be written, at most.
 const QUEUE: usize = 64;
+/// Bytes of frames waiting to be written, at most.
+const QUEUE_BYTES: u64 = 64 << 20;
 /// Index files kept open at once.
 const MAX_OPEN_INDEXES: usize = 256;
 
@@ -48,6 +50,8 @@ pub struct RecordStats {
     pub files_deleted: AtomicU64,
     /// Frames left out because the disk fell behind, or after recording stopped.
     pub frames_left_out: AtomicU64,
+    /// Bytes of the frames in the queue.
+    queued_bytes: AtomicU64,
     stopped: AtomicBool,
     stop_reason: Mutex<Option<String>>,
 }
@@ -143,9 +147,15 @@ impl Recorder {
             self.stats.frames_left_out.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.tx.try_send(frame.clone())
-        {
+        let size = frame.jpeg.len() as u64;
+        let queued = self.stats.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        let sent = if queued + size > QUEUE_BYTES {
+            Err(())
+        } else {
+            self.tx.try_send(frame.clone()).map_err(|_| ())
+        };
+        if sent.is_err() {
+            self.stats.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             self.stats.frames_left_out.fetch_add(1, Ordering::Relaxed);
             if !self.warned_behind.swap(true, Ordering::Relaxed) {
                 warn!("recording falls behind: frames are being left out of the recording (disk too slow?)");
@@ -215,6 +225,9 @@ impl RecordWriter {
     }
 
     fn write_or_stop(&mut self, frame: &ArrivedFrame) {
+        self.stats
+            .queued_bytes
+            .fetch_sub(frame.jpeg.len() as u64, Ordering::Relaxed);
         if self.stats.stopped.load(Ordering::Relaxed) {
             self.stats.frames_left_out.fetch_add(1, Ordering::Relaxed);
             return;
@@ -329,12 +342,15 @@ mod tests {
         for id in 1..=5 {
             let mut f = arrived(jpeg.clone());
             f.frame_id = id;
-            w.write_or_stop(&f);
+            rec.offer(&f);
+            let queued = w.rx.try_recv().unwrap();
+            w.write_or_stop(&queued);
             first_file.get_or_insert_with(|| w.files[0].0.clone());
         }
         let s = rec.summary();
         assert_eq!((s.frames_recorded, s.files_deleted), (5, 2));
         assert!(s.bytes_on_disk <= budget);
+        assert_eq!(rec.stats.queued_bytes.load(Ordering::Relaxed), 0);
         assert!(!first_file.unwrap().exists(), "the oldest went first");
         let kept: Vec<_> = fs::read_dir(tmp.path().join("cam"))
             .unwrap()
