@@ -8,9 +8,10 @@
 //! sender still only ever sees frames newer than the last. Buffers are reused
 //! through a small pool: no full-frame allocation per frame.
 
+use crate::adapt::Adapter;
 use crate::client::EncodedFrame;
 use crate::connection::TICK;
-use crate::encode::Encoder;
+use crate::encode::{self, Encoder};
 use crate::latest::{self, LatestSender};
 use crate::shutdown::Shutdown;
 use crate::source::{Image, Source};
@@ -19,7 +20,7 @@ use bytes::Bytes;
 use crossbeam_channel::RecvTimeoutError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Publishes encoded frames in increasing id order, dropping late ones.
 struct Publisher {
@@ -57,6 +58,142 @@ struct RawFrame {
     width: u32,
     height: u32,
     at: Instant,
+    quality: u8,
+    level: usize,
+}
+
+/// A captured frame after the adaptation's setting was applied.
+enum Shaped<'a> {
+    /// Left out to lower the frame rate.
+    Skip,
+    /// A camera's JPEG, sent as it is.
+    Jpeg(&'a [u8], u32, u32),
+    /// Pixels to encode at `quality`.
+    Rgb {
+        data: &'a [u8],
+        width: u32,
+        height: u32,
+        quality: u8,
+    },
+}
+
+/// Applies the adaptation's current setting to each captured frame: lower
+/// rate (frames left out), smaller size (resized), lower quality (a camera's
+/// own JPEG is decoded and encoded again only then).
+struct Shaper {
+    adapter: Arc<Adapter>,
+    /// The width of the top setting, which the current one is a fraction of.
+    top_width: u32,
+    top_fps: f64,
+    last_kept: Option<Instant>,
+    decoded: Vec<u8>,
+    scaled: Vec<u8>,
+    resizer: fast_image_resize::Resizer,
+}
+
+impl Shaper {
+    fn new(adapter: Arc<Adapter>) -> Self {
+        let top = adapter.top();
+        Shaper {
+            adapter,
+            top_width: top.width.max(1),
+            top_fps: top.fps,
+            last_kept: None,
+            decoded: Vec::new(),
+            scaled: Vec::new(),
+            resizer: fast_image_resize::Resizer::new(),
+        }
+    }
+
+    /// The frame as it should be sent now, and the level it was made at.
+    fn shape<'a>(&'a mut self, image: Image<'a>, at: Instant) -> Result<(usize, Shaped<'a>)> {
+        let (level, setting) = self.adapter.current();
+        if setting.fps > 0.0 && (self.top_fps <= 0.0 || setting.fps < self.top_fps) {
+            let period = Duration::from_secs_f64(1.0 / setting.fps);
+            if self
+                .last_kept
+                .is_some_and(|t| at.saturating_duration_since(t) < period.mul_f64(0.9))
+            {
+                return Ok((level, Shaped::Skip));
+            }
+        }
+        self.last_kept = Some(at);
+        let (data, width, height): (&[u8], u32, u32) = match image {
+            Image::Jpeg {
+                data,
+                width,
+                height,
+            } if level == 0 => return Ok((level, Shaped::Jpeg(data, width, height))),
+            Image::Jpeg { data, .. } => {
+                let rgb = encode::decode_rgb(data)?;
+                let (w, h) = rgb.dimensions();
+                self.decoded = rgb.into_raw();
+                (&self.decoded, w, h)
+            }
+            Image::Rgb {
+                data,
+                width,
+                height,
+            } => (data, width, height),
+        };
+        let fraction = setting.width as f64 / self.top_width as f64;
+        if fraction < 0.999 {
+            let w = ((width as f64 * fraction) as u32 & !1).max(2);
+            let h = ((height as f64 * fraction) as u32 & !1).max(2);
+            self.scaled.resize(w as usize * h as usize * 3, 0);
+            resize(
+                &mut self.resizer,
+                data,
+                width,
+                height,
+                &mut self.scaled,
+                w,
+                h,
+            )?;
+            return Ok((
+                level,
+                Shaped::Rgb {
+                    data: &self.scaled,
+                    width: w,
+                    height: h,
+                    quality: setting.quality,
+                },
+            ));
+        }
+        Ok((
+            level,
+            Shaped::Rgb {
+                data,
+                width,
+                height,
+                quality: setting.quality,
+            },
+        ))
+    }
+}
+
+/// Resizes RGB pixels (`width`×`height`) into `out` (`w`×`h`), bilinear.
+fn resize(
+    resizer: &mut fast_image_resize::Resizer,
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    out: &mut [u8],
+    w: u32,
+    h: u32,
+) -> Result<()> {
+    use fast_image_resize::{images, FilterType, PixelType, ResizeAlg, ResizeOptions};
+    let src = images::ImageRef::new(width, height, rgb, PixelType::U8x3)
+        .context("frame buffer does not match its size")?;
+    let mut dst = images::Image::from_slice_u8(w, h, out, PixelType::U8x3)
+        .context("resize buffer does not match its size")?;
+    resizer
+        .resize(
+            &src,
+            &mut dst,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
+        )
+        .context("resizing a frame failed")
 }
 
 fn dims(w: u32, h: u32) -> Result<(u16, u16)> {
@@ -74,8 +211,10 @@ pub fn run(
     mut source: Box<dyn Source>,
     mut encoders: Vec<Box<dyn Encoder>>,
     slot: LatestSender<EncodedFrame>,
+    adapter: Arc<Adapter>,
     shutdown: &Shutdown,
 ) -> Result<()> {
+    let mut shaper = Shaper::new(adapter);
     let superseded = slot.superseded_counter();
     let publisher = Arc::new(Publisher {
         slot: Mutex::new((slot, None)),
@@ -85,19 +224,29 @@ pub fn run(
 
     if encoders.len() <= 1 {
         let mut encoder = encoders.pop().context("no encoder")?;
+        let mut quality = None;
         let mut buf = Vec::new();
         while !shutdown.is_triggered() && !publisher.is_orphaned() {
             let captured = source.next_frame()?;
-            let (w, h) = captured.image.dimensions();
-            let jpeg = match captured.image {
-                Image::Jpeg { data, .. } => Bytes::copy_from_slice(data),
-                Image::Rgb {
-                    data,
-                    width,
-                    height,
-                } => {
+            let at = captured.at;
+            let (level, (jpeg, w, h)) = match shaper.shape(captured.image, at)? {
+                (_, Shaped::Skip) => continue,
+                (level, Shaped::Jpeg(data, w, h)) => (level, (Bytes::copy_from_slice(data), w, h)),
+                (
+                    level,
+                    Shaped::Rgb {
+                        data,
+                        width,
+                        height,
+                        quality: q,
+                    },
+                ) => {
+                    if quality != Some(q) {
+                        encoder.set_quality(q)?;
+                        quality = Some(q);
+                    }
                     encoder.encode(data, width, height, &mut buf)?;
-                    Bytes::copy_from_slice(&buf)
+                    (level, (Bytes::copy_from_slice(&buf), width, height))
                 }
             };
             let (width, height) = dims(w, h)?;
@@ -106,7 +255,8 @@ pub fn run(
                 jpeg,
                 width,
                 height,
-                captured_at: captured.at,
+                captured_at: at,
+                level,
             });
             id += 1;
         }
@@ -133,6 +283,7 @@ pub fn run(
             .name(format!("encode {i}"))
             .spawn(move || {
                 let mut buf = Vec::new();
+                let mut quality = None;
                 // Ends when the capture thread is gone (disconnected), on shutdown,
                 // or when nobody reads the output slot.
                 loop {
@@ -145,8 +296,14 @@ pub fn run(
                         }
                         Err(_) => return,
                     };
-                    match encoder
-                        .encode(&raw.rgb, raw.width, raw.height, &mut buf)
+                    let set = if quality != Some(raw.quality) {
+                        quality = Some(raw.quality);
+                        encoder.set_quality(raw.quality)
+                    } else {
+                        Ok(())
+                    };
+                    match set
+                        .and_then(|_| encoder.encode(&raw.rgb, raw.width, raw.height, &mut buf))
                         .and_then(|_| dims(raw.width, raw.height))
                     {
                         Ok((width, height)) => publisher.publish(EncodedFrame {
@@ -155,6 +312,7 @@ pub fn run(
                             width,
                             height,
                             captured_at: raw.at,
+                            level: raw.level,
                         }),
                         Err(e) => tracing::warn!("frame {} not encoded: {e:#}", raw.id),
                     }
@@ -168,27 +326,33 @@ pub fn run(
             Err(_) => continue,
         };
         let captured = source.next_frame()?;
-        match captured.image {
-            Image::Jpeg {
-                data,
-                width,
-                height,
-            } => {
+        let at = captured.at;
+        match shaper.shape(captured.image, at)? {
+            (_, Shaped::Skip) => {
+                let _ = pool_tx.try_send(rgb);
+                continue;
+            }
+            (level, Shaped::Jpeg(data, width, height)) => {
                 let (width, height) = dims(width, height)?;
                 publisher.publish(EncodedFrame {
                     id,
                     jpeg: Bytes::copy_from_slice(data),
                     width,
                     height,
-                    captured_at: captured.at,
+                    captured_at: at,
+                    level,
                 });
                 let _ = pool_tx.try_send(rgb);
             }
-            Image::Rgb {
-                data,
-                width,
-                height,
-            } => {
+            (
+                level,
+                Shaped::Rgb {
+                    data,
+                    width,
+                    height,
+                    quality,
+                },
+            ) => {
                 rgb.clear();
                 rgb.extend_from_slice(data);
                 if let Some(old) = raw_tx.send(RawFrame {
@@ -196,7 +360,9 @@ pub fn run(
                     rgb,
                     width,
                     height,
-                    at: captured.at,
+                    at,
+                    quality,
+                    level,
                 }) {
                     superseded.fetch_add(1, Ordering::Relaxed);
                     let _ = pool_tx.try_send(old.rgb);
@@ -229,6 +395,7 @@ mod tests {
                 Box::new(TestPattern::new(160, 120, 0.0)),
                 encoders,
                 slot,
+                Arc::new(Adapter::fixed(160, 120, 80, 0.0)),
                 &sd,
             )
         });

@@ -211,6 +211,19 @@ pub struct ClientOpts {
     #[arg(long, value_name = "DIR")]
     pub save_results: Option<PathBuf>,
 
+    /// Adapt to the link: lower JPEG quality, then the frame size, then the frame rate when
+    /// frames arrive too old for the server, and step back up when there is headroom.
+    #[arg(long, value_enum, default_value = "on", value_name = "on|off")]
+    pub adapt: OnOff,
+
+    /// The lowest JPEG quality adaptation may use.
+    #[arg(long, default_value_t = 30, value_name = "Q")]
+    pub min_quality: u8,
+
+    /// The narrowest frame adaptation may send, in pixels.
+    #[arg(long, default_value_t = 320, value_name = "PIXELS")]
+    pub min_width: u32,
+
     /// Seconds to wait for the server to accept a connection.
     #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
     pub connect_timeout: f64,
@@ -270,12 +283,28 @@ impl ClientOpts {
             summary_json: self.summary_json.clone(),
             results_jsonl: self.results_jsonl.clone(),
             save_results: self.save_results.clone(),
+            adapt: self.adapt == OnOff::On,
+            min_quality: match self.min_quality {
+                q @ 1..=100 => q,
+                q => bail!("--min-quality must be 1..=100, got {q}"),
+            },
+            min_width: match self.min_width {
+                w @ 16..=65535 => w,
+                w => bail!("--min-width must be 16..=65535, got {w}"),
+            },
         })
     }
 
     pub fn duration(&self) -> Result<Option<Duration>> {
         self.duration.map(|d| seconds("--duration", d)).transpose()
     }
+}
+
+/// A switch on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 /// `HOST` → `HOST:1998`; `HOST:PORT` and `[v6]:PORT` stay; a bare IPv6

@@ -2,6 +2,7 @@
 //! latest-only slot; the sender takes the newest frame each time it holds a
 //! ticket from the server, and reconnects by itself when the link breaks.
 
+use crate::adapt::{AdaptSummary, Adapter, Ladder, Setting};
 use crate::connection::{self, ConnError, Reader, Writer};
 use crate::encode;
 use crate::gate::micros_u32;
@@ -52,6 +53,12 @@ pub struct ClientConfig {
     pub results_jsonl: Option<PathBuf>,
     /// Where to save results that are pictures.
     pub save_results: Option<PathBuf>,
+    /// Lower quality, size and rate to keep frames fresh on a thin link.
+    pub adapt: bool,
+    /// The lowest quality adaptation may use.
+    pub min_quality: u8,
+    /// The narrowest frame adaptation may send.
+    pub min_width: u32,
 }
 
 impl ClientConfig {
@@ -84,6 +91,9 @@ impl ClientConfig {
             summary_json: None,
             results_jsonl: None,
             save_results: None,
+            adapt: true,
+            min_quality: 30,
+            min_width: 320,
         }
     }
 }
@@ -97,6 +107,8 @@ pub struct ClientSummary {
     /// Successful connections (1 when the link never broke).
     pub connections: u64,
     pub duration_s: f64,
+    /// What adaptation did.
+    pub adapt: AdaptSummary,
 }
 
 /// A captured, encoded frame waiting in the slot.
@@ -107,6 +119,8 @@ pub struct EncodedFrame {
     pub width: u16,
     pub height: u16,
     pub captured_at: Instant,
+    /// The adaptation level it was made at (0: the setting asked for).
+    pub level: usize,
 }
 
 /// Runs the client until `shutdown` (Ctrl-C, `--duration`) and returns the
@@ -130,12 +144,6 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
         config.results_jsonl.as_deref(),
         config.save_results.as_deref(),
     )?);
-    let stats = Arc::new(Mutex::new(Running::default()));
-    let tracking = Tracking {
-        stats: stats.clone(),
-        in_flight: InFlight::default(),
-        out: results_out,
-    };
     let encoders = (0..config.encode_threads.max(1))
         .map(|_| encode::encoder(config.encoder, config.quality, config.subsampling))
         .collect::<Result<Vec<_>>>()?;
@@ -146,6 +154,25 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
         encoders.len(),
         if encoders.len() == 1 { "" } else { "s" }
     );
+    let top = Setting {
+        quality: config.quality,
+        width: config.source.width,
+        height: config.source.height,
+        fps: config.source.fps,
+    };
+    let ladder = Ladder::new(
+        top,
+        config.min_quality.min(config.quality),
+        config.min_width,
+    );
+    let adapter = Arc::new(Adapter::new(ladder, config.adapt));
+    let stats = Arc::new(Mutex::new(Running::default()));
+    let tracking = Tracking {
+        stats: stats.clone(),
+        adapter: adapter.clone(),
+        in_flight: InFlight::default(),
+        out: results_out,
+    };
     let (slot, frames) = latest::channel::<EncodedFrame>();
     let superseded = slot.superseded_counter();
     let capture_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
@@ -153,11 +180,12 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     // Not scoped: a camera can block in the driver forever; it must not keep
     // the client from exiting. It ends by itself when the slot is orphaned.
     let capture = {
-        let (shutdown, capture_error) = (shutdown.clone(), capture_error.clone());
+        let (shutdown, capture_error, adapter) =
+            (shutdown.clone(), capture_error.clone(), adapter.clone());
         std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
-                if let Err(e) = crate::capture::run(source, encoders, slot, &shutdown) {
+                if let Err(e) = crate::capture::run(source, encoders, slot, adapter, &shutdown) {
                     error!("capture stopped: {e:#}");
                     *capture_error.lock().unwrap() = Some(e);
                     shutdown.trigger();
@@ -168,7 +196,7 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     let mut connections = 0;
     let outcome = std::thread::scope(|s| {
         if let Some(every) = config.stats_interval {
-            let (stats, superseded, shutdown) = (&stats, &superseded, &shutdown);
+            let (stats, superseded, shutdown, adapter) = (&stats, &superseded, &shutdown, &adapter);
             // Standard output then carries results only.
             let results_on_stdout = config.results_on_stdout();
             s.spawn(move || {
@@ -180,7 +208,7 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
                     reported = now;
                     let (t, elapsed) = st.take_interval();
                     drop(st);
-                    let line = t.status_line(elapsed);
+                    let line = format!("{} | {}", t.status_line(elapsed), adapter.status());
                     if results_on_stdout {
                         eprintln!("{line}");
                     } else {
@@ -205,6 +233,7 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
         server: config.server.clone(),
         connections,
         duration_s: started.elapsed().as_secs_f64(),
+        adapt: adapter.summary(),
     };
     if let Some(path) = &config.summary_json {
         crate::server::write_json(path, &summary)?;
@@ -218,6 +247,7 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
 /// What the sender, the reader and the status line keep count with.
 struct Tracking {
     stats: Arc<Mutex<Running>>,
+    adapter: Arc<Adapter>,
     /// Frames sent and not yet answered, for capture → result times.
     in_flight: InFlight,
     out: Mutex<ResultsOut>,
@@ -358,6 +388,9 @@ fn session(
             ))
         }
     };
+    tracking
+        .adapter
+        .set_threshold(Duration::from_micros(welcome.max_age_us as u64));
     info!(
         "connected to {server}: frames older than {:.0} ms are dropped, window {}",
         welcome.max_age_us as f64 / 1000.0,
@@ -495,10 +528,13 @@ fn send_loop(
             ticket_held_us: micros_u32(now.saturating_duration_since(received)),
             payload_len: frame.jpeg.len() as u32,
         };
-        tracking.in_flight.sent(frame.id, frame.captured_at);
+        tracking
+            .in_flight
+            .sent(frame.id, frame.captured_at, frame.level);
         if let Err(e) = writer.send_frame(&header, &frame.jpeg, ticket) {
             return SendEnd::Failed(e.to_string());
         }
+        tracking.adapter.send_took(frame.level, now.elapsed());
         tracking.stats.lock().unwrap().record_sent(frame.jpeg.len());
     }
 }
@@ -533,6 +569,9 @@ fn read_loop(
                     transit,
                     Instant::now(),
                 );
+                if let Some(level) = tracking.in_flight.level_of(v.frame_id) {
+                    tracking.adapter.verdict(level, v.outcome, age);
+                }
                 if v.outcome != Outcome::Accepted {
                     tracking.in_flight.forget(v.frame_id);
                 }

@@ -1,16 +1,25 @@
-//! A TCP proxy that delays every byte by a fixed time in each direction: a
-//! long link on loopback, for tests and the benchmark. Stops when dropped.
-//! Not for production use: it buffers whatever arrives.
+//! A TCP proxy that makes a slow, long link on loopback, for tests and the
+//! benchmark: every byte is delayed by a fixed time in each direction, and
+//! optionally the link carries only so many bits a second (each direction
+//! on its own, like a full-duplex link; the limit can change while it runs).
+//! Stops when dropped. Not for production use: it buffers whatever arrives,
+//! like a router with a deep queue.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Bytes the link sends as one piece: small enough that pieces of
+/// different messages interleave as packets would.
+const PIECE: usize = 16 * 1024;
 
 pub struct DelayProxy {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    /// Bits a second each direction carries; 0 = no limit.
+    rate: Arc<AtomicU64>,
 }
 
 impl Drop for DelayProxy {
@@ -23,11 +32,23 @@ impl DelayProxy {
     /// Forwards connections on a new loopback port to `upstream`, each byte
     /// `one_way` late in each direction (a round trip of twice that).
     pub fn start(upstream: SocketAddr, one_way: Duration) -> std::io::Result<Self> {
+        Self::throttled(upstream, one_way, 0)
+    }
+
+    /// As [`start`](Self::start), carrying at most `bits_per_second` each
+    /// way (0: no limit).
+    pub fn throttled(
+        upstream: SocketAddr,
+        one_way: Duration,
+        bits_per_second: u64,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let rate = Arc::new(AtomicU64::new(bits_per_second));
         let s = stop.clone();
+        let r = rate.clone();
         std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -41,8 +62,8 @@ impl DelayProxy {
                             (down.try_clone().unwrap(), up.try_clone().unwrap()),
                             (up, down),
                         ] {
-                            let s = s.clone();
-                            std::thread::spawn(move || pump(from, to, one_way, s));
+                            let (s, r) = (s.clone(), r.clone());
+                            std::thread::spawn(move || pump(from, to, one_way, r, s));
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -52,12 +73,25 @@ impl DelayProxy {
                 }
             }
         });
-        Ok(DelayProxy { addr, stop })
+        Ok(DelayProxy { addr, stop, rate })
+    }
+
+    /// Changes the limit, in bits a second each way (0: no limit), from the
+    /// next piece of data on.
+    pub fn set_rate(&self, bits_per_second: u64) {
+        self.rate.store(bits_per_second, Ordering::SeqCst);
     }
 }
 
-/// Copies `from` to `to`, holding each chunk until `delay` after it was read.
-fn pump(mut from: TcpStream, to: TcpStream, delay: Duration, stop: Arc<AtomicBool>) {
+/// Copies `from` to `to`: each piece leaves when the link has sent the ones
+/// before it (at `rate` bits a second, if set) and arrives `delay` later.
+fn pump(
+    mut from: TcpStream,
+    to: TcpStream,
+    delay: Duration,
+    rate: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
     let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
     let _ = from.set_nodelay(true);
     let _ = to.set_nodelay(true);
@@ -67,14 +101,26 @@ fn pump(mut from: TcpStream, to: TcpStream, delay: Duration, stop: Arc<AtomicBoo
     };
     let writer = {
         std::thread::spawn(move || {
-            while let Ok((at, chunk)) = rx.recv() {
-                let due = at + delay;
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now); // the delay is what this proxy is for
-                }
-                if to_writer.write_all(&chunk).is_err() {
-                    break;
+            // When the link has finished sending what it was given.
+            let mut link_free = Instant::now();
+            'pieces: while let Ok((at, chunk)) = rx.recv() {
+                for piece in chunk.chunks(PIECE) {
+                    let bps = rate.load(Ordering::SeqCst);
+                    let start = link_free.max(at);
+                    let sent = if bps == 0 {
+                        start
+                    } else {
+                        start + Duration::from_secs_f64(piece.len() as f64 * 8.0 / bps as f64)
+                    };
+                    link_free = sent;
+                    let due = sent + delay;
+                    let now = Instant::now();
+                    if due > now {
+                        std::thread::sleep(due - now); // the delay is what this proxy is for
+                    }
+                    if to_writer.write_all(piece).is_err() {
+                        break 'pieces;
+                    }
                 }
             }
             let _ = to_writer.shutdown(std::net::Shutdown::Write);

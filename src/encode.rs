@@ -38,6 +38,9 @@ pub trait Encoder: Send {
 
     /// The encoder's name, for logs and benchmarks.
     fn name(&self) -> &'static str;
+
+    /// Sets the quality (1..=100) for the frames encoded from now on.
+    fn set_quality(&mut self, quality: u8) -> Result<()>;
 }
 
 /// The pure-Rust encoder of the `image` crate: builds anywhere.
@@ -64,6 +67,11 @@ impl Encoder for ImageEncoder {
 
     fn name(&self) -> &'static str {
         "image (pure Rust, 4:4:4)"
+    }
+
+    fn set_quality(&mut self, quality: u8) -> Result<()> {
+        self.quality = quality.clamp(1, 100);
+        Ok(())
     }
 }
 
@@ -119,6 +127,10 @@ impl Encoder for TurboEncoder {
 
     fn name(&self) -> &'static str {
         "libjpeg-turbo"
+    }
+
+    fn set_quality(&mut self, quality: u8) -> Result<()> {
+        Ok(self.compressor.set_quality(quality.clamp(1, 100) as i32)?)
     }
 }
 

@@ -10,6 +10,7 @@
 //! go back to the client that sent the frame ([`results`]).
 //! The wire format is in [`protocol`] and `protocol.md`.
 
+pub mod adapt;
 pub mod capture;
 pub mod cli;
 pub mod client;

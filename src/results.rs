@@ -28,32 +28,39 @@ const REMEMBERED: usize = 256;
 /// Longest result shown on the status line.
 const SHOWN_CHARS: usize = 120;
 
-/// Capture times of frames sent and not yet answered by a RESULT.
+/// Frames sent and not yet answered by a RESULT: when each was captured
+/// and the adaptation level it was made at.
 #[derive(Default)]
 pub struct InFlight {
-    frames: Mutex<VecDeque<(u64, Instant)>>,
+    frames: Mutex<VecDeque<(u64, Instant, usize)>>,
 }
 
 impl InFlight {
-    /// Frame `id`, captured at `captured`, was sent.
-    pub fn sent(&self, id: u64, captured: Instant) {
+    /// Frame `id`, captured at `captured` and made at `level`, was sent.
+    pub fn sent(&self, id: u64, captured: Instant, level: usize) {
         let mut f = self.frames.lock().unwrap();
         if f.len() == REMEMBERED {
             f.pop_front();
         }
-        f.push_back((id, captured));
+        f.push_back((id, captured, level));
+    }
+
+    /// The level frame `id` was made at.
+    pub fn level_of(&self, id: u64) -> Option<usize> {
+        let f = self.frames.lock().unwrap();
+        f.iter().rev().find(|e| e.0 == id).map(|e| e.2)
     }
 
     /// Frame `id` will get no result (it was dropped): forget it.
     pub fn forget(&self, id: u64) {
-        self.frames.lock().unwrap().retain(|(f, _)| *f != id);
+        self.frames.lock().unwrap().retain(|e| e.0 != id);
     }
 
     /// The capture time of frame `id`, forgotten from now on.
     pub fn answered(&self, id: u64) -> Option<Instant> {
         let mut f = self.frames.lock().unwrap();
-        let i = f.iter().position(|(f, _)| *f == id)?;
-        f.remove(i).map(|(_, t)| t)
+        let i = f.iter().position(|e| e.0 == id)?;
+        f.remove(i).map(|e| e.1)
     }
 }
 
@@ -173,14 +180,15 @@ mod tests {
     fn results_match_their_frames_once() {
         let f = InFlight::default();
         let t = Instant::now();
-        f.sent(1, t);
-        f.sent(2, t);
+        f.sent(1, t, 0);
+        f.sent(2, t, 3);
+        assert_eq!(f.level_of(2), Some(3));
         f.forget(1);
         assert_eq!(f.answered(1), None);
         assert_eq!(f.answered(2), Some(t));
         assert_eq!(f.answered(2), None);
         for i in 0..1000 {
-            f.sent(i, t);
+            f.sent(i, t, 0);
         }
         assert_eq!(f.frames.lock().unwrap().len(), REMEMBERED);
     }

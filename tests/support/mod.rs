@@ -26,6 +26,10 @@ pub struct Seen {
     pub frame_id: u64,
     pub age: Duration,
     pub jpeg_len: usize,
+    pub width: u16,
+    pub height: u16,
+    /// When the server accepted it.
+    pub at: Instant,
 }
 
 /// A sink that reports every frame it is given to the test.
@@ -42,6 +46,9 @@ impl Sink for ChannelSink {
             frame_id: f.frame_id,
             age: f.age,
             jpeg_len: f.jpeg.len(),
+            width: f.width,
+            height: f.height,
+            at: f.arrived,
         });
         Ok(())
     }
