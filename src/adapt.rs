@@ -48,6 +48,10 @@ const MAX_HOLD: Duration = Duration::from_secs(32);
 const PROBE_FAILED_WITHIN: Duration = Duration::from_secs(3);
 /// A step up that held this long resets the hold of the level below.
 const PROBE_HELD: Duration = Duration::from_secs(10);
+/// After frames were late even at the leanest setting, adaptation rests at
+/// the top this long (doubling up to 5 minutes while it keeps happening).
+const LATENCY_REST: Duration = Duration::from_secs(30);
+const MAX_LATENCY_REST: Duration = Duration::from_secs(300);
 
 /// One rung of the ladder: what the capture stage produces.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -138,6 +142,10 @@ pub struct Controller {
     /// The last step up: from which level, and when.
     last_up: Option<(usize, Instant)>,
     lowest: usize,
+    /// Set when even the leanest setting was late: adaptation cannot help
+    /// (the link's delay, not its bandwidth, is the limit) until then.
+    resting_until: Option<Instant>,
+    rest: Duration,
     summary: AdaptSummary,
     /// Why the last change was made.
     pub reason: String,
@@ -155,6 +163,8 @@ impl Controller {
             hold: vec![BASE_HOLD; n],
             last_up: None,
             lowest: 0,
+            resting_until: None,
+            rest: LATENCY_REST,
             summary: AdaptSummary::default(),
             reason: String::new(),
         }
@@ -210,7 +220,23 @@ impl Controller {
         let t = self.threshold.as_secs_f64();
         let late = |a: &Option<Duration>| a.is_none_or(|a| a.as_secs_f64() > LATE * t);
         let late_of_last4 = self.recent.iter().rev().take(4).filter(|a| late(a)).count();
-        if late_of_last4 >= 2 && self.level + 1 < self.ladder.steps.len() {
+        if self.resting_until.is_some_and(|until| now < until) {
+            return None;
+        }
+        if late_of_last4 >= 2 && self.level + 1 == self.ladder.steps.len() {
+            // Even the leanest frames are late: the link's delay is the limit,
+            // and lean frames only make the picture worse. Rest at the top.
+            self.resting_until = Some(now + self.rest);
+            self.reason = format!(
+                "frames late even at the leanest setting: the link's delay is the limit, not its bandwidth; adapting again in {} s (or raise --max-latency-ms)",
+                self.rest.as_secs()
+            );
+            self.rest = (self.rest * 2).min(MAX_LATENCY_REST);
+            self.last_up = None;
+            self.summary.steps_up += 1;
+            return Some(self.change(0, now));
+        }
+        if late_of_last4 >= 2 {
             let worst = self
                 .recent
                 .iter()
@@ -446,6 +472,37 @@ mod tests {
         assert_eq!(fresh(&mut c, 1, t0 + ms(3400)), Some(0));
         assert_eq!(c.summary().steps_down, 2);
         assert_eq!(c.summary().steps_up, 2);
+    }
+
+    #[test]
+    fn late_even_at_the_leanest_setting_rests_at_the_top() {
+        let t0 = Instant::now();
+        let ladder = Ladder::new(top(), 30, 320);
+        let floor = ladder.steps.len() - 1;
+        let mut c = Controller::new(ladder, ms(80), t0);
+        let mut level = 0;
+        while level < floor {
+            c.verdict(level, Outcome::DroppedStale, ms(100), t0);
+            level = c
+                .verdict(level, Outcome::DroppedStale, ms(100), t0)
+                .unwrap();
+        }
+        c.verdict(floor, Outcome::DroppedStale, ms(100), t0);
+        assert_eq!(
+            c.verdict(floor, Outcome::DroppedStale, ms(100), t0),
+            Some(0)
+        );
+        assert!(c.reason.contains("delay"), "{}", c.reason);
+        // Resting: late frames at the top change nothing for a while.
+        for i in 0..10 {
+            assert_eq!(
+                c.verdict(0, Outcome::DroppedStale, ms(100), t0 + ms(i * 100)),
+                None
+            );
+        }
+        // Then it tries again.
+        let again = c.verdict(0, Outcome::DroppedStale, ms(100), t0 + ms(31_000));
+        assert!(again.is_some_and(|l| l >= 1), "{again:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Command lines of both programs (clap derive; the help text is the doc
 //! comments), turned into validated configs that tests can also build directly.
 
+use crate::auth::Token;
 use crate::client::ClientConfig;
 use crate::encode::{EncoderKind, Subsampling};
 use crate::process::exec::ExecInput;
@@ -76,6 +77,11 @@ pub struct ServerOpts {
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
 
+    /// Shared secret clients must prove they know (the token never crosses the wire), also
+    /// needed by the live view (`?token=` or `Authorization: Bearer`). Default: FRAMELINK_TOKEN.
+    #[arg(long, value_name = "SECRET")]
+    pub token: Option<String>,
+
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
@@ -111,6 +117,7 @@ impl ServerOpts {
             io_timeout: seconds("--io-timeout", self.io_timeout)?,
             stats_interval: interval(self.stats_interval)?,
             summary_json: self.summary_json.clone(),
+            token: Token::from_flag_or_env(self.token.as_deref())?,
             processor: ProcessorConfig {
                 kind: self.processor.clone(),
                 timeout: seconds("--process-timeout", self.process_timeout)?,
@@ -224,6 +231,10 @@ pub struct ClientOpts {
     #[arg(long, default_value_t = 320, value_name = "PIXELS")]
     pub min_width: u32,
 
+    /// Shared secret to prove to the server (it never crosses the wire). Default: FRAMELINK_TOKEN.
+    #[arg(long, value_name = "SECRET")]
+    pub token: Option<String>,
+
     /// Seconds to wait for the server to accept a connection.
     #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
     pub connect_timeout: f64,
@@ -284,6 +295,7 @@ impl ClientOpts {
             results_jsonl: self.results_jsonl.clone(),
             save_results: self.save_results.clone(),
             adapt: self.adapt == OnOff::On,
+            token: Token::from_flag_or_env(self.token.as_deref())?,
             min_quality: match self.min_quality {
                 q @ 1..=100 => q,
                 q => bail!("--min-quality must be 1..=100, got {q}"),

@@ -3,6 +3,7 @@
 //! ticket from the server, and reconnects by itself when the link breaks.
 
 use crate::adapt::{AdaptSummary, Adapter, Ladder, Setting};
+use crate::auth::{self, Token};
 use crate::connection::{self, ConnError, Reader, Writer};
 use crate::encode;
 use crate::gate::micros_u32;
@@ -59,6 +60,8 @@ pub struct ClientConfig {
     pub min_quality: u8,
     /// The narrowest frame adaptation may send.
     pub min_width: u32,
+    /// The shared secret to prove to the server (None: no token).
+    pub token: Option<Token>,
 }
 
 impl ClientConfig {
@@ -94,6 +97,7 @@ impl ClientConfig {
             adapt: true,
             min_quality: 30,
             min_width: 320,
+            token: None,
         }
     }
 }
@@ -342,34 +346,54 @@ fn session(
     };
     let mut reader = Reader::new(stream.try_clone()?, limits);
     let mut writer = Writer::new(stream);
-    let hello = Message::Hello(Hello {
-        capabilities: protocol::CAP_RESULTS,
-        name: config.name.clone(),
-    });
-    if let Err(e) = writer.send(true, &[&hello]) {
+    // Our preface goes at once, so a server of another version can say so;
+    // the server opens with its preface and a challenge.
+    if let Err(e) = writer.send(true, &[]) {
         return Ok((
             SessionEnd::Lost(format!("connection to {server} failed: {e}")),
             false,
         ));
     }
     let io = config.io_timeout;
+    let client_nonce = auth::nonce();
+    let mut server_nonce = None;
     let handshake = reader
         .read_preface(Instant::now() + io, shutdown)
         .and_then(|version| {
             let msg = reader.read_message(Some(io), io, shutdown)?;
-            Ok((version, msg))
+            let Some(Message::Challenge(c)) = msg else {
+                return Ok((version, msg));
+            };
+            server_nonce = Some(c.nonce);
+            let hello = Message::Hello(Hello {
+                capabilities: protocol::CAP_RESULTS,
+                name: config.name.clone(),
+                client_nonce,
+                proof: config
+                    .token
+                    .as_ref()
+                    .map(|t| t.hello_proof(&c.nonce, &client_nonce))
+                    .unwrap_or_default(),
+            });
+            writer.send(false, &[&hello])?;
+            Ok((version, reader.read_message(Some(io), io, shutdown)?))
         });
     let welcome = match handshake {
-        Ok((_, Some(Message::Welcome(w)))) => w,
+        Ok((_, Some(Message::Welcome(w)))) if server_nonce.is_some() => w,
         Ok((_, Some(Message::Goodbye(g)))) => return goodbye_end(server, g).map(|e| (e, false)),
         Ok((version, other)) => {
             if version != protocol::VERSION {
                 bail!("the server at {server} speaks framelink protocol version {version}; this client speaks version {}: upgrade the older side", protocol::VERSION);
             }
             let got = other.map(|m| m.name()).unwrap_or("end of stream");
+            let expected = if server_nonce.is_some() {
+                "WELCOME"
+            } else {
+                "CHALLENGE"
+            };
             return Ok((
                 SessionEnd::Refused(format!(
-                    "{server} sent {got} instead of WELCOME: is it a framelink server?"
+                    "{server} sent {got} instead of {expected}: is it a framelink server?"
                 )),
                 false,
             ));
@@ -388,6 +412,23 @@ fn session(
             ))
         }
     };
+    if let (Some(token), Some(sn)) = (&config.token, server_nonce) {
+        let why = if welcome.proof.is_empty() {
+            Some("does not check tokens (start it with the same --token)")
+        } else if !token.check_welcome(&client_nonce, &sn, &welcome.proof) {
+            Some("does not know our token: is it the server you meant?")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let _ = writer.goodbye(
+                false,
+                GoodbyeCode::Unauthorized,
+                "the server failed the token check",
+            );
+            return Ok((SessionEnd::Refused(format!("server {server} {why}")), false));
+        }
+    }
     tracking
         .adapter
         .set_threshold(Duration::from_micros(welcome.max_age_us as u64));

@@ -30,6 +30,9 @@ pub enum ConnError {
     TimedOut(Duration, &'static str),
     #[error("shutting down")]
     Shutdown,
+    /// The peer was told no (a wrong token).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Sets what every framelink socket needs: TCP_NODELAY (small messages leave

@@ -11,6 +11,7 @@
 //! The wire format is in [`protocol`] and `protocol.md`.
 
 pub mod adapt;
+pub mod auth;
 pub mod capture;
 pub mod cli;
 pub mod client;

@@ -15,6 +15,7 @@
 //! viewer: a connection only replaces the frame in its [`LiveFrames`] slot.
 //! Requests are parsed by `httparse`; every response closes its connection.
 
+use crate::auth::Token;
 use crate::shutdown::Shutdown;
 use crate::sink::ClientId;
 use bytes::Bytes;
@@ -136,6 +137,7 @@ pub fn serve<'s>(
     listener: &'s TcpListener,
     frames: &'s LiveFrames,
     stats: &'s dyn StatsSource,
+    token: Option<&'s Token>,
     io_timeout: Duration,
     shutdown: &'s Shutdown,
 ) {
@@ -167,7 +169,7 @@ pub fn serve<'s>(
                 let spawned = std::thread::Builder::new()
                     .name(format!("http {peer}"))
                     .spawn_scoped(s, move || {
-                        handle(stream, peer, frames, stats, shutdown);
+                        handle(stream, peer, frames, stats, token, shutdown);
                         active.fetch_sub(1, Ordering::SeqCst);
                     });
                 if let Err(e) = spawned {
@@ -185,9 +187,16 @@ pub fn serve<'s>(
     }
 }
 
+/// A request's method, target and `Authorization` header.
+struct Request {
+    method: String,
+    target: String,
+    authorization: Option<String>,
+}
+
 /// Reads the request head (at most [`MAX_HEAD`] bytes, [`HEAD_TIMEOUT`]).
-/// Returns the method and path, or the status to answer with.
-fn read_request(stream: &mut TcpStream) -> Result<(String, String), u16> {
+/// Returns the request, or the status to answer with.
+fn read_request(stream: &mut TcpStream) -> Result<Request, u16> {
     let mut buf = vec![0u8; MAX_HEAD];
     let mut len = 0;
     loop {
@@ -200,9 +209,16 @@ fn read_request(stream: &mut TcpStream) -> Result<(String, String), u16> {
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..len]) {
             Ok(httparse::Status::Complete(_)) => {
-                let method = req.method.unwrap_or("").to_string();
-                let path = req.path.unwrap_or("/").to_string();
-                return Ok((method, path));
+                let authorization = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned());
+                return Ok(Request {
+                    method: req.method.unwrap_or("").to_string(),
+                    target: req.path.unwrap_or("/").to_string(),
+                    authorization,
+                });
             }
             Ok(httparse::Status::Partial) if len == MAX_HEAD => return Err(431),
             Ok(httparse::Status::Partial) => continue,
@@ -211,25 +227,84 @@ fn read_request(stream: &mut TcpStream) -> Result<(String, String), u16> {
     }
 }
 
+/// Whether the request carries the token: `Authorization: Bearer TOKEN` or
+/// `?token=TOKEN` (the page passes its own query on to what it fetches).
+fn authorized(req: &Request, token: Option<&Token>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let bearer = req
+        .authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .is_some_and(|t| token.matches(t.trim()));
+    let query = req.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    bearer
+        || query
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("token="))
+            .any(|t| token.matches(&percent_decode(t)))
+}
+
+/// Decodes `%XX` escapes and `+` in a query value.
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).and_then(|&c| hex(c)),
+            b.get(i + 2).and_then(|&c| hex(c)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn handle(
     mut stream: TcpStream,
     peer: SocketAddr,
     frames: &LiveFrames,
     stats: &dyn StatsSource,
+    token: Option<&Token>,
     shutdown: &Shutdown,
 ) {
-    let (method, target) = match read_request(&mut stream) {
+    let req = match read_request(&mut stream) {
         Ok(r) => r,
         Err(status) => {
             let _ = respond(&mut stream, status, "text/plain", b"bad request\n");
             return;
         }
     };
-    if method != "GET" && method != "HEAD" {
+    if req.method != "GET" && req.method != "HEAD" {
         let _ = respond(&mut stream, 405, "text/plain", b"only GET\n");
         return;
     }
-    let path = target.split('?').next().unwrap_or("/");
+    if !authorized(&req, token) {
+        warn!(%peer, "live view: refused a request without the right token");
+        let _ = respond(
+            &mut stream,
+            401,
+            "text/plain",
+            b"this live view needs the server's token: add ?token=... to the address\n",
+        );
+        return;
+    }
+    let path = req.target.split('?').next().unwrap_or("/");
     debug!(%peer, "live view: GET {path}");
     let result = match path {
         "/" | "/index.html" => respond(
@@ -286,6 +361,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -373,6 +449,24 @@ mod tests {
         ));
         hub.remove(1);
         assert!(matches!(hub.wait_newer(1, seq, Duration::ZERO), Next::Gone));
+    }
+
+    #[test]
+    fn the_token_is_taken_from_the_query_or_a_bearer_header() {
+        let t = Token::new("a b&c").unwrap();
+        let req = |target: &str, auth: Option<&str>| Request {
+            method: "GET".into(),
+            target: target.into(),
+            authorization: auth.map(Into::into),
+        };
+        assert!(authorized(&req("/", None), None));
+        assert!(!authorized(&req("/", None), Some(&t)));
+        assert!(authorized(&req("/x?t=1&token=a+b%26c", None), Some(&t)));
+        assert!(!authorized(&req("/x?token=a+b", None), Some(&t)));
+        assert!(authorized(&req("/", Some("Bearer a b&c")), Some(&t)));
+        assert!(!authorized(&req("/", Some("Basic a b&c")), Some(&t)));
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::io::Cursor;
 /// The four bytes every framelink stream starts with.
 pub const MAGIC: [u8; 4] = *b"FLNK";
 /// The protocol version this build speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Length of the preface: magic + version.
 pub const PREFACE_LEN: usize = 6;
 /// Length of a message's envelope: kind u8 + body_len u32.
@@ -38,6 +38,9 @@ pub const TICKET_LEN: usize = 4 + 8;
 pub const VERDICT_FIXED_LEN: usize = 8 + 4 + 1 + 1 + 4 + 4 + 1 + 4;
 /// WELCOME body length.
 pub const WELCOME_LEN: usize = 4 + 4 + 4 + 2;
+/// Bytes of a nonce (CHALLENGE, HELLO) and of a proof (HELLO, WELCOME): HMAC-SHA256.
+pub const NONCE_LEN: usize = 32;
+pub const PROOF_LEN: usize = 32;
 /// Size of a RESULT body before its result bytes.
 pub const RESULT_FIXED_LEN: usize = 8 + 1 + 4 + 4 + 1 + 4;
 /// Capability bit: the client wants RESULT messages (in HELLO); the server
@@ -153,6 +156,7 @@ pub mod kind {
     pub const VERDICT: u8 = 0x05;
     pub const GOODBYE: u8 = 0x06;
     pub const RESULT: u8 = 0x07;
+    pub const CHALLENGE: u8 = 0x08;
 }
 
 /// How a frame's payload is encoded.
@@ -345,6 +349,8 @@ pub enum GoodbyeCode {
     Timeout,
     /// A length was over the receiver's limit.
     TooLarge,
+    /// The client's token proof is missing or wrong.
+    Unauthorized,
     /// A code this version does not know.
     Other(u16),
 }
@@ -358,6 +364,7 @@ impl GoodbyeCode {
             GoodbyeCode::ProtocolError => 4,
             GoodbyeCode::Timeout => 5,
             GoodbyeCode::TooLarge => 6,
+            GoodbyeCode::Unauthorized => 7,
             GoodbyeCode::Other(c) => c,
         }
     }
@@ -369,6 +376,7 @@ impl GoodbyeCode {
             4 => GoodbyeCode::ProtocolError,
             5 => GoodbyeCode::Timeout,
             6 => GoodbyeCode::TooLarge,
+            7 => GoodbyeCode::Unauthorized,
             c => GoodbyeCode::Other(c),
         }
     }
@@ -385,18 +393,32 @@ pub struct Ticket {
     pub issued_us: u64,
 }
 
-/// Client → server, first message. Wire body:
-/// `capabilities u32 | name_len u8 | name[name_len] (UTF-8, 1..=64 bytes)`.
+/// Server → client, first message after the preface: a fresh random nonce
+/// the client's HELLO must answer. Wire body (32 bytes): `nonce[32]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Challenge {
+    pub nonce: [u8; NONCE_LEN],
+}
+
+/// Client → server, answer to CHALLENGE. Wire body:
+/// `capabilities u32 | name_len u8 | name[name_len] (UTF-8, 1..=64 bytes) |
+///  client_nonce[32] | proof_len u8 (0 or 32) | proof[proof_len]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
     /// Capability bits: [`CAP_RESULTS`]; ignore unknown bits.
     pub capabilities: u32,
     pub name: String,
+    /// A fresh random nonce the server's WELCOME proof answers.
+    pub client_nonce: [u8; NONCE_LEN],
+    /// HMAC-SHA256 of the challenge with the shared token (see [`crate::auth`]);
+    /// empty without a token.
+    pub proof: Vec<u8>,
 }
 
-/// Server → client, answer to HELLO. Wire body (14 bytes):
-/// `capabilities u32 | max_age_us u32 | max_frame_bytes u32 | window u16`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Server → client, answer to HELLO. Wire body:
+/// `capabilities u32 | max_age_us u32 | max_frame_bytes u32 | window u16 |
+///  proof_len u8 (0 or 32) | proof[proof_len]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Welcome {
     pub capabilities: u32,
     /// The staleness threshold: frames older than this on arrival are dropped.
@@ -405,6 +427,8 @@ pub struct Welcome {
     pub max_frame_bytes: u32,
     /// How many tickets the server keeps outstanding (1 = stop-and-wait).
     pub window: u16,
+    /// The server's HMAC of the client's nonce with the token; empty without one.
+    pub proof: Vec<u8>,
 }
 
 /// The fixed part of a FRAME. Wire body:
@@ -479,6 +503,7 @@ pub struct Goodbye {
 /// Every framelink message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
+    Challenge(Challenge),
     Hello(Hello),
     Welcome(Welcome),
     Ticket(Ticket),
@@ -492,6 +517,7 @@ impl Message {
     /// The message's name as protocol.md spells it.
     pub fn name(&self) -> &'static str {
         match self {
+            Message::Challenge(_) => "CHALLENGE",
             Message::Hello(_) => "HELLO",
             Message::Welcome(_) => "WELCOME",
             Message::Ticket(_) => "TICKET",
@@ -528,11 +554,17 @@ impl Message {
     fn encode_body(&self, out: &mut Vec<u8>) -> u8 {
         // Writes to a Vec cannot fail.
         match self {
+            Message::Challenge(c) => {
+                out.extend_from_slice(&c.nonce);
+                kind::CHALLENGE
+            }
             Message::Hello(h) => {
                 let name = truncate_utf8(&h.name, MAX_NAME_BYTES);
                 out.write_u32::<BigEndian>(h.capabilities).unwrap();
                 out.write_u8(name.len() as u8).unwrap();
                 out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(&h.client_nonce);
+                put_proof(out, &h.proof);
                 kind::HELLO
             }
             Message::Welcome(w) => {
@@ -540,6 +572,7 @@ impl Message {
                 out.write_u32::<BigEndian>(w.max_age_us).unwrap();
                 out.write_u32::<BigEndian>(w.max_frame_bytes).unwrap();
                 out.write_u16::<BigEndian>(w.window).unwrap();
+                put_proof(out, &w.proof);
                 kind::WELCOME
             }
             Message::Ticket(t) => {
@@ -578,6 +611,27 @@ impl Message {
             Message::Frame(_) => unreachable!("FRAME is encoded by frame_parts"),
         }
     }
+}
+
+/// A proof of at most [`PROOF_LEN`] bytes, with its length byte.
+fn put_proof(out: &mut Vec<u8>, proof: &[u8]) {
+    let proof = &proof[..proof.len().min(PROOF_LEN)];
+    out.write_u8(proof.len() as u8).unwrap();
+    out.extend_from_slice(proof);
+}
+
+/// Reads `proof_len u8 | proof[proof_len]` ending exactly at the end of `body`.
+fn read_proof(body: &[u8], at: usize, kind: &'static str) -> Result<Vec<u8>, Error> {
+    let Some(&n) = body.get(at) else {
+        return Err(malformed(kind, "no proof length"));
+    };
+    if n as usize != 0 && n as usize != PROOF_LEN {
+        return Err(malformed(
+            kind,
+            format!("proof length {n} is not 0 or {PROOF_LEN}"),
+        ));
+    }
+    Ok(exact(body, at + 1, n as usize, kind, "proof")?.to_vec())
 }
 
 fn put_ticket(out: &mut Vec<u8>, t: Ticket) {
@@ -624,8 +678,12 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 /// The largest body each kind may have under `limits`.
 fn max_body(kind: u8, limits: &Limits) -> Result<(u64, &'static str), Error> {
     Ok(match kind {
-        kind::HELLO => ((4 + 1 + MAX_NAME_BYTES) as u64, "HELLO"),
-        kind::WELCOME => (WELCOME_LEN as u64, "WELCOME"),
+        kind::CHALLENGE => (NONCE_LEN as u64, "CHALLENGE"),
+        kind::HELLO => (
+            (4 + 1 + MAX_NAME_BYTES + NONCE_LEN + 1 + PROOF_LEN) as u64,
+            "HELLO",
+        ),
+        kind::WELCOME => ((WELCOME_LEN + 1 + PROOF_LEN) as u64, "WELCOME"),
         kind::TICKET => (TICKET_LEN as u64, "TICKET"),
         kind::FRAME => (
             (FRAME_HEADER_LEN + TICKET_LEN) as u64 + limits.max_frame_bytes as u64,
@@ -714,6 +772,12 @@ pub fn parse(msg: Bytes) -> Result<Message, Error> {
     }
     let mut c = Cursor::new(&body[..]);
     let m = match k {
+        kind::CHALLENGE => {
+            fixed(&body, NONCE_LEN, "CHALLENGE")?;
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce.copy_from_slice(&body);
+            Message::Challenge(Challenge { nonce })
+        }
         kind::HELLO => {
             let capabilities = c
                 .read_u32::<BigEndian>()
@@ -728,24 +792,41 @@ pub fn parse(msg: Bytes) -> Result<Message, Error> {
                     format!("name length {n} is not 1..={MAX_NAME_BYTES}"),
                 ));
             }
-            let name = exact(&body, 5, n, "HELLO", "name")?;
+            let nonce_at = 5 + n;
+            let Some(name) = body.get(5..nonce_at) else {
+                return Err(malformed("HELLO", "shorter than its name"));
+            };
             let name =
                 std::str::from_utf8(name).map_err(|_| malformed("HELLO", "name is not UTF-8"))?;
             if name.chars().any(char::is_control) {
                 return Err(malformed("HELLO", "name has control characters"));
             }
+            let Some(nonce) = body.get(nonce_at..nonce_at + NONCE_LEN) else {
+                return Err(malformed("HELLO", "shorter than its client nonce"));
+            };
+            let mut client_nonce = [0u8; NONCE_LEN];
+            client_nonce.copy_from_slice(nonce);
+            let proof = read_proof(&body, nonce_at + NONCE_LEN, "HELLO")?;
             Message::Hello(Hello {
                 capabilities,
                 name: name.to_string(),
+                client_nonce,
+                proof,
             })
         }
         kind::WELCOME => {
-            fixed(&body, WELCOME_LEN, "WELCOME")?;
+            if body.len() < WELCOME_LEN {
+                return Err(malformed(
+                    "WELCOME",
+                    format!("body of {} bytes is shorter than {WELCOME_LEN}", body.len()),
+                ));
+            }
             let w = Welcome {
                 capabilities: BigEndian::read_u32(&body[0..4]),
                 max_age_us: BigEndian::read_u32(&body[4..8]),
                 max_frame_bytes: BigEndian::read_u32(&body[8..12]),
                 window: BigEndian::read_u16(&body[12..14]),
+                proof: read_proof(&body, WELCOME_LEN, "WELCOME")?,
             };
             if w.window == 0 {
                 return Err(malformed("WELCOME", "window is 0"));
@@ -935,19 +1016,32 @@ mod tests {
     fn samples() -> Vec<Message> {
         let payload = Bytes::from_static(&[0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9]);
         vec![
+            Message::Challenge(Challenge { nonce: [3; 32] }),
             Message::Hello(Hello {
                 capabilities: 0,
                 name: "cam-01".into(),
+                client_nonce: [1; 32],
+                proof: Vec::new(),
             }),
             Message::Hello(Hello {
                 capabilities: 7,
                 name: "é".repeat(32),
+                client_nonce: [2; 32],
+                proof: vec![9; 32],
             }),
             Message::Welcome(Welcome {
                 capabilities: 0,
                 max_age_us: 80_000,
                 max_frame_bytes: 1 << 24,
                 window: 2,
+                proof: Vec::new(),
+            }),
+            Message::Welcome(Welcome {
+                capabilities: 1,
+                max_age_us: 1,
+                max_frame_bytes: 1,
+                window: 64,
+                proof: vec![5; 32],
             }),
             Message::Ticket(Ticket {
                 id: 9,
@@ -1121,7 +1215,7 @@ mod tests {
 
     #[test]
     fn frame_with_inconsistent_payload_len_is_malformed() {
-        let m = &samples()[4];
+        let m = &samples()[6];
         let mut bytes = encoded(m);
         // payload_len lives at envelope(5) + 21..25; claim one byte more.
         let at = ENVELOPE_LEN + 21;
@@ -1148,7 +1242,7 @@ mod tests {
             Err(Error::Malformed { kind: "HELLO", .. })
         ));
         // VERDICT with outcome 9.
-        let mut v = encoded(&samples()[6]);
+        let mut v = encoded(&samples()[8]);
         v[ENVELOPE_LEN + 12] = 9;
         assert!(matches!(
             decode(&v, &Limits::default()),
@@ -1158,7 +1252,7 @@ mod tests {
             })
         ));
         // WELCOME with window 0.
-        let mut w = encoded(&samples()[2]);
+        let mut w = encoded(&samples()[3]);
         let at = ENVELOPE_LEN + 12;
         w[at] = 0;
         w[at + 1] = 0;
@@ -1191,6 +1285,8 @@ mod tests {
         let m = Message::Hello(Hello {
             capabilities: 0,
             name: "ü".repeat(40),
+            client_nonce: [0; 32],
+            proof: Vec::new(),
         });
         let (back, _) = decode(&encoded(&m), &Limits::default()).unwrap();
         match back {
@@ -1239,21 +1335,37 @@ mod worked_example {
             v
         };
         let payload = Bytes::from_static(&[0xFF, 0xD8, 0xFF, 0xD9]);
+        let token = crate::auth::Token::new("s3cret").unwrap();
+        let server_nonce: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let client_nonce: [u8; 32] = std::array::from_fn(|i| 0x20 + i as u8);
         vec![
+            ("C->S", "preface", enc(&[], true)),
             (
-                "C->S",
-                "preface, HELLO",
+                "S->C",
+                "preface, CHALLENGE",
                 enc(
-                    &[Message::Hello(Hello {
-                        capabilities: CAP_RESULTS,
-                        name: "cam-01".into(),
+                    &[Message::Challenge(Challenge {
+                        nonce: server_nonce,
                     })],
                     true,
                 ),
             ),
             (
+                "C->S",
+                "HELLO",
+                enc(
+                    &[Message::Hello(Hello {
+                        capabilities: CAP_RESULTS,
+                        name: "cam-01".into(),
+                        client_nonce,
+                        proof: token.hello_proof(&server_nonce, &client_nonce),
+                    })],
+                    false,
+                ),
+            ),
+            (
                 "S->C",
-                "preface, WELCOME, TICKET",
+                "WELCOME, TICKET",
                 enc(
                     &[
                         Message::Welcome(Welcome {
@@ -1261,13 +1373,14 @@ mod worked_example {
                             max_age_us: 80_000,
                             max_frame_bytes: 16 * 1024 * 1024,
                             window: 1,
+                            proof: token.welcome_proof(&client_nonce, &server_nonce),
                         }),
                         Message::Ticket(Ticket {
                             id: 0,
                             issued_us: 1_500_000,
                         }),
                     ],
-                    true,
+                    false,
                 ),
             ),
             (

@@ -6,6 +6,7 @@
 //! Errors in one connection are logged in that connection's thread and end
 //! only that connection; the accept loop and the other clients go on.
 
+use crate::auth::{self, Token};
 use crate::connection::{self, ConnError, Reader, Writer};
 use crate::gate::{self, Gate};
 use crate::jpeg;
@@ -13,8 +14,8 @@ use crate::latest::{self, LatestReceiver, LatestSender};
 use crate::live_view::{self, LiveFrames, StatsSource};
 use crate::process::{self, ProcessingCounts, ProcessingSink, Processor, ProcessorConfig};
 use crate::protocol::{
-    self, Encoding, GoodbyeCode, Limits, Message, Outcome, ProcessResult, Reason, ResultKind,
-    ResultStatus, Ticket, Verdict, Welcome,
+    self, Challenge, Encoding, GoodbyeCode, Limits, Message, Outcome, ProcessResult, Reason,
+    ResultKind, ResultStatus, Ticket, Verdict, Welcome,
 };
 use crate::record::{self, RecordConfig, RecordSummary, Recorder};
 use crate::shutdown::Shutdown;
@@ -64,6 +65,8 @@ pub struct ServerConfig {
     pub processor: ProcessorConfig,
     /// Where to record accepted frames (None: no recording).
     pub record: Option<RecordConfig>,
+    /// The shared secret clients and live view requests must prove (None: anyone may).
+    pub token: Option<Token>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
             summary_json: None,
             processor: ProcessorConfig::default(),
             record: None,
+            token: None,
         }
     }
 }
@@ -610,7 +614,8 @@ impl Server {
                     spawn(
                         "http",
                         Box::new(move || {
-                            live_view::serve(s, l, frames, shared, io, &shared.shutdown)
+                            let token = shared.config.token.as_ref();
+                            live_view::serve(s, l, frames, shared, token, io, &shared.shutdown)
                         }),
                     )?;
                 }
@@ -860,8 +865,16 @@ impl<'a> Connection<'a> {
         let mut reader = Reader::new(stream.try_clone()?, shared.limits);
         let mut writer = Writer::new(stream);
         let io = shared.config.io_timeout;
+        // The server speaks first: its preface and a fresh challenge.
+        let server_nonce = auth::nonce();
+        writer.send(
+            true,
+            &[&Message::Challenge(Challenge {
+                nonce: server_nonce,
+            })],
+        )?;
         let refuse = |writer: &mut Writer, code, text: String| {
-            let _ = writer.goodbye(true, code, text);
+            let _ = writer.goodbye(false, code, text);
         };
         let version = match reader.read_preface(Instant::now() + io, &shared.shutdown) {
             Ok(v) => v,
@@ -897,6 +910,18 @@ impl<'a> Connection<'a> {
             }
         };
         span.record("name", hello.name.as_str());
+        if let Some(token) = &shared.config.token {
+            if !token.check_hello(&server_nonce, &hello.client_nonce, &hello.proof) {
+                let text = if hello.proof.is_empty() {
+                    "this server needs a token: give the client --token or FRAMELINK_TOKEN"
+                } else {
+                    "wrong token"
+                };
+                warn!(%peer, client = %hello.name, "refused: {text}");
+                refuse(&mut writer, GoodbyeCode::Unauthorized, text.into());
+                return Err(ConnError::Refused(text.into()));
+            }
+        }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         // A stage that is closing down does not take the client; the
         // connection then ends at its first read.
@@ -947,13 +972,19 @@ impl<'a> Connection<'a> {
             max_age_us: gate::micros_u32(shared.config.max_age),
             max_frame_bytes: shared.config.max_frame_bytes,
             window: shared.config.window,
+            proof: shared
+                .config
+                .token
+                .as_ref()
+                .map(|t| t.welcome_proof(&hello.client_nonce, &server_nonce))
+                .unwrap_or_default(),
         });
         let tickets: Vec<Message> = (0..shared.config.window)
             .map(|_| Message::Ticket(conn.issue_ticket()))
             .collect();
         let mut out: Vec<&Message> = vec![&welcome];
         out.extend(tickets.iter());
-        if let Err(e) = conn.writer.lock().unwrap().send(true, &out) {
+        if let Err(e) = conn.writer.lock().unwrap().send(false, &out) {
             shared.registry.remove(id);
             return Err(e.into());
         }
@@ -1131,7 +1162,7 @@ fn refuse_for(writer: &Mutex<Writer>, e: &ConnError) {
         ConnError::Protocol(_) => GoodbyeCode::ProtocolError,
         ConnError::TimedOut(..) => GoodbyeCode::Timeout,
         ConnError::Shutdown => GoodbyeCode::ShuttingDown,
-        ConnError::Io(_) | ConnError::Closed { .. } => return,
+        ConnError::Io(_) | ConnError::Closed { .. } | ConnError::Refused(_) => return,
     };
     let _ = writer.lock().unwrap().goodbye(false, code, e.to_string());
 }

@@ -48,6 +48,13 @@ fn run(opts: ServerOpts) -> Result<()> {
         addrs.join(", ")
     );
 
+    if config.token.is_none() {
+        tracing::warn!(
+            "no --token (or FRAMELINK_TOKEN): anyone who can reach port {} can stream to this server{}",
+            local.port(),
+            if http.is_some() { ", and anyone who can reach the live view can watch" } else { "" }
+        );
+    }
     let shutdown = Shutdown::new();
     shutdown.on_ctrl_c()?;
     if let Some(d) = opts.duration()? {

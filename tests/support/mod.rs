@@ -4,10 +4,11 @@
 #![allow(dead_code)]
 
 use crossbeam_channel::{Receiver, Sender};
+use framelink::auth::Token;
 use framelink::client::{self, ClientConfig, ClientSummary};
 use framelink::connection::{self, Reader, Writer};
 use framelink::process::Processor;
-use framelink::protocol::{Limits, Message};
+use framelink::protocol::{Hello, Limits, Message};
 use framelink::server::Server;
 use framelink::server::{ServerConfig, ServerSummary};
 use framelink::shutdown::Shutdown;
@@ -228,11 +229,39 @@ impl RawPeer {
         }
     }
 
-    /// Reads the server's preface and next message (None at EOF).
+    /// Reads the server's preface and its first message after the
+    /// CHALLENGE, if one comes (None at EOF).
     pub fn read_reply(&mut self) -> Option<Message> {
         self.reader
             .read_preface(Instant::now() + WAIT, &Shutdown::new())
             .expect("server preface");
+        match self.read() {
+            Some(Message::Challenge(_)) => self.read(),
+            other => other,
+        }
+    }
+
+    /// The handshake as a client named `name` (proving `token` if given):
+    /// returns the server's answer to the HELLO, or what it sent instead.
+    pub fn hello(&mut self, name: &str, token: Option<&Token>) -> Option<Message> {
+        self.writer.send(true, &[]).expect("send the preface");
+        self.reader
+            .read_preface(Instant::now() + WAIT, &Shutdown::new())
+            .expect("server preface");
+        let challenge = match self.read() {
+            Some(Message::Challenge(c)) => c,
+            other => return other,
+        };
+        let client_nonce = [7u8; 32];
+        let hello = Message::Hello(Hello {
+            capabilities: 0,
+            name: name.into(),
+            client_nonce,
+            proof: token
+                .map(|t| t.hello_proof(&challenge.nonce, &client_nonce))
+                .unwrap_or_default(),
+        });
+        self.writer.send(false, &[&hello]).expect("send HELLO");
         self.read()
     }
 
