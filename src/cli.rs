@@ -82,6 +82,14 @@ pub struct ServerOpts {
     #[arg(long, value_name = "SECRET")]
     pub token: Option<String>,
 
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
@@ -118,6 +126,10 @@ impl ServerOpts {
             stats_interval: interval(self.stats_interval)?,
             summary_json: self.summary_json.clone(),
             token: Token::from_flag_or_env(self.token.as_deref())?,
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+                _ => None,
+            },
             processor: ProcessorConfig {
                 kind: self.processor.clone(),
                 timeout: seconds("--process-timeout", self.process_timeout)?,
@@ -235,6 +247,14 @@ pub struct ClientOpts {
     #[arg(long, value_name = "SECRET")]
     pub token: Option<String>,
 
+    /// Connect with TLS, trusting the server certificate (or its CA) in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// The name the server's certificate must carry (default: the host in SERVER).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    pub tls_name: Option<String>,
+
     /// Seconds to wait for the server to accept a connection.
     #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
     pub connect_timeout: f64,
@@ -303,6 +323,17 @@ impl ClientOpts {
             min_width: match self.min_width {
                 w @ 16..=65535 => w,
                 w => bail!("--min-width must be 16..=65535, got {w}"),
+            },
+            tls: match &self.tls_ca {
+                Some(ca) => Some(crate::client::ClientTls {
+                    config: crate::tls::client_config(ca)?,
+                    name: crate::tls::server_name(
+                        self.tls_name
+                            .as_deref()
+                            .unwrap_or(&with_default_port(&self.server)),
+                    )?,
+                }),
+                None => None,
             },
         })
     }

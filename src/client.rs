@@ -15,6 +15,8 @@ use crate::results::{self, InFlight, ResultsOut};
 use crate::shutdown::Shutdown;
 use crate::source::{self, SourceConfig};
 use crate::stats::{Figures, Running};
+use crate::stream::Stream;
+use crate::tls;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -62,6 +64,15 @@ pub struct ClientConfig {
     pub min_width: u32,
     /// The shared secret to prove to the server (None: no token).
     pub token: Option<Token>,
+    /// Connect with TLS (None: plain TCP).
+    pub tls: Option<ClientTls>,
+}
+
+/// The client's TLS settings: whom to trust, and the name to check.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub name: rustls::pki_types::ServerName<'static>,
 }
 
 impl ClientConfig {
@@ -98,6 +109,7 @@ impl ClientConfig {
             min_quality: 30,
             min_width: 320,
             token: None,
+            tls: None,
         }
     }
 }
@@ -344,6 +356,25 @@ fn session(
         max_frame_bytes: 0,
         max_result_bytes: 16 * 1024 * 1024,
     };
+    let (stream, tls_error) = match &config.tls {
+        None => (Stream::Tcp(stream), None),
+        Some(t) => {
+            let (plain, error) = tls::connect(stream, &t.config, t.name.clone())?;
+            connection::configure_local(&plain, config.io_timeout)?;
+            (plain, Some(error))
+        }
+    };
+    // A failed TLS handshake shows as a closed connection: say why.
+    let tls_failed = || {
+        tls_error
+            .as_ref()
+            .and_then(|e| e.lock().unwrap().clone())
+            .map(|e| {
+                SessionEnd::Refused(format!(
+                    "TLS with {server} failed: {e} (does --tls-ca hold the server's certificate or its CA, and does the certificate name the host you connect to?)"
+                ))
+            })
+    };
     let mut reader = Reader::new(stream.try_clone()?, limits);
     let mut writer = Writer::new(stream);
     // Our preface goes at once, so a server of another version can say so;
@@ -406,10 +437,10 @@ fn session(
             ))
         }
         Err(e) => {
-            return Ok((
-                SessionEnd::Lost(format!("handshake with {server} failed: {e}")),
-                false,
-            ))
+            let end = tls_failed().unwrap_or_else(|| {
+                SessionEnd::Lost(format!("handshake with {server} failed: {e}"))
+            });
+            return Ok((end, false));
         }
     };
     if let (Some(token), Some(sn)) = (&config.token, server_nonce) {

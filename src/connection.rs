@@ -7,6 +7,7 @@
 
 use crate::protocol::{self, Limits, Message};
 use crate::shutdown::Shutdown;
+use crate::stream::Stream;
 use bytes::BytesMut;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
@@ -52,18 +53,25 @@ pub fn configure(stream: &TcpStream, write_timeout: Duration) -> io::Result<()> 
     Ok(())
 }
 
+/// Sets the plaintext end of a TLS bridge up as [`configure`] does a socket
+/// (the socket's own options are set on the TCP side).
+pub fn configure_local(stream: &Stream, write_timeout: Duration) -> io::Result<()> {
+    stream.set_write_timeout(Some(write_timeout))?;
+    stream.set_read_timeout(Some(TICK))
+}
+
 /// The reading half of a connection.
 pub struct Reader {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     limits: Limits,
 }
 
 impl Reader {
     /// Wraps a stream already [`configure`]d (its read timeout is the tick).
-    pub fn new(stream: TcpStream, limits: Limits) -> Self {
+    pub fn new(stream: impl Into<Stream>, limits: Limits) -> Self {
         Reader {
-            stream,
+            stream: stream.into(),
             buf: BytesMut::with_capacity(READ_CHUNK),
             limits,
         }
@@ -218,15 +226,15 @@ impl Reader {
 
 /// The writing half of a connection.
 pub struct Writer {
-    stream: TcpStream,
+    stream: Stream,
     scratch: Vec<u8>,
 }
 
 impl Writer {
     /// Wraps a stream already [`configure`]d (its write timeout bounds every write).
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: impl Into<Stream>) -> Self {
         Writer {
-            stream,
+            stream: stream.into(),
             scratch: Vec::with_capacity(256),
         }
     }

@@ -34,6 +34,8 @@ pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod stats;
+pub mod stream;
+pub mod tls;
 
 /// The TCP port framelink uses when none is given.
 pub const DEFAULT_PORT: u16 = 1998;

@@ -21,6 +21,8 @@ use crate::record::{self, RecordConfig, RecordSummary, Recorder};
 use crate::shutdown::Shutdown;
 use crate::sink::{ArrivedFrame, ClientId, FrameView, Sink};
 use crate::stats::{Figures, Percentiles, Running, Tally};
+use crate::stream::Stream;
+use crate::tls;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Select, Sender};
 use serde::Serialize;
@@ -67,6 +69,8 @@ pub struct ServerConfig {
     pub record: Option<RecordConfig>,
     /// The shared secret clients and live view requests must prove (None: anyone may).
     pub token: Option<Token>,
+    /// TLS with this certificate (None: plain TCP).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +86,7 @@ impl Default for ServerConfig {
             processor: ProcessorConfig::default(),
             record: None,
             token: None,
+            tls: None,
         }
     }
 }
@@ -725,6 +730,19 @@ fn accept_loop<'s>(
     }
 }
 
+/// The connection's stream: the socket itself, or the plaintext end of a
+/// TLS bridge when the server has a certificate.
+fn wrap(tcp: TcpStream, shared: &Shared) -> std::io::Result<(Stream, Option<tls::BridgeError>)> {
+    match &shared.config.tls {
+        None => Ok((Stream::Tcp(tcp), None)),
+        Some(cfg) => {
+            let (plain, error) = tls::accept(tcp, cfg)?;
+            connection::configure_local(&plain, shared.config.io_timeout)?;
+            Ok((plain, Some(error)))
+        }
+    }
+}
+
 /// Tells a client beyond `--max-clients` why it is turned away, on a short
 /// thread (at most [`MAX_REFUSING`] at once) that reads the client's hello
 /// before closing, so the goodbye is not lost to a reset.
@@ -746,9 +764,16 @@ fn refuse_full<'s>(
                 "server full: {} clients are connected (--max-clients)",
                 shared.config.max_clients
             );
+            let Ok((stream, _)) = wrap(stream, shared) else {
+                shared.refusing.fetch_sub(1, Ordering::SeqCst);
+                return;
+            };
             let mut reader = match stream.try_clone() {
                 Ok(r) => Reader::new(r, shared.limits),
-                Err(_) => return,
+                Err(_) => {
+                    shared.refusing.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
             };
             let mut writer = Writer::new(stream);
             if writer.goodbye(true, GoodbyeCode::ServerFull, text).is_ok() {
@@ -778,6 +803,20 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let span = info_span!("client", %peer, name = tracing::field::Empty);
     let _enter = span.enter();
     debug!("connected");
+    let (stream, tls_error) = match wrap(stream, shared) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot start TLS: {e}");
+            return;
+        }
+    };
+    let tls_failed = || {
+        tls_error
+            .as_ref()
+            .and_then(|e| e.lock().unwrap().clone())
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
+    };
     match Connection::start(stream, peer, shared, &span) {
         Ok(mut conn) => {
             let end = std::thread::scope(|s| {
@@ -805,7 +844,7 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                 Err(e) => warn!("disconnected: {e}"),
             }
         }
-        Err(e) => warn!("rejected: {e}"),
+        Err(e) => warn!("rejected: {e}{}", tls_failed()),
     }
 }
 
@@ -857,7 +896,7 @@ impl<'a> Connection<'a> {
     /// Reads the client's preface and HELLO, answers WELCOME and the first
     /// tickets. A wrong peer or version is told why (GOODBYE) and closed.
     fn start(
-        stream: TcpStream,
+        stream: Stream,
         peer: SocketAddr,
         shared: &'a Shared,
         span: &tracing::Span,
