@@ -308,3 +308,95 @@ pub fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
 }
+
+/// `framelink-server` as a separate process, so its memory, threads and
+/// open files can be read from /proc. Killed if dropped unstopped.
+pub struct ServerProcess {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    summary: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts the server on a free loopback port with `args` added.
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let summary = dir.path().join("summary.json");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_framelink-server"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--no-display",
+                "--stats-interval",
+                "0",
+            ])
+            .arg("--summary-json")
+            .arg(&summary)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start framelink-server");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        ServerProcess {
+            addr,
+            child,
+            summary,
+            _dir: dir,
+        }
+    }
+
+    fn status_field(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Resident memory, in KiB.
+    pub fn rss_kb(&self) -> u64 {
+        self.status_field("VmRSS:")
+    }
+
+    pub fn threads(&self) -> u64 {
+        self.status_field("Threads:")
+    }
+
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .count()
+    }
+
+    /// Stops it as Ctrl-C does and returns its summary.
+    pub fn stop(mut self) -> serde_json::Value {
+        // SAFETY: kill(2) with SIGINT on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + WAIT;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the server did not stop");
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+        serde_json::from_str(&std::fs::read_to_string(&self.summary).unwrap()).unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
