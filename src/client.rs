@@ -123,6 +123,10 @@ pub struct ClientSummary {
     /// Successful connections (1 when the link never broke).
     pub connections: u64,
     pub duration_s: f64,
+    /// Times the connection was lost and came back.
+    pub gaps: u64,
+    /// Seconds without a connection between them.
+    pub offline_s: f64,
     /// What adaptation did.
     pub adapt: AdaptSummary,
 }
@@ -184,6 +188,7 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     let adapter = Arc::new(Adapter::new(ladder, config.adapt));
     let stats = Arc::new(Mutex::new(Running::default()));
     let tracking = Tracking {
+        gaps: Mutex::default(),
         stats: stats.clone(),
         adapter: adapter.clone(),
         in_flight: InFlight::default(),
@@ -242,6 +247,10 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
         let _ = capture.join();
     }
 
+    let (gaps, offline) = {
+        let g = tracking.gaps.lock().unwrap();
+        (g.count, g.total)
+    };
     let mut total = stats.lock().unwrap().total.clone();
     total.counts.superseded = superseded.load(std::sync::atomic::Ordering::Relaxed);
     let summary = ClientSummary {
@@ -249,6 +258,8 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
         server: config.server.clone(),
         connections,
         duration_s: started.elapsed().as_secs_f64(),
+        gaps,
+        offline_s: (offline.as_secs_f64() * 100.0).round() / 100.0,
         adapt: adapter.summary(),
     };
     if let Some(path) = &config.summary_json {
@@ -260,8 +271,17 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     outcome.map(|_| summary)
 }
 
+/// Time without a connection after the first one: the gaps a user sees.
+#[derive(Default)]
+struct Gaps {
+    lost_at: Option<Instant>,
+    count: u64,
+    total: Duration,
+}
+
 /// What the sender, the reader and the status line keep count with.
 struct Tracking {
+    gaps: Mutex<Gaps>,
     stats: Arc<Mutex<Running>>,
     adapter: Arc<Adapter>,
     /// Frames sent and not yet answered, for capture → result times.
@@ -302,6 +322,7 @@ fn connect_loop(
                     if connected {
                         *connections += 1;
                         backoff = Duration::from_millis(100);
+                        tracking.gaps.lock().unwrap().lost_at = Some(Instant::now());
                     }
                     end
                 }
@@ -468,6 +489,15 @@ fn session(
         welcome.max_age_us as f64 / 1000.0,
         welcome.window
     );
+    {
+        let mut g = tracking.gaps.lock().unwrap();
+        if let Some(lost) = g.lost_at.take() {
+            let gap = lost.elapsed();
+            g.count += 1;
+            g.total += gap;
+            info!("back after {:.1} s without a connection", gap.as_secs_f64());
+        }
+    }
     if welcome.max_frame_bytes == 0 {
         return Ok((
             SessionEnd::Refused(format!(

@@ -222,6 +222,8 @@ pub enum Reason {
     UnsupportedEncoding,
     /// Width or height is zero.
     BadDimensions,
+    /// The JPEG's headers are broken: no frame header (SOF) can be read.
+    BrokenJpeg,
     /// A code this version does not know.
     Other(u8),
 }
@@ -233,6 +235,7 @@ impl Reason {
             Reason::NotJpeg => 1,
             Reason::UnsupportedEncoding => 2,
             Reason::BadDimensions => 3,
+            Reason::BrokenJpeg => 4,
             Reason::Other(c) => c,
         }
     }
@@ -242,6 +245,7 @@ impl Reason {
             1 => Reason::NotJpeg,
             2 => Reason::UnsupportedEncoding,
             3 => Reason::BadDimensions,
+            4 => Reason::BrokenJpeg,
             c => Reason::Other(c),
         }
     }
@@ -251,6 +255,7 @@ impl Reason {
             Reason::NotJpeg => "payload is not a whole JPEG (needs FF D8 ... FF D9)",
             Reason::UnsupportedEncoding => "unsupported encoding",
             Reason::BadDimensions => "width or height is zero",
+            Reason::BrokenJpeg => "the JPEG's headers are broken (no readable frame header)",
             Reason::Other(_) => "unknown reason",
         }
     }

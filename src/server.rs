@@ -1149,6 +1149,8 @@ impl<'a> Connection<'a> {
             Reason::BadDimensions
         } else if !jpeg::is_whole(&frame.payload) {
             Reason::NotJpeg
+        } else if jpeg::dimensions(&frame.payload).is_none() {
+            Reason::BrokenJpeg
         } else {
             Reason::None
         };

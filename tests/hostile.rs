@@ -129,7 +129,7 @@ fn a_frame_over_max_frame_bytes_is_refused() {
 }
 
 #[test]
-fn a_payload_that_is_not_a_whole_jpeg_is_rejected_and_the_stream_goes_on() {
+fn a_cut_or_corrupt_jpeg_is_rejected_and_the_stream_goes_on() {
     let (server, good) = with_good_client(server_config());
     let (mut peer, ticket) = handshaken(&server, "broken");
     // A JPEG start with no end: a frame cut off by a buggy camera driver.
@@ -144,15 +144,30 @@ fn a_payload_that_is_not_a_whole_jpeg_is_rejected_and_the_stream_goes_on() {
         }
         other => panic!("expected a VERDICT, got {other:?}"),
     }
-    assert!(
-        matches!(peer.read(), Some(Message::Ticket(_))),
-        "a new ticket follows: the connection lives on"
-    );
+    let Some(Message::Ticket(next)) = peer.read() else {
+        panic!("a new ticket follows: the connection lives on")
+    };
+    // A corrupt JPEG: the right start and end, garbage between.
+    let mut corrupt = vec![0xFF, 0xD8];
+    corrupt.extend((0..200u32).map(|i| (i * 37 % 251) as u8));
+    corrupt.extend([0xFF, 0xD9]);
+    peer.writer
+        .send_frame(&header(corrupt.len()), &corrupt, next)
+        .unwrap();
+    match peer.read() {
+        Some(Message::Verdict(v)) => {
+            assert_eq!(
+                (v.outcome, v.reason),
+                (Outcome::Rejected, Reason::BrokenJpeg)
+            );
+        }
+        other => panic!("expected a VERDICT, got {other:?}"),
+    }
     good_client_goes_on(&server);
     good.stop().unwrap();
     let s = server.stop();
     let broken = s.clients.iter().find(|c| c.name == "broken").unwrap();
-    assert_eq!(broken.figures.frames_rejected, 1);
+    assert_eq!(broken.figures.frames_rejected, 2);
 }
 
 #[test]

@@ -2,7 +2,32 @@
 
 mod support;
 
-use support::{server_config, TestClient, TestServer};
+use support::{server_config, ServerProcess, TestClient, TestServer};
+
+#[test]
+fn a_server_killed_mid_stream_and_restarted_gets_the_client_back() {
+    let first = ServerProcess::start(&[]);
+    let addr = first.addr;
+    let client = TestClient::pattern(addr, "survivor", 320, 240, 30.0);
+    // Wait until it streams: the connection adds its threads to the server's.
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while first.threads() < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client never connected"
+        );
+        client
+            .shutdown
+            .wait_timeout(std::time::Duration::from_millis(20));
+    }
+    first.kill(); // no goodbye: the client sees the link break mid-stream
+    let second = TestServer::start_with(server_config(), &addr.to_string(), Vec::new);
+    second.wait_frames(Some("survivor"), 10);
+    let c = client.stop().unwrap();
+    second.stop();
+    assert_eq!((c.connections, c.gaps), (2, 1), "{c:?}");
+    assert!(c.offline_s > 0.0 && c.offline_s < 10.0, "{c:?}");
+}
 
 #[test]
 fn the_client_reconnects_after_the_server_restarts() {
@@ -19,6 +44,8 @@ fn the_client_reconnects_after_the_server_restarts() {
     let c = client.stop().unwrap();
     let after = second.stop();
     assert_eq!(c.connections, 2, "{c:?}");
+    assert_eq!(c.gaps, 1, "{c:?}");
+    assert!(c.offline_s > 0.0, "{c:?}");
     assert!(after.total.frames_accepted >= 5);
     assert_eq!(
         c.figures.frames_accepted,

@@ -321,6 +321,11 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the server on a free loopback port with `args` added.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts the server listening on `listen` with `args` added.
+    pub fn start_on(listen: &str, args: &[&str]) -> Self {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         let summary = dir.path().join("summary.json");
@@ -379,6 +384,12 @@ impl ServerProcess {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
             .unwrap()
             .count()
+    }
+
+    /// Kills it outright (SIGKILL): no goodbye, no summary.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops it as Ctrl-C does and returns its summary.
