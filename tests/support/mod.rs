@@ -330,13 +330,7 @@ impl ServerProcess {
         let dir = tempfile::tempdir().unwrap();
         let summary = dir.path().join("summary.json");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_framelink-server"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--no-display",
-                "--stats-interval",
-                "0",
-            ])
+            .args(["--listen", listen, "--no-display", "--stats-interval", "0"])
             .arg("--summary-json")
             .arg(&summary)
             .args(args)
