@@ -132,3 +132,30 @@ fn bad_flags_are_refused_with_the_flag_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--window"));
 }
+
+#[test]
+fn a_server_without_a_token_says_anyone_can_stream_and_one_with_it_does_not() {
+    let run = |token: Option<&str>| {
+        let mut cmd = server();
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-display",
+            "--duration",
+            "0.5",
+        ])
+        .env_remove("FRAMELINK_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        if let Some(t) = token {
+            cmd.env("FRAMELINK_TOKEN", t);
+        }
+        let out = wait(cmd.spawn().unwrap());
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let open = run(None);
+    assert!(open.contains("anyone who can reach port"), "{open}");
+    let guarded = run(Some("s3cret"));
+    assert!(!guarded.contains("anyone who can reach port"), "{guarded}");
+}
