@@ -1,8 +1,10 @@
 //! Counters and latency histograms, the periodic status line and the final
 //! summary (printed, and written as JSON with `--summary-json`).
 //!
-//! Memory is fixed: latencies go into HDR histograms (microseconds, 3
-//! significant digits, up to an hour), never into growing lists.
+//! Memory is fixed: latencies go into HDR histograms (microseconds, 2
+//! significant digits, i.e. within 1 %, up to an hour; 26 KiB each), never
+//! into growing lists. Three significant digits cost 184 KiB a histogram,
+//! over a megabyte per connection with the status interval's copies.
 
 use crate::protocol::{Outcome, ResultStatus};
 use hdrhistogram::Histogram;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 const MAX_RECORDED_US: u64 = 3_600_000_000;
 
 fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_RECORDED_US, 3).expect("valid histogram bounds")
+    Histogram::new_with_bounds(1, MAX_RECORDED_US, 2).expect("valid histogram bounds")
 }
 
 /// Frame counts by fate.
@@ -469,9 +471,11 @@ mod tests {
         assert_eq!(f.bytes, 102_000);
         // 100 accepted frames over 990 ms: 99 intervals.
         assert!((f.fps_accepted - 100.0).abs() < 0.01, "{}", f.fps_accepted);
+        // The median is 50 or 51 ms; histograms are exact to within 1 %.
         let p50 = f.age_ms.p50.unwrap();
-        assert!((49.9..=51.1).contains(&p50), "{p50}");
-        assert!((f.age_ms.max.unwrap() - 200.0).abs() < 0.5);
+        assert!((49.5..=51.6).contains(&p50), "{p50}");
+        let max = f.age_ms.max.unwrap();
+        assert!((max - 200.0).abs() <= 2.0, "{max}");
     }
 
     #[test]
