@@ -23,10 +23,10 @@
 //!   instead of oscillating. Holding the higher level for 10 s forgives it.
 
 use crate::protocol::Outcome;
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Quality step between levels.
@@ -336,12 +336,12 @@ impl Adapter {
 
     /// The best setting (level 0): what was asked for.
     pub fn top(&self) -> Setting {
-        self.controller.lock().unwrap().ladder.steps[0]
+        self.controller.lock().ladder.steps[0]
     }
 
     /// The level and setting frames should be made at now.
     pub fn current(&self) -> (usize, Setting) {
-        let c = self.controller.lock().unwrap();
+        let c = self.controller.lock();
         (c.level(), c.setting())
     }
 
@@ -351,14 +351,14 @@ impl Adapter {
     }
 
     pub fn set_threshold(&self, threshold: Duration) {
-        self.controller.lock().unwrap().set_threshold(threshold);
+        self.controller.lock().set_threshold(threshold);
     }
 
     pub fn verdict(&self, level: usize, outcome: Outcome, age: Duration) {
         if !self.enabled {
             return;
         }
-        let mut c = self.controller.lock().unwrap();
+        let mut c = self.controller.lock();
         if let Some(l) = c.verdict(level, outcome, age, Instant::now()) {
             self.changed(&c, l);
         }
@@ -368,7 +368,7 @@ impl Adapter {
         if !self.enabled {
             return;
         }
-        let mut c = self.controller.lock().unwrap();
+        let mut c = self.controller.lock();
         if let Some(l) = c.send_took(level, took, Instant::now()) {
             self.changed(&c, l);
         }
@@ -381,7 +381,7 @@ impl Adapter {
 
     /// For the status line: the setting, changes, and why the last one.
     pub fn status(&self) -> String {
-        let c = self.controller.lock().unwrap();
+        let c = self.controller.lock();
         let s = c.summary();
         if !self.enabled {
             return format!("{} (adapt off)", c.setting());
@@ -399,7 +399,7 @@ impl Adapter {
     }
 
     pub fn summary(&self) -> AdaptSummary {
-        self.controller.lock().unwrap().summary()
+        self.controller.lock().summary()
     }
 }
 

@@ -33,6 +33,11 @@ pub struct ServerOpts {
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
     pub max_frame_bytes: u32,
 
+    /// Largest frame accepted in pixels (width x height, at most 67108864 = 8192x8192): a
+    /// larger frame is rejected before anything decodes it. Default 16777216 (4096x4096).
+    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_PIXELS, value_name = "PIXELS")]
+    pub max_pixels: u64,
+
     /// Most clients connected at once; one more is told the server is full.
     #[arg(long, default_value_t = 64)]
     pub max_clients: usize,
@@ -42,7 +47,8 @@ pub struct ServerOpts {
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub window: u16,
 
-    /// Seconds a client may stall in the handshake or in the middle of a frame before it is dropped.
+    /// Seconds a client has for its whole handshake, and for each whole message once its first
+    /// byte arrived, before it is dropped (a trickle counts as a stall).
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub io_timeout: f64,
 
@@ -111,6 +117,12 @@ impl ServerOpts {
         if self.max_frame_bytes < 64 {
             bail!("--max-frame-bytes must be at least 64");
         }
+        if self.max_pixels == 0 || self.max_pixels > crate::encode::MAX_DECODE_PIXELS {
+            bail!(
+                "--max-pixels must be 1..={} (8192x8192)",
+                crate::encode::MAX_DECODE_PIXELS
+            );
+        }
         if self.max_clients == 0 {
             bail!("--max-clients must be at least 1");
         }
@@ -120,6 +132,7 @@ impl ServerOpts {
         Ok(ServerConfig {
             max_age: Duration::from_millis(self.max_latency_ms as u64),
             max_frame_bytes: self.max_frame_bytes,
+            max_pixels: self.max_pixels,
             max_clients: self.max_clients,
             window: self.window,
             io_timeout: seconds("--io-timeout", self.io_timeout)?,

@@ -20,10 +20,11 @@ use crate::tls;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, error, info, warn};
 
@@ -206,9 +207,20 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
         std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
-                if let Err(e) = crate::capture::run(source, encoders, slot, adapter, &shutdown) {
+                // A panic (a bug, or a camera driver's) ends the run as an
+                // error, like any other capture failure.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::capture::run(source, encoders, slot, adapter, &shutdown)
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(anyhow::anyhow!(
+                        "internal error in the capture thread (a bug; please report it): {}",
+                        crate::server::panic_text(&*panic)
+                    ))
+                });
+                if let Err(e) = ran {
                     error!("capture stopped: {e:#}");
-                    *capture_error.lock().unwrap() = Some(e);
+                    *capture_error.lock() = Some(e);
                     shutdown.trigger();
                 }
             })?
@@ -224,16 +236,14 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
                 let mut reported = 0;
                 while !shutdown.wait_timeout(every) {
                     let now = superseded.load(std::sync::atomic::Ordering::Relaxed);
-                    let mut st = stats.lock().unwrap();
+                    let mut st = stats.lock();
                     st.add_superseded(now - reported);
                     reported = now;
                     let (t, elapsed) = st.take_interval();
                     drop(st);
                     let line = format!("{} | {}", t.status_line(elapsed), adapter.status());
-                    if results_on_stdout {
-                        eprintln!("{line}");
-                    } else {
-                        println!("{line}");
+                    if !crate::output::line_to(results_on_stdout, &line) {
+                        return;
                     }
                 }
             });
@@ -248,10 +258,10 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     }
 
     let (gaps, offline) = {
-        let g = tracking.gaps.lock().unwrap();
+        let g = tracking.gaps.lock();
         (g.count, g.total)
     };
-    let mut total = stats.lock().unwrap().total.clone();
+    let mut total = stats.lock().total.clone();
     total.counts.superseded = superseded.load(std::sync::atomic::Ordering::Relaxed);
     let summary = ClientSummary {
         figures: total.figures(true),
@@ -265,7 +275,7 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     if let Some(path) = &config.summary_json {
         crate::server::write_json(path, &summary)?;
     }
-    if let Some(e) = capture_error.lock().unwrap().take() {
+    if let Some(e) = capture_error.lock().take() {
         return Err(e);
     }
     outcome.map(|_| summary)
@@ -322,7 +332,7 @@ fn connect_loop(
                     if connected {
                         *connections += 1;
                         backoff = Duration::from_millis(100);
-                        tracking.gaps.lock().unwrap().lost_at = Some(Instant::now());
+                        tracking.gaps.lock().lost_at = Some(Instant::now());
                     }
                     end
                 }
@@ -389,7 +399,7 @@ fn session(
     let tls_failed = || {
         tls_error
             .as_ref()
-            .and_then(|e| e.lock().unwrap().clone())
+            .and_then(|e| e.lock().clone())
             .map(|e| {
                 SessionEnd::Refused(format!(
                     "TLS with {server} failed: {e} (does --tls-ca hold the server's certificate or its CA, and does the certificate name the host you connect to?)"
@@ -490,7 +500,7 @@ fn session(
         welcome.window
     );
     {
-        let mut g = tracking.gaps.lock().unwrap();
+        let mut g = tracking.gaps.lock();
         if let Some(lost) = g.lost_at.take() {
             let gap = lost.elapsed();
             g.count += 1;
@@ -637,7 +647,7 @@ fn send_loop(
             return SendEnd::Failed(e.to_string());
         }
         tracking.adapter.send_took(frame.level, now.elapsed());
-        tracking.stats.lock().unwrap().record_sent(frame.jpeg.len());
+        tracking.stats.lock().record_sent(frame.jpeg.len());
     }
 }
 
@@ -665,12 +675,10 @@ fn read_loop(
                     Duration::from_micros(v.age_us as u64),
                     Duration::from_micros(v.transit_us as u64),
                 );
-                tracking.stats.lock().unwrap().record_verdict(
-                    v.outcome,
-                    age,
-                    transit,
-                    Instant::now(),
-                );
+                tracking
+                    .stats
+                    .lock()
+                    .record_verdict(v.outcome, age, transit, Instant::now());
                 if let Some(level) = tracking.in_flight.level_of(v.frame_id) {
                     tracking.adapter.verdict(level, v.outcome, age);
                 }
@@ -695,12 +703,12 @@ fn read_loop(
                 let capture_to_result =
                     tracking.in_flight.answered(r.frame_id).map(|t| t.elapsed());
                 debug!(frame = r.frame_id, status = r.status.as_str(), "result");
-                tracking.stats.lock().unwrap().record_result(
+                tracking.stats.lock().record_result(
                     r.status,
                     capture_to_result,
                     results::shown(&r),
                 );
-                tracking.out.lock().unwrap().write(&r, capture_to_result);
+                tracking.out.lock().write(&r, capture_to_result);
             }
             Ok(Some(Message::Goodbye(g))) => {
                 return goodbye_end(server, g)

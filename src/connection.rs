@@ -17,6 +17,13 @@ use std::time::{Duration, Instant};
 pub const TICK: Duration = Duration::from_millis(100);
 /// Largest read done in one go when the next message's size is not known yet.
 const READ_CHUNK: usize = 64 * 1024;
+/// A wait with no deadline (a year).
+const FOREVER: Duration = Duration::from_secs(86_400 * 365);
+
+/// `t + d`, or a year from `t` when that overflows.
+fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d).unwrap_or_else(|| t + FOREVER)
+}
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +34,7 @@ pub enum ConnError {
     Protocol(#[from] protocol::Error),
     #[error("peer closed the connection{}", if *.mid_message { " in the middle of a message" } else { "" })]
     Closed { mid_message: bool },
-    #[error("peer sent nothing for {0:?} while {1}")]
+    #[error("peer timed out after {0:.1?} {1}")]
     TimedOut(Duration, &'static str),
     #[error("shutting down")]
     Shutdown,
@@ -87,6 +94,7 @@ impl Reader {
         deadline: Instant,
         shutdown: &Shutdown,
     ) -> Result<u16, ConnError> {
+        let called = Instant::now();
         loop {
             match protocol::check_preface(&self.buf) {
                 Ok(version) => {
@@ -95,11 +103,19 @@ impl Reader {
                 }
                 Err(protocol::Error::Incomplete) => {}
                 Err(e) => {
-                    // Wait for a few more bytes (up to 8) to describe the peer well.
-                    if self.buf.len() >= 8
-                        || !self.fill_some(8, deadline, shutdown, "waiting for the preface")?
-                    {
-                        return Err(e.into());
+                    // Wait briefly for a few more bytes (up to 8) to describe
+                    // the peer well; the peer is foreign whatever comes.
+                    let brief = deadline.min(Instant::now() + Duration::from_millis(200));
+                    let more = self.buf.len() < 8
+                        && matches!(
+                            self.fill_some(8, brief, shutdown, "waiting for the preface", called),
+                            Ok(true)
+                        );
+                    if !more {
+                        return Err(match protocol::check_preface(&self.buf) {
+                            Err(better @ protocol::Error::NotFramelink(_)) => better.into(),
+                            _ => e.into(),
+                        });
                     }
                     continue;
                 }
@@ -109,6 +125,7 @@ impl Reader {
                 deadline,
                 shutdown,
                 "waiting for the preface",
+                called,
             )? {
                 return Err(match protocol::check_preface(&self.buf) {
                     Err(e @ protocol::Error::NotFramelink(_)) => e.into(),
@@ -124,15 +141,43 @@ impl Reader {
     ///
     /// Returns `Ok(None)` when the peer closed the connection between messages.
     /// Unblocks when a whole message is buffered, at EOF or an I/O error, on
-    /// shutdown, when `stall` passes with part of a message read (a peer stuck
-    /// mid-frame), or when `idle` (if given) passes with nothing read.
+    /// shutdown, when `whole` passes after the message's first byte (or after
+    /// this call, if part of it was already buffered) without the rest of it
+    /// arriving — a deadline for the whole message, so a peer trickling one
+    /// byte at a time is dropped as surely as one that stalls — or when
+    /// `idle` (if given) passes with nothing read.
     pub fn read_message(
         &mut self,
         idle: Option<Duration>,
-        stall: Duration,
+        whole: Duration,
         shutdown: &Shutdown,
     ) -> Result<Option<Message>, ConnError> {
-        let mut last_progress = Instant::now();
+        let idle_until = idle.map(|d| after(Instant::now(), d));
+        self.read_until(idle_until, whole, None, shutdown)
+    }
+
+    /// Reads one whole message that must be complete by `deadline` (a
+    /// handshake's deadline: everything from the first byte to the last of
+    /// the message, and the wait before it). Unblocks like
+    /// [`read_message`](Self::read_message), and at `deadline`.
+    pub fn read_message_by(
+        &mut self,
+        deadline: Instant,
+        shutdown: &Shutdown,
+    ) -> Result<Option<Message>, ConnError> {
+        self.read_until(Some(deadline), Duration::MAX, Some(deadline), shutdown)
+    }
+
+    fn read_until(
+        &mut self,
+        idle_until: Option<Instant>,
+        whole: Duration,
+        by: Option<Instant>,
+        shutdown: &Shutdown,
+    ) -> Result<Option<Message>, ConnError> {
+        // When the message's first byte was seen (now, if some is buffered).
+        let called = Instant::now();
+        let mut started = (!self.buf.is_empty()).then_some(called);
         loop {
             match protocol::check(&self.buf, &self.limits) {
                 Ok(n) => {
@@ -143,28 +188,23 @@ impl Reader {
                 Err(e) => return Err(e.into()),
             }
             let want = protocol::needed(&self.buf, &self.limits)?.unwrap_or(protocol::ENVELOPE_LEN);
-            let (limit, what) = if self.buf.is_empty() {
-                match idle {
-                    Some(idle) => (idle, "waiting for a message"),
-                    None => (Duration::MAX, "waiting for a message"),
-                }
-            } else {
-                (stall, "in the middle of a message")
+            let (deadline, what, since) = match started {
+                None => (idle_until, "waiting for a message", called),
+                Some(t) => (Some(after(t, whole)), "in the middle of a message", t),
             };
-            let deadline = last_progress
-                .checked_add(limit)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
-            let before = self.buf.len();
-            if !self.fill_some(want, deadline, shutdown, what)? {
+            let deadline = match (deadline, by) {
+                (Some(d), Some(b)) => Some(d.min(b)),
+                (d, b) => d.or(b),
+            };
+            let deadline = deadline.unwrap_or_else(|| after(Instant::now(), FOREVER));
+            if !self.fill_some(want, deadline, shutdown, what, since)? {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
                     Err(ConnError::Closed { mid_message: true })
                 };
             }
-            if self.buf.len() > before {
-                last_progress = Instant::now();
-            }
+            started.get_or_insert_with(Instant::now);
         }
     }
 
@@ -176,13 +216,13 @@ impl Reader {
         deadline: Instant,
         shutdown: &Shutdown,
         what: &'static str,
+        since: Instant,
     ) -> Result<bool, ConnError> {
         let have = self.buf.len();
         // Reserve the rest of this message at once (its size was checked
         // against the limits), but zero and read at most a chunk at a time.
         self.buf.reserve(want.saturating_sub(have).max(READ_CHUNK));
         self.buf.resize(have + READ_CHUNK, 0);
-        let started = Instant::now();
         loop {
             if shutdown.is_triggered() {
                 self.buf.truncate(have);
@@ -207,7 +247,7 @@ impl Reader {
                 {
                     if Instant::now() >= deadline {
                         self.buf.truncate(have);
-                        return Err(ConnError::TimedOut(started.elapsed(), what));
+                        return Err(ConnError::TimedOut(since.elapsed(), what));
                     }
                 }
                 Err(e) => {
@@ -216,6 +256,13 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Changes the caps for the messages still to come: a server reads the
+    /// handshake under [`Limits::handshake`] and raises them once the peer
+    /// is authenticated.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Bytes buffered but not yet taken as a message.

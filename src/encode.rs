@@ -154,8 +154,24 @@ pub fn encoder(
     }
 }
 
+/// The most pixels [`decode_rgb`] decodes (8192 × 8192: 192 MiB of RGB),
+/// whatever it is given: the server's `--max-pixels` may not be higher.
+pub const MAX_DECODE_PIXELS: u64 = 8192 * 8192;
+
 /// Decodes a JPEG to RGB8 (libjpeg-turbo when this build has it).
+///
+/// Refuses before allocating anything for the pixels a JPEG without a single
+/// readable frame header, or one larger than [`MAX_DECODE_PIXELS`]: the size
+/// in the header is what a decoder allocates for, so a few hundred bytes
+/// claiming 60000 × 60000 would otherwise ask for 10 GB.
 pub fn decode_rgb(jpeg: &[u8]) -> Result<image::RgbImage> {
+    let (w, h) = crate::jpeg::dimensions(jpeg)
+        .context("frame does not decode as JPEG: no single readable frame header")?;
+    let pixels = w as u64 * h as u64;
+    anyhow::ensure!(
+        pixels <= MAX_DECODE_PIXELS,
+        "frame of {w}x{h} is over the {MAX_DECODE_PIXELS} pixels this program decodes"
+    );
     #[cfg(feature = "turbojpeg")]
     {
         let img = turbojpeg::decompress(jpeg, turbojpeg::PixelFormat::RGB)
@@ -239,5 +255,20 @@ mod tests {
             .unwrap();
         let _ = decode_rgb(&out[..out.len() / 2]);
         assert!(decode_rgb(b"\xFF\xD8 definitely not").is_err());
+    }
+
+    #[test]
+    fn a_header_claiming_a_huge_size_is_refused_before_decoding() {
+        let mut out = Vec::new();
+        ImageEncoder::new(80)
+            .encode(&gradient(64, 48), 64, 48, &mut out)
+            .unwrap();
+        let sof = out
+            .windows(2)
+            .position(|w| w[0] == 0xFF && w[1] == 0xC0)
+            .unwrap();
+        out[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]); // 60000 x 60000
+        let err = decode_rgb(&out).unwrap_err();
+        assert!(format!("{err:#}").contains("60000x60000"), "{err:#}");
     }
 }

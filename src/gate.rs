@@ -45,6 +45,17 @@ pub fn measure(
     }
 }
 
+/// Whether a client's claim to have held a ticket for `held` (its clock) is
+/// possible when the ticket has existed for `since_issued` (server clock):
+/// the ticket reached the client after it was issued and the frame left
+/// before it arrived, so `held < since_issued` up to the two clocks' rate
+/// difference, allowed here as 1 ms plus 0.1 % (1000 ppm, ten times a
+/// cheap crystal's error). A longer claim would make the frame look younger
+/// than it is, so the server rejects the frame.
+pub fn plausible_hold(since_issued: Duration, held: Duration) -> bool {
+    held <= since_issued + Duration::from_millis(1) + since_issued / 1000
+}
+
 /// Compares frame ages with a threshold (`--max-latency-ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gate {

@@ -89,18 +89,29 @@ pub fn whole_len(b: &[u8]) -> Option<usize> {
 }
 
 /// Width and height from the frame header (SOFn), without decoding.
+///
+/// `None` unless the JPEG walks whole from SOI to EOI with exactly one frame
+/// header giving both sizes (a height of 0, to be set later by a DNL marker,
+/// is refused): a decoder then has one size to allocate for, and it is this
+/// one.
 pub fn dimensions(b: &[u8]) -> Option<(u16, u16)> {
     let mut dims = None;
+    let mut sofs = 0;
     segments(b, |s| {
         let is_sof = matches!(s.marker, 0xC0..=0xCF) && !matches!(s.marker, 0xC4 | 0xC8 | 0xCC);
-        if is_sof && s.end >= s.start + 9 {
-            let h = u16::from_be_bytes([b[s.start + 5], b[s.start + 6]]);
-            let w = u16::from_be_bytes([b[s.start + 7], b[s.start + 8]]);
-            dims = Some((w, h));
-            return false;
+        if is_sof {
+            sofs += 1;
+            if s.end >= s.start + 9 {
+                let h = u16::from_be_bytes([b[s.start + 5], b[s.start + 6]]);
+                let w = u16::from_be_bytes([b[s.start + 7], b[s.start + 8]]);
+                dims = Some((w, h));
+            }
         }
-        true
-    });
+        sofs <= 1
+    })?;
+    if sofs != 1 {
+        return None;
+    }
     dims.filter(|&(w, h)| w > 0 && h > 0)
 }
 
@@ -290,5 +301,20 @@ pub(crate) mod tests {
         assert_eq!(dimensions(&sample_jpeg(16, 8)), Some((16, 8)));
         assert_eq!(dimensions(&sample_jpeg(33, 65)), Some((33, 65)));
         assert_eq!(dimensions(b"not a jpeg"), None);
+    }
+
+    #[test]
+    fn a_second_frame_header_or_a_cut_jpeg_has_no_dimensions() {
+        let j = sample_jpeg(16, 8);
+        assert_eq!(dimensions(&j[..j.len() - 2]), None, "no EOI");
+        // Repeat the SOF segment: two frame headers, two sizes to believe.
+        let sof = j
+            .windows(2)
+            .position(|w| w[0] == 0xFF && matches!(w[1], 0xC0 | 0xC2))
+            .unwrap();
+        let len = u16::from_be_bytes([j[sof + 2], j[sof + 3]]) as usize + 2;
+        let mut twice = j[..sof + len].to_vec();
+        twice.extend_from_slice(&j[sof..]);
+        assert_eq!(dimensions(&twice), None);
     }
 }

@@ -25,6 +25,7 @@ pub mod jpeg;
 pub mod latest;
 pub mod live_view;
 pub mod logging;
+pub mod output;
 pub mod process;
 pub mod protocol;
 pub mod record;

@@ -19,12 +19,13 @@ use crate::auth::Token;
 use crate::shutdown::Shutdown;
 use crate::sink::ClientId;
 use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// Longest request head read.
@@ -75,8 +76,8 @@ pub enum Next {
 impl LiveFrames {
     /// Replaces client `id`'s frame and wakes its viewers. Never blocks for long.
     pub fn publish(&self, id: ClientId, jpeg: &Bytes) {
-        let slot = self.slots.lock().unwrap().entry(id).or_default().clone();
-        let mut s = slot.state.lock().unwrap();
+        let slot = self.slots.lock().entry(id).or_default().clone();
+        let mut s = slot.state.lock();
         s.seq += 1;
         s.jpeg = Some(jpeg.clone());
         drop(s);
@@ -85,32 +86,31 @@ impl LiveFrames {
 
     /// The client disconnected: its viewers end.
     pub fn remove(&self, id: ClientId) {
-        if let Some(slot) = self.slots.lock().unwrap().remove(&id) {
-            slot.state.lock().unwrap().gone = true;
+        if let Some(slot) = self.slots.lock().remove(&id) {
+            slot.state.lock().gone = true;
             slot.changed.notify_all();
         }
     }
 
     /// Client `id`'s newest frame, if it has sent one.
     pub fn latest(&self, id: ClientId) -> Option<Bytes> {
-        let slot = self.slots.lock().unwrap().get(&id)?.clone();
-        let s = slot.state.lock().unwrap();
+        let slot = self.slots.lock().get(&id)?.clone();
+        let s = slot.state.lock();
         s.jpeg.clone()
     }
 
     /// Waits for a frame newer than `after`. Unblocked by a new frame, the
     /// client leaving, or `timeout`.
     pub fn wait_newer(&self, id: ClientId, after: u64, timeout: Duration) -> Next {
-        let Some(slot) = self.slots.lock().unwrap().get(&id).cloned() else {
+        let Some(slot) = self.slots.lock().get(&id).cloned() else {
             return Next::Gone;
         };
-        let s = slot.state.lock().unwrap();
-        let (s, _) = slot
-            .changed
-            .wait_timeout_while(s, timeout, |s| {
-                !s.gone && (s.seq <= after || s.jpeg.is_none())
-            })
-            .unwrap();
+        let mut s = slot.state.lock();
+        slot.changed.wait_while_for(
+            &mut s,
+            |s| !s.gone && (s.seq <= after || s.jpeg.is_none()),
+            timeout,
+        );
         if s.gone {
             return Next::Gone;
         }
@@ -194,12 +194,20 @@ struct Request {
     authorization: Option<String>,
 }
 
-/// Reads the request head (at most [`MAX_HEAD`] bytes, [`HEAD_TIMEOUT`]).
+/// Reads the request head: at most [`MAX_HEAD`] bytes, all of it within
+/// [`HEAD_TIMEOUT`] of the first read (a deadline for the whole head, so a
+/// viewer trickling a byte at a time cannot hold a place for longer).
 /// Returns the request, or the status to answer with.
 fn read_request(stream: &mut TcpStream) -> Result<Request, u16> {
+    let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut buf = vec![0u8; MAX_HEAD];
     let mut len = 0;
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(408);
+        }
+        stream.set_read_timeout(Some(left)).map_err(|_| 408u16)?;
         let n = stream.read(&mut buf[len..]).map_err(|_| 408u16)?;
         if n == 0 {
             return Err(400);

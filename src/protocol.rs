@@ -138,6 +138,18 @@ pub struct Limits {
     pub max_result_bytes: u32,
 }
 
+impl Limits {
+    /// The caps before a peer is authenticated: no FRAME payload and no
+    /// result bytes, so nothing larger than a GOODBYE (1 028 bytes of body)
+    /// is read before WELCOME.
+    pub const fn handshake() -> Self {
+        Limits {
+            max_frame_bytes: 0,
+            max_result_bytes: 0,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -220,10 +232,15 @@ pub enum Reason {
     NotJpeg,
     /// The encoding code is not one the server knows.
     UnsupportedEncoding,
-    /// Width or height is zero.
+    /// Width or height is zero, or differs from the JPEG's own frame header.
     BadDimensions,
-    /// The JPEG's headers are broken: no frame header (SOF) can be read.
+    /// The JPEG's headers are broken: no single frame header (SOF) can be read.
     BrokenJpeg,
+    /// Width × height is over the server's `--max-pixels`.
+    TooManyPixels,
+    /// `ticket_held_us` is longer than the ticket has existed on the
+    /// server's clock: the frame's age cannot be trusted.
+    ImplausibleTiming,
     /// A code this version does not know.
     Other(u8),
 }
@@ -236,6 +253,8 @@ impl Reason {
             Reason::UnsupportedEncoding => 2,
             Reason::BadDimensions => 3,
             Reason::BrokenJpeg => 4,
+            Reason::TooManyPixels => 5,
+            Reason::ImplausibleTiming => 6,
             Reason::Other(c) => c,
         }
     }
@@ -246,6 +265,8 @@ impl Reason {
             2 => Reason::UnsupportedEncoding,
             3 => Reason::BadDimensions,
             4 => Reason::BrokenJpeg,
+            5 => Reason::TooManyPixels,
+            6 => Reason::ImplausibleTiming,
             c => Reason::Other(c),
         }
     }
@@ -254,8 +275,14 @@ impl Reason {
             Reason::None => "none",
             Reason::NotJpeg => "payload is not a whole JPEG (needs FF D8 ... FF D9)",
             Reason::UnsupportedEncoding => "unsupported encoding",
-            Reason::BadDimensions => "width or height is zero",
-            Reason::BrokenJpeg => "the JPEG's headers are broken (no readable frame header)",
+            Reason::BadDimensions => {
+                "width or height is zero or differs from the JPEG's own frame header"
+            }
+            Reason::BrokenJpeg => "the JPEG's headers are broken (no single readable frame header)",
+            Reason::TooManyPixels => "width x height is over the server's --max-pixels",
+            Reason::ImplausibleTiming => {
+                "ticket_held_us is longer than the ticket has existed: the age cannot be trusted"
+            }
             Reason::Other(_) => "unknown reason",
         }
     }
@@ -931,7 +958,11 @@ pub fn parse(msg: Bytes) -> Result<Message, Error> {
                 ));
             }
             let text = exact(&body, 4, n, "GOODBYE", "text")?;
-            let text = String::from_utf8_lossy(text).into_owned();
+            // Invalid UTF-8 becomes U+FFFD (3 bytes each), which can grow
+            // the text past the cap: cut it back on a character boundary,
+            // so what was decoded encodes to the same message.
+            let text = String::from_utf8_lossy(text);
+            let text = truncate_utf8(&text, MAX_GOODBYE_TEXT).to_string();
             Message::Goodbye(Goodbye { code, text })
         }
         kind::RESULT => {

@@ -17,13 +17,14 @@ use crate::shutdown::Shutdown;
 use crate::sink::ArrivedFrame;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tracing::{info, warn};
 
@@ -132,7 +133,10 @@ pub fn open(config: RecordConfig) -> Result<(Recorder, RecordWriter)> {
         RecordWriter {
             rx,
             stats,
-            files: files.into_iter().map(|(_, p, s)| (p, s)).collect(),
+            files: match config.max_bytes {
+                Some(_) => files.into_iter().map(|(_, p, s)| (p, s)).collect(),
+                None => VecDeque::new(),
+            },
             on_disk,
             config,
             indexes: HashMap::new(),
@@ -171,7 +175,7 @@ impl Recorder {
             bytes_on_disk: s.bytes_on_disk.load(Ordering::Relaxed),
             files_deleted: s.files_deleted.load(Ordering::Relaxed),
             frames_left_out: s.frames_left_out.load(Ordering::Relaxed),
-            stopped: s.stop_reason.lock().unwrap().clone(),
+            stopped: s.stop_reason.lock().clone(),
         }
     }
 }
@@ -235,7 +239,7 @@ impl RecordWriter {
         if let Err(e) = self.write(frame) {
             let why = format!("{e:#}");
             warn!("recording stopped: {why}; streaming goes on");
-            *self.stats.stop_reason.lock().unwrap() = Some(why);
+            *self.stats.stop_reason.lock() = Some(why);
             self.stats.stopped.store(true, Ordering::Relaxed);
             self.stats.frames_left_out.fetch_add(1, Ordering::Relaxed);
             self.indexes.clear();
@@ -282,7 +286,12 @@ impl RecordWriter {
         }
         fs::write(&path, &frame.jpeg)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        self.files.push_back((path, size));
+        // The files are listed only for the budget to delete the oldest: with
+        // no budget, nothing is kept per file (memory stays flat however
+        // long the recording runs).
+        if self.config.max_bytes.is_some() {
+            self.files.push_back((path, size));
+        }
         self.on_disk += size;
         let mut line = serde_json::to_vec(&IndexLine {
             file: &file,
@@ -359,5 +368,29 @@ mod tests {
         assert_eq!(kept.len(), 3 + 1, "three frames and the index");
         let index = fs::read_to_string(tmp.path().join("cam/index.jsonl")).unwrap();
         assert_eq!(index.lines().count(), 5);
+    }
+
+    #[test]
+    fn without_a_budget_nothing_is_kept_per_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let jpeg = crate::jpeg::tests::sample_jpeg(16, 8);
+        // A file from an earlier run is counted, not listed.
+        fs::create_dir_all(tmp.path().join("old")).unwrap();
+        fs::write(tmp.path().join("old/1-000001.jpg"), &jpeg).unwrap();
+        let (rec, mut w) = open(RecordConfig {
+            dir: tmp.path().into(),
+            max_bytes: None,
+        })
+        .unwrap();
+        for id in 1..=50 {
+            let mut f = arrived(jpeg.clone());
+            f.frame_id = id;
+            rec.offer(&f);
+            let queued = w.rx.try_recv().unwrap();
+            w.write_or_stop(&queued);
+        }
+        assert_eq!(rec.summary().frames_recorded, 50);
+        assert_eq!(rec.summary().bytes_on_disk, 51 * jpeg.len() as u64);
+        assert!(w.files.is_empty(), "{} paths kept", w.files.len());
     }
 }

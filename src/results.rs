@@ -14,12 +14,12 @@
 
 use crate::protocol::{ProcessResult, ResultKind, ResultStatus};
 use anyhow::{Context, Result};
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tracing::warn;
 
@@ -38,7 +38,7 @@ pub struct InFlight {
 impl InFlight {
     /// Frame `id`, captured at `captured` and made at `level`, was sent.
     pub fn sent(&self, id: u64, captured: Instant, level: usize) {
-        let mut f = self.frames.lock().unwrap();
+        let mut f = self.frames.lock();
         if f.len() == REMEMBERED {
             f.pop_front();
         }
@@ -47,18 +47,18 @@ impl InFlight {
 
     /// The level frame `id` was made at.
     pub fn level_of(&self, id: u64) -> Option<usize> {
-        let f = self.frames.lock().unwrap();
+        let f = self.frames.lock();
         f.iter().rev().find(|e| e.0 == id).map(|e| e.2)
     }
 
     /// Frame `id` will get no result (it was dropped): forget it.
     pub fn forget(&self, id: u64) {
-        self.frames.lock().unwrap().retain(|e| e.0 != id);
+        self.frames.lock().retain(|e| e.0 != id);
     }
 
     /// The capture time of frame `id`, forgotten from now on.
     pub fn answered(&self, id: u64) -> Option<Instant> {
-        let mut f = self.frames.lock().unwrap();
+        let mut f = self.frames.lock();
         let i = f.iter().position(|e| e.0 == id)?;
         f.remove(i).map(|e| e.1)
     }
@@ -190,7 +190,7 @@ mod tests {
         for i in 0..1000 {
             f.sent(i, t, 0);
         }
-        assert_eq!(f.frames.lock().unwrap().len(), REMEMBERED);
+        assert_eq!(f.frames.lock().len(), REMEMBERED);
     }
 
     #[test]

@@ -25,24 +25,28 @@ use crate::stream::Stream;
 use crate::tls;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Select, Sender};
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, info_span, warn};
 
+/// The default `--max-pixels`: 16 Mpx (4096 × 4096; 4K UHD fits twice).
+pub const DEFAULT_MAX_PIXELS: u64 = 4096 * 4096;
 /// Most connections being turned away (server full) at once; more are just closed.
 const MAX_REFUSING: usize = 16;
 /// Most distinct client names kept in the summary; later ones are folded into one entry.
 const MAX_NAMED_CLIENTS: usize = 256;
-/// Results waiting to be written to one client, at most. A client gets at
-/// most about `window` + 2 results in flight, so this fills only when the
-/// client stops reading (and its connection is ending).
-const RESULTS_QUEUE: usize = 64;
+/// Accepted frames of one client whose RESULT is not written yet, at most.
+/// At the cap the connection stops taking frames (no verdict, no ticket)
+/// until the results writer catches up, and ends after `--io-timeout`: so
+/// every accepted frame gets its RESULT, and the queue stays bounded.
+const RESULTS_OWED: usize = 64;
 /// Longest result text kept for the live view's tiles.
 const SHOWN_RESULT_CHARS: usize = 160;
 
@@ -53,11 +57,14 @@ pub struct ServerConfig {
     pub max_age: Duration,
     /// Largest frame payload accepted.
     pub max_frame_bytes: u32,
+    /// Largest width × height accepted (what a decoder will allocate for).
+    pub max_pixels: u64,
     /// Most clients connected at once.
     pub max_clients: usize,
     /// Tickets kept outstanding per client (1 = stop-and-wait).
     pub window: u16,
-    /// How long a peer may stall in a handshake or mid-message.
+    /// The deadline for a whole handshake (from accepting the connection to
+    /// the end of HELLO) and for each whole message once it has begun.
     pub io_timeout: Duration,
     /// How often to print a status line (None: never).
     pub stats_interval: Option<Duration>,
@@ -78,6 +85,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_age: Duration::from_millis(80),
             max_frame_bytes: 16 * 1024 * 1024,
+            max_pixels: DEFAULT_MAX_PIXELS,
             max_clients: 64,
             window: 2,
             io_timeout: Duration::from_secs(10),
@@ -137,14 +145,14 @@ impl Live {
     fn accepted(&self, age: Duration, at: Instant) {
         self.last_age_us
             .store(age.as_micros() as u64, Ordering::Relaxed);
-        let mut r = self.recent.lock().unwrap();
+        let mut r = self.recent.lock();
         r.push_back(at);
         trim_recent(&mut r, at);
     }
 
     /// Accepted frames over the last second.
     fn fps_now(&self) -> f64 {
-        let mut r = self.recent.lock().unwrap();
+        let mut r = self.recent.lock();
         trim_recent(&mut r, Instant::now());
         r.len() as f64
     }
@@ -157,7 +165,7 @@ impl Live {
             (_, ResultKind::Jpeg) => format!("JPEG of {} bytes", r.result.len()),
             _ => String::from_utf8_lossy(&r.result).into_owned(),
         };
-        *self.last_result.lock().unwrap() = Some(text.chars().take(SHOWN_RESULT_CHARS).collect());
+        *self.last_result.lock() = Some(text.chars().take(SHOWN_RESULT_CHARS).collect());
     }
 }
 
@@ -181,16 +189,16 @@ struct Registry {
 
 impl Registry {
     fn add(&self, id: ClientId, live: Arc<Live>) {
-        self.live.lock().unwrap().insert(id, live);
+        self.live.lock().insert(id, live);
     }
 
     fn remove(&self, id: ClientId) {
-        let Some(live) = self.live.lock().unwrap().remove(&id) else {
+        let Some(live) = self.live.lock().remove(&id) else {
             return;
         };
-        let mut total = live.stats.lock().unwrap().total.clone();
+        let mut total = live.stats.lock().total.clone();
         total.counts.superseded = live.superseded.load(Ordering::Relaxed);
-        let mut gone = self.gone.lock().unwrap();
+        let mut gone = self.gone.lock();
         let key = if gone.len() < MAX_NAMED_CLIENTS || gone.contains_key(&live.name) {
             live.name.clone()
         } else {
@@ -203,14 +211,14 @@ impl Registry {
 
     /// One status line over all connected clients, or None when idle.
     fn status_line(&self) -> Option<String> {
-        let live = self.live.lock().unwrap();
+        let live = self.live.lock();
         if live.is_empty() {
             return None;
         }
         let mut sum = Tally::default();
         let mut elapsed = Duration::ZERO;
         for l in live.values() {
-            let (t, e) = l.stats.lock().unwrap().take_interval();
+            let (t, e) = l.stats.lock().take_interval();
             sum.merge(&t);
             let now = l.superseded.load(Ordering::Relaxed);
             sum.counts.superseded += now - l.superseded_reported.swap(now, Ordering::Relaxed);
@@ -229,10 +237,9 @@ impl Registry {
         let mut out: Vec<ClientNow> = self
             .live
             .lock()
-            .unwrap()
             .iter()
             .map(|(id, l)| {
-                let st = l.stats.lock().unwrap();
+                let st = l.stats.lock();
                 let c = st.total.counts;
                 ClientNow {
                     id: *id,
@@ -248,7 +255,7 @@ impl Registry {
                     frames_rejected: c.rejected,
                     frames_superseded: l.superseded.load(Ordering::Relaxed),
                     bytes: c.bytes,
-                    last_result: l.last_result.lock().unwrap().clone(),
+                    last_result: l.last_result.lock().clone(),
                 }
             })
             .collect();
@@ -257,9 +264,9 @@ impl Registry {
     }
 
     fn summary(&self, duration: Duration) -> ServerSummary {
-        let mut per_name: BTreeMap<Arc<str>, (Tally, u64)> = self.gone.lock().unwrap().clone();
-        for l in self.live.lock().unwrap().values() {
-            let mut t = l.stats.lock().unwrap().total.clone();
+        let mut per_name: BTreeMap<Arc<str>, (Tally, u64)> = self.gone.lock().clone();
+        for l in self.live.lock().values() {
+            let mut t = l.stats.lock().total.clone();
             t.counts.superseded = l.superseded.load(Ordering::Relaxed);
             let e = per_name
                 .entry(l.name.clone())
@@ -597,8 +604,11 @@ impl Server {
             .iter_mut()
             .map(|b| &mut **b as &mut dyn Sink)
             .collect();
+        // The first internal failure (a thread's panic) that ended the run.
+        let fatal: Mutex<Option<String>> = Mutex::new(None);
+        let fatal = &fatal;
         std::thread::scope(|s| {
-            let spawn = |name, f| spawn_named(s, name, f);
+            let spawn = |name, f| spawn_named(s, name, f, fatal, &shared.shutdown);
             let started = (|| {
                 spawn("accept", Box::new(|| accept_loop(s, &listener, shared)))?;
                 spawn(
@@ -630,7 +640,9 @@ impl Server {
                         Box::new(move || {
                             while !shared.shutdown.wait_timeout(every) {
                                 if let Some(line) = shared.registry.status_line() {
-                                    println!("{line}");
+                                    if !crate::output::stdout_line(&line) {
+                                        return;
+                                    }
                                 }
                             }
                         }),
@@ -642,7 +654,9 @@ impl Server {
                 if display_sinks.is_empty() {
                     while !shared.shutdown.wait_timeout(Duration::from_secs(3600)) {}
                 } else {
-                    pipeline(&display_rx, &mut display_sinks, &shared.shutdown);
+                    contain("display", fatal, &shared.shutdown, || {
+                        pipeline(&display_rx, &mut display_sinks, &shared.shutdown)
+                    });
                 }
             }
             shared.shutdown.trigger();
@@ -652,21 +666,42 @@ impl Server {
         if let Some(path) = &shared.config.summary_json {
             write_json(path, &summary)?;
         }
+        if let Some(text) = fatal.lock().take() {
+            anyhow::bail!("{text}");
+        }
         Ok(summary)
     }
 }
 
-/// Starts a named scoped thread.
+/// Starts a named scoped thread whose panic ends the run (see [`contain`]).
 fn spawn_named<'s>(
     s: &'s std::thread::Scope<'s, '_>,
-    name: &str,
+    name: &'static str,
     f: Box<dyn FnOnce() + Send + 's>,
+    fatal: &'s Mutex<Option<String>>,
+    shutdown: &'s Shutdown,
 ) -> Result<()> {
     std::thread::Builder::new()
         .name(name.into())
-        .spawn_scoped(s, f)
+        .spawn_scoped(s, move || contain(name, fatal, shutdown, f))
         .map(|_| ())
         .with_context(|| format!("cannot start the {name} thread"))
+}
+
+/// Runs one of the server's own threads. A panic there is a bug that leaves
+/// the server without a stage every client needs: it is logged, kept in
+/// `fatal` and stops the server, which then writes its summary and fails
+/// (a non-zero exit) instead of serving on half-dead.
+fn contain(name: &str, fatal: &Mutex<Option<String>>, shutdown: &Shutdown, f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let text = format!(
+            "internal error: the {name} thread failed (a bug; please report it): {}",
+            panic_text(&*panic)
+        );
+        tracing::error!("{text}");
+        fatal.lock().get_or_insert(text);
+        shutdown.trigger();
+    }
 }
 
 /// Runs a server with the processor `config` names and no display: see [`Server`].
@@ -695,6 +730,7 @@ fn accept_loop<'s>(
     while !shared.shutdown.is_triggered() {
         match listener.accept() {
             Ok((stream, peer)) => {
+                let accepted = Instant::now();
                 if let Err(e) = stream
                     .set_nonblocking(false)
                     .and_then(|_| connection::configure(&stream, shared.config.io_timeout))
@@ -710,8 +746,19 @@ fn accept_loop<'s>(
                 let spawned = std::thread::Builder::new()
                     .name(format!("conn {peer}"))
                     .spawn_scoped(s, move || {
-                        serve(stream, peer, shared);
-                        shared.active.fetch_sub(1, Ordering::SeqCst);
+                        // The slot is given back however the connection ends,
+                        // a bug's panic included (it is logged, the server goes on).
+                        let _slot = Slot(&shared.active);
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            serve(stream, peer, accepted, shared)
+                        }));
+                        if let Err(panic) = ran {
+                            tracing::error!(
+                                %peer,
+                                "connection ended by an internal error (a bug; please report it): {}",
+                                panic_text(&panic)
+                            );
+                        }
                     });
                 if let Err(e) = spawned {
                     shared.active.fetch_sub(1, Ordering::SeqCst);
@@ -728,6 +775,24 @@ fn accept_loop<'s>(
             }
         }
     }
+}
+
+/// One taken `--max-clients` place, given back when dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The message a panic carried, for the log.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic without a message".into())
 }
 
 /// The connection's stream: the socket itself, or the plaintext end of a
@@ -769,7 +834,7 @@ fn refuse_full<'s>(
                 return;
             };
             let mut reader = match stream.try_clone() {
-                Ok(r) => Reader::new(r, shared.limits),
+                Ok(r) => Reader::new(r, Limits::handshake()),
                 Err(_) => {
                     shared.refusing.fetch_sub(1, Ordering::SeqCst);
                     return;
@@ -777,18 +842,11 @@ fn refuse_full<'s>(
             };
             let mut writer = Writer::new(stream);
             if writer.goodbye(true, GoodbyeCode::ServerFull, text).is_ok() {
-                // Drain until the client closes (it reads the goodbye, then closes), briefly.
+                // Drain until the client closes (it reads the goodbye, then
+                // closes): two seconds in all, however the bytes trickle.
                 let deadline = Instant::now() + Duration::from_secs(2);
-                let _ = reader.read_preface(deadline, &shared.shutdown);
-                while Instant::now() < deadline {
-                    match reader.read_message(
-                        Some(Duration::from_secs(2)),
-                        Duration::from_secs(2),
-                        &shared.shutdown,
-                    ) {
-                        Ok(Some(_)) => continue,
-                        _ => break,
-                    }
+                if reader.read_preface(deadline, &shared.shutdown).is_ok() {
+                    while let Ok(Some(_)) = reader.read_message_by(deadline, &shared.shutdown) {}
                 }
             }
             shared.refusing.fetch_sub(1, Ordering::SeqCst);
@@ -799,7 +857,7 @@ fn refuse_full<'s>(
 }
 
 /// One connection, start to end. Logs how it ended; never panics on input.
-fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn serve(stream: TcpStream, peer: SocketAddr, accepted: Instant, shared: &Shared) {
     let span = info_span!("client", %peer, name = tracing::field::Empty);
     let _enter = span.enter();
     debug!("connected");
@@ -813,11 +871,17 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let tls_failed = || {
         tls_error
             .as_ref()
-            .and_then(|e| e.lock().unwrap().clone())
+            .and_then(|e| e.lock().clone())
             .map(|e| format!(" ({e})"))
             .unwrap_or_default()
     };
-    match Connection::start(stream, peer, shared, &span) {
+    match Connection::start(
+        stream,
+        peer,
+        accepted + shared.config.io_timeout,
+        shared,
+        &span,
+    ) {
         Ok(mut conn) => {
             let end = std::thread::scope(|s| {
                 // Results come from the processing thread at any time: a
@@ -852,7 +916,7 @@ fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
 /// the connection ending (`done` disconnects); a write blocks at most the
 /// I/O timeout.
 fn write_results(
-    results: &Receiver<ProcessResult>,
+    (results, owed): &(Receiver<ProcessResult>, Receiver<()>),
     done: &Receiver<()>,
     writer: &Mutex<Writer>,
     live: &Live,
@@ -862,10 +926,11 @@ fn write_results(
             recv(results) -> r => {
                 let Ok(r) = r else { return };
                 live.saw_result(&r);
-                if let Err(e) = writer.lock().unwrap().send(false, &[&Message::Result(r)]) {
+                if let Err(e) = writer.lock().send(false, &[&Message::Result(r)]) {
                     debug!("cannot send a result: {e}");
                     return;
                 }
+                let _ = owed.try_recv();
             }
             recv(done) -> _ => return,
         }
@@ -884,9 +949,11 @@ struct Connection<'a> {
     to_processing: LatestSender<ArrivedFrame>,
     /// Hand-off to the display thread, if there is one.
     to_display: Option<LatestSender<ArrivedFrame>>,
-    /// Where this client's results go (None: it did not ask for results).
-    results: Option<Sender<ProcessResult>>,
-    results_rx: Option<Receiver<ProcessResult>>,
+    /// Where this client's results go (None: it did not ask for results),
+    /// and one credit per accepted frame whose result is owed: the writer
+    /// takes a credit back for each result it writes.
+    results: Option<(Sender<ProcessResult>, Sender<()>)>,
+    results_rx: Option<(Receiver<ProcessResult>, Receiver<()>)>,
     /// Tickets handed out and not yet answered, oldest first.
     outstanding: VecDeque<Ticket>,
     next_ticket: u32,
@@ -895,15 +962,20 @@ struct Connection<'a> {
 impl<'a> Connection<'a> {
     /// Reads the client's preface and HELLO, answers WELCOME and the first
     /// tickets. A wrong peer or version is told why (GOODBYE) and closed.
+    ///
+    /// The whole handshake (TLS included) must be done by `deadline`, and
+    /// until WELCOME only handshake-sized messages are read
+    /// ([`Limits::handshake`]): an unauthenticated peer holds a place for at
+    /// most `--io-timeout` and a few kilobytes, whatever it trickles.
     fn start(
         stream: Stream,
         peer: SocketAddr,
+        deadline: Instant,
         shared: &'a Shared,
         span: &tracing::Span,
     ) -> Result<Self, ConnError> {
-        let mut reader = Reader::new(stream.try_clone()?, shared.limits);
+        let mut reader = Reader::new(stream.try_clone()?, Limits::handshake());
         let mut writer = Writer::new(stream);
-        let io = shared.config.io_timeout;
         // The server speaks first: its preface and a fresh challenge.
         let server_nonce = auth::nonce();
         writer.send(
@@ -915,7 +987,7 @@ impl<'a> Connection<'a> {
         let refuse = |writer: &mut Writer, code, text: String| {
             let _ = writer.goodbye(false, code, text);
         };
-        let version = match reader.read_preface(Instant::now() + io, &shared.shutdown) {
+        let version = match reader.read_preface(deadline, &shared.shutdown) {
             Ok(v) => v,
             Err(e) => {
                 if let ConnError::Protocol(p) = &e {
@@ -932,7 +1004,7 @@ impl<'a> Connection<'a> {
                 reason: text,
             }));
         }
-        let hello = match reader.read_message(Some(io), io, &shared.shutdown) {
+        let hello = match reader.read_message_by(deadline, &shared.shutdown) {
             Ok(Some(Message::Hello(h))) => h,
             Ok(Some(other)) => {
                 let text = format!("expected HELLO after the preface, got {}", other.name());
@@ -962,15 +1034,34 @@ impl<'a> Connection<'a> {
             }
         }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        // A stage that is closing down does not take the client; the
-        // connection then ends at its first read.
-        let join = |stage: &Sender<Joined>| {
+        // A stage that does not take the client within a second (stuck on a
+        // frame, or closing down) would leave it streaming into nowhere:
+        // turn it away as busy instead, and it retries.
+        let join = |stage: &Sender<Joined>, name: &str| {
             let (tx, rx) = latest::channel();
-            let _ = stage.send_timeout(Joined { id, frames: rx }, Duration::from_secs(1));
-            tx
+            match stage.send_timeout(Joined { id, frames: rx }, Duration::from_secs(1)) {
+                Ok(()) => Ok(tx),
+                Err(_) => Err(format!(
+                    "server busy: its {name} stage is not taking new clients; retry later"
+                )),
+            }
         };
-        let to_processing = join(&shared.to_processing);
-        let to_display = shared.to_display.as_ref().map(join);
+        let joined = join(&shared.to_processing, "processing").and_then(|p| {
+            let d = shared
+                .to_display
+                .as_ref()
+                .map(|d| join(d, "display"))
+                .transpose()?;
+            Ok((p, d))
+        });
+        let (to_processing, to_display) = match joined {
+            Ok(j) => j,
+            Err(text) => {
+                warn!(%peer, client = %hello.name, "refused: {text}");
+                refuse(&mut writer, GoodbyeCode::ServerFull, text.clone());
+                return Err(ConnError::Refused(text));
+            }
+        };
         let live = Arc::new(Live {
             name: hello.name.as_str().into(),
             peer,
@@ -984,11 +1075,15 @@ impl<'a> Connection<'a> {
         shared.registry.add(id, live.clone());
         let wants_results = hello.capabilities & protocol::CAP_RESULTS != 0;
         let (results, results_rx) = if wants_results {
-            let (tx, rx) = crossbeam_channel::bounded(RESULTS_QUEUE);
-            (Some(tx), Some(rx))
+            // Unbounded, but never longer than RESULTS_OWED: see `owed`.
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let (owed_tx, owed_rx) = crossbeam_channel::bounded(RESULTS_OWED);
+            (Some((tx, owed_tx)), Some((rx, owed_rx)))
         } else {
             (None, None)
         };
+        // Authenticated (or no token needed): frames may come now.
+        reader.set_limits(shared.limits);
         let mut conn = Connection {
             id,
             shared,
@@ -1023,7 +1118,7 @@ impl<'a> Connection<'a> {
             .collect();
         let mut out: Vec<&Message> = vec![&welcome];
         out.extend(tickets.iter());
-        if let Err(e) = conn.writer.lock().unwrap().send(false, &out) {
+        if let Err(e) = conn.writer.lock().send(false, &out) {
             shared.registry.remove(id);
             return Err(e.into());
         }
@@ -1053,7 +1148,7 @@ impl<'a> Connection<'a> {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok("client closed the connection without GOODBYE".into()),
                 Err(ConnError::Shutdown) => {
-                    let _ = self.writer.lock().unwrap().goodbye(
+                    let _ = self.writer.lock().goodbye(
                         false,
                         GoodbyeCode::ShuttingDown,
                         "server is shutting down",
@@ -1068,12 +1163,17 @@ impl<'a> Connection<'a> {
             match msg {
                 Message::Frame(frame) => {
                     let arrived = Instant::now();
-                    let verdict = self.judge(frame, arrived)?;
+                    let (verdict, accepted) = self.judge(frame, arrived)?;
                     let ticket = Message::Ticket(self.issue_ticket());
+                    // The VERDICT leaves before the frame is handed on, so
+                    // its RESULT can never overtake it.
                     self.writer
                         .lock()
-                        .unwrap()
                         .send(false, &[&Message::Verdict(verdict), &ticket])?;
+                    if let Some(frame) = accepted {
+                        self.owe_result()?;
+                        self.hand_on(frame);
+                    }
                 }
                 Message::Goodbye(g) => {
                     return Ok(if g.text.is_empty() {
@@ -1098,6 +1198,23 @@ impl<'a> Connection<'a> {
         }
     }
 
+    /// Counts one more result owed to the client before its frame is handed
+    /// on; waits (reading nothing, so the client gets no ticket) while
+    /// [`RESULTS_OWED`] are, and ends the connection when the client has not
+    /// read its results for `--io-timeout`.
+    fn owe_result(&mut self) -> Result<(), ConnError> {
+        let Some((_, owed)) = &self.results else {
+            return Ok(());
+        };
+        let io = self.shared.config.io_timeout;
+        if owed.send_timeout((), io).is_ok() {
+            return Ok(());
+        }
+        let e = ConnError::TimedOut(io, "reading its results (RESULT messages are waiting)");
+        refuse_for(&self.writer, &e);
+        Err(e)
+    }
+
     /// Gives an accepted frame to the recorder, the live view, the display
     /// and the processing thread; none of them can block this thread. A
     /// frame the processor never got to is answered `skipped`.
@@ -1113,8 +1230,8 @@ impl<'a> Connection<'a> {
             d.send(frame.clone());
         }
         if let Some(old) = self.to_processing.send(frame) {
-            if let Some(results) = &self.results {
-                let _ = results.try_send(process::skipped(old.frame_id));
+            if let Some((results, _)) = &self.results {
+                let _ = results.send(process::skipped(old.frame_id));
             }
         }
     }
@@ -1122,7 +1239,11 @@ impl<'a> Connection<'a> {
     /// Checks one frame, measures its age and decides its fate; hands an
     /// accepted frame on. A frame echoing a ticket we did not issue is a
     /// protocol error (the age could not be trusted).
-    fn judge(&mut self, frame: protocol::Frame, arrived: Instant) -> Result<Verdict, ConnError> {
+    fn judge(
+        &mut self,
+        frame: protocol::Frame,
+        arrived: Instant,
+    ) -> Result<(Verdict, Option<ArrivedFrame>), ConnError> {
         let h = frame.header;
         let Some(pos) = self.outstanding.iter().position(|t| *t == frame.ticket) else {
             let e = protocol::Error::Malformed {
@@ -1137,53 +1258,34 @@ impl<'a> Connection<'a> {
             return Err(e);
         };
         self.outstanding.remove(pos);
+        let issued = Duration::from_micros(frame.ticket.issued_us);
+        let now = arrived - self.shared.epoch;
+        let held = Duration::from_micros(h.ticket_held_us as u64);
         let m = gate::measure(
-            Duration::from_micros(frame.ticket.issued_us),
-            arrived - self.shared.epoch,
-            Duration::from_micros(h.ticket_held_us as u64),
+            issued,
+            now,
+            held,
             Duration::from_micros(h.capture_to_send_us as u64),
         );
-        let reason = if h.encoding != Encoding::Jpeg {
-            Reason::UnsupportedEncoding
-        } else if h.width == 0 || h.height == 0 {
-            Reason::BadDimensions
-        } else if !jpeg::is_whole(&frame.payload) {
-            Reason::NotJpeg
-        } else if jpeg::dimensions(&frame.payload).is_none() {
-            Reason::BrokenJpeg
-        } else {
-            Reason::None
-        };
+        let reason =
+            check_frame(&h, &frame.payload, self.shared.config.max_pixels).unwrap_or_else(|| {
+                if gate::plausible_hold(now.saturating_sub(issued), held) {
+                    Reason::None
+                } else {
+                    Reason::ImplausibleTiming
+                }
+            });
         let outcome = if reason == Reason::None {
             self.shared.gate.judge(&m)
         } else {
             Outcome::Rejected
         };
         {
-            let mut stats = self.live.stats.lock().unwrap();
+            let mut stats = self.live.stats.lock();
             stats.record_sent(frame.payload.len());
             stats.record_verdict(outcome, m.age, m.transit, arrived);
         }
-        match outcome {
-            Outcome::Accepted => self.hand_on(ArrivedFrame {
-                client: self.id,
-                client_name: self.live.name.clone(),
-                frame_id: h.frame_id,
-                width: h.width,
-                height: h.height,
-                jpeg: frame.payload,
-                age: m.age,
-                arrived,
-                reply: self.results.clone(),
-            }),
-            Outcome::DroppedStale => debug!(
-                frame = h.frame_id,
-                age_ms = m.age.as_secs_f64() * 1e3,
-                "dropped stale frame"
-            ),
-            Outcome::Rejected => warn!(frame = h.frame_id, "rejected frame: {}", reason.describe()),
-        }
-        Ok(Verdict {
+        let verdict = Verdict {
             frame_id: h.frame_id,
             ticket_id: frame.ticket.id,
             outcome,
@@ -1192,8 +1294,61 @@ impl<'a> Connection<'a> {
             transit_us: gate::micros_u32(m.transit),
             result_kind: 0,
             result: Default::default(),
-        })
+        };
+        let accepted = match outcome {
+            Outcome::Accepted => Some(ArrivedFrame {
+                client: self.id,
+                client_name: self.live.name.clone(),
+                frame_id: h.frame_id,
+                width: h.width,
+                height: h.height,
+                jpeg: frame.payload,
+                age: m.age,
+                arrived,
+                reply: self.results.as_ref().map(|(r, _)| r.clone()),
+            }),
+            Outcome::DroppedStale => {
+                debug!(
+                    frame = h.frame_id,
+                    age_ms = m.age.as_secs_f64() * 1e3,
+                    "dropped stale frame"
+                );
+                None
+            }
+            Outcome::Rejected => {
+                warn!(frame = h.frame_id, "rejected frame: {}", reason.describe());
+                None
+            }
+        };
+        Ok((verdict, accepted))
     }
+}
+
+/// Why a frame's header and payload cannot be accepted, checked in this
+/// order (protocol.md lists it): encoding, zero size, a whole JPEG, one
+/// readable frame header, that header's size equal to the FRAME's, and the
+/// size within `max_pixels`. None when the frame passes: nothing decodes a
+/// frame before this, so the size a decoder allocates for is bounded here.
+pub fn check_frame(h: &protocol::FrameHeader, payload: &[u8], max_pixels: u64) -> Option<Reason> {
+    if h.encoding != Encoding::Jpeg {
+        return Some(Reason::UnsupportedEncoding);
+    }
+    if h.width == 0 || h.height == 0 {
+        return Some(Reason::BadDimensions);
+    }
+    if !jpeg::is_whole(payload) {
+        return Some(Reason::NotJpeg);
+    }
+    let Some(dims) = jpeg::dimensions(payload) else {
+        return Some(Reason::BrokenJpeg);
+    };
+    if dims != (h.width, h.height) {
+        return Some(Reason::BadDimensions);
+    }
+    if h.width as u64 * h.height as u64 > max_pixels {
+        return Some(Reason::TooManyPixels);
+    }
+    None
 }
 
 /// Tells the peer why its connection is being closed, where there is a code for it.
@@ -1205,7 +1360,7 @@ fn refuse_for(writer: &Mutex<Writer>, e: &ConnError) {
         ConnError::Shutdown => GoodbyeCode::ShuttingDown,
         ConnError::Io(_) | ConnError::Closed { .. } | ConnError::Refused(_) => return,
     };
-    let _ = writer.lock().unwrap().goodbye(false, code, e.to_string());
+    let _ = writer.lock().goodbye(false, code, e.to_string());
 }
 
 /// The display thread and the processing thread: waits on every client's newest-frame

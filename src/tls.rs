@@ -12,6 +12,7 @@
 
 use crate::stream::Stream;
 use anyhow::{anyhow, Context, Result};
+use parking_lot::Mutex;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io::{self, ErrorKind, Read, Write};
@@ -19,7 +20,7 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tracing::debug;
 
 /// Bytes moved per read, each way.
@@ -211,7 +212,7 @@ fn pump(
                 // Say why before the connection code sees the end; tell the
                 // peer too (an alert); then stop.
                 let why = format!("TLS: {e}");
-                *error.lock().unwrap() = Some(why.clone());
+                *error.lock() = Some(why.clone());
                 let _ = tls.write_tls(&mut tcp);
                 let _ = local.shutdown(std::net::Shutdown::Both);
                 return Err(why);

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Parser;
 use framelink::cli::ClientOpts;
 use framelink::shutdown::Shutdown;
-use framelink::{client, logging};
+use framelink::{client, logging, output};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     match run(ClientOpts::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            output::stderr_line(&format!("error: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -28,10 +28,7 @@ fn run(opts: ClientOpts) -> Result<()> {
     let results_on_stdout = config.results_on_stdout();
     let summary = client::run(config, shutdown)?;
     let line = format!("summary: {}", summary.figures.describe());
-    if results_on_stdout {
-        eprintln!("{line}"); // standard output carries results only
-    } else {
-        println!("{line}");
-    }
+    // Standard output carries results only when they go there.
+    output::line_to(results_on_stdout, &line);
     Ok(())
 }

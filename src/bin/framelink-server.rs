@@ -6,7 +6,7 @@ use framelink::cli::ServerOpts;
 use framelink::display::DisplaySink;
 use framelink::server::Server;
 use framelink::shutdown::Shutdown;
-use framelink::{logging, server};
+use framelink::{logging, output, server};
 use std::net::TcpListener;
 use std::process::ExitCode;
 
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     match run(ServerOpts::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            output::stderr_line(&format!("error: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -43,10 +43,10 @@ fn run(opts: ServerOpts) -> Result<()> {
         .iter()
         .map(ToString::to_string)
         .collect();
-    println!(
+    output::stdout_line(&format!(
         "framelink-server listening on {local}; clients can connect to: {}",
         addrs.join(", ")
-    );
+    ));
 
     if config.token.is_none() {
         tracing::warn!(
@@ -67,23 +67,25 @@ fn run(opts: ServerOpts) -> Result<()> {
             .iter()
             .map(|a| format!("http://{a}/"))
             .collect();
-        println!("live view: {}", urls.join(", "));
+        output::stdout_line(&format!("live view: {}", urls.join(", ")));
         server = server.live_view(http);
     }
     if !opts.no_display {
         match DisplaySink::open("framelink-server") {
             Ok(display) => server = server.sink(Box::new(display)),
-            Err(e) => eprintln!("notice: no display available ({e:#}); running headless. Use --no-display to skip the window."),
+            Err(e) => {
+                output::stderr_line(&format!("notice: no display available ({e:#}); running headless. Use --no-display to skip the window."));
+            }
         }
     }
     let summary = server.run(shutdown)?;
-    println!("summary: {}", summary.total.describe());
-    println!(
+    output::stdout_line(&format!("summary: {}", summary.total.describe()));
+    output::stdout_line(&format!(
         "processor {}: {} frames processed, {} failed",
         summary.processor, summary.frames_processed, summary.frames_process_failed
-    );
+    ));
     if let Some(r) = &summary.recording {
-        println!(
+        output::stdout_line(&format!(
             "recording in {}: {} frames, {:.1} MB on disk, {} old files deleted, {} frames left out{}",
             r.dir.display(),
             r.frames_recorded,
@@ -91,16 +93,16 @@ fn run(opts: ServerOpts) -> Result<()> {
             r.files_deleted,
             r.frames_left_out,
             r.stopped.as_deref().map(|w| format!(" (stopped: {w})")).unwrap_or_default()
-        );
+        ));
     }
     for c in &summary.clients {
-        println!(
+        output::stdout_line(&format!(
             "  {} ({} connection{}): {}",
             c.name,
             c.connections,
             if c.connections == 1 { "" } else { "s" },
             c.figures.describe()
-        );
+        ));
     }
     Ok(())
 }

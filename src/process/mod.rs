@@ -173,7 +173,17 @@ impl Sink for ProcessingSink {
 
     fn frame(&mut self, view: &mut FrameView) -> Result<()> {
         let started = Instant::now();
-        let out = self.processor.process(view);
+        // A processor is user code: a panic in it fails this frame (answered
+        // `failed` with the panic's message), not the processing of every client.
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.processor.process(view)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(anyhow::anyhow!(
+                "panicked: {}",
+                crate::server::panic_text(&*panic)
+            ))
+        });
         let took = started.elapsed();
         let (status, (kind, result), err) = match out {
             Ok(o) => {
@@ -191,7 +201,7 @@ impl Sink for ProcessingSink {
             }
         };
         if let Some(reply) = &view.frame.reply {
-            // Full only when the client stopped reading; its connection is ending.
+            // Never full (unbounded; the connection bounds what it owes).
             let _ = reply.try_send(ProcessResult {
                 frame_id: view.frame.frame_id,
                 status,
