@@ -228,6 +228,12 @@ impl Reader {
                 self.buf.truncate(have);
                 return Err(ConnError::Shutdown);
             }
+            // Checked before every read, not only when one times out: a
+            // peer sending a byte every tick never lets a read time out.
+            if Instant::now() >= deadline {
+                self.buf.truncate(have);
+                return Err(ConnError::TimedOut(since.elapsed(), what));
+            }
             match self.stream.read(&mut self.buf[have..]) {
                 Ok(0) => {
                     self.buf.truncate(have);

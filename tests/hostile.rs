@@ -7,7 +7,7 @@ use framelink::protocol::{
     self, kind, Encoding, FrameHeader, GoodbyeCode, Message, Outcome, Reason, Ticket,
 };
 use framelink::server::ServerConfig;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::{server_config, RawPeer, TestClient, TestServer};
 
 /// A server with a good client already streaming.
@@ -18,9 +18,16 @@ fn with_good_client(config: ServerConfig) -> (TestServer, TestClient) {
     (server, good)
 }
 
-/// The good client is still streaming: more of its frames arrive.
-fn good_client_goes_on(server: &TestServer) {
-    server.wait_frames(Some("good"), 5);
+/// The good client is still streaming after the hostile act that ended at
+/// `since`: five of its frames accepted after that moment arrive (older
+/// ones still queued for the test are passed over).
+fn good_client_goes_on(server: &TestServer, since: Instant) {
+    let mut after = 0;
+    while after < 5 {
+        if server.next_frame(Some("good")).at > since {
+            after += 1;
+        }
+    }
 }
 
 fn expect_goodbye(m: Option<Message>, code: GoodbyeCode) -> String {
@@ -67,7 +74,7 @@ fn an_http_request_is_told_it_is_not_framelink() {
     let text = expect_goodbye(peer.read_reply(), GoodbyeCode::ProtocolError);
     assert!(text.contains("HTTP"), "{text}");
     assert_eq!(peer.read(), None, "then the server closes");
-    good_client_goes_on(&server);
+    good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     server.stop();
 }
@@ -79,7 +86,7 @@ fn random_bytes_are_refused() {
     peer.write_raw(&[0x00, 0x13, 0x37, 0xC0, 0xFF, 0xEE, 0x42, 0x99]);
     let text = expect_goodbye(peer.read_reply(), GoodbyeCode::ProtocolError);
     assert!(text.contains("magic"), "{text}");
-    good_client_goes_on(&server);
+    good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     server.stop();
 }
@@ -94,7 +101,7 @@ fn another_protocol_version_is_refused_with_ours_named() {
         text.contains(&format!("version {}", protocol::VERSION)) && text.contains("version 99"),
         "{text}"
     );
-    good_client_goes_on(&server);
+    good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     server.stop();
 }
@@ -106,7 +113,7 @@ fn a_4_gib_length_is_refused_before_anything_is_allocated() {
     peer.write_raw(&[kind::FRAME, 0xFF, 0xFF, 0xFF, 0xFF]);
     let text = expect_goodbye(peer.read(), GoodbyeCode::TooLarge);
     assert!(text.contains("16777216"), "names the limit: {text}");
-    good_client_goes_on(&server);
+    good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     server.stop();
 }
@@ -123,7 +130,7 @@ fn a_frame_over_max_frame_bytes_is_refused() {
         .send_frame(&header(payload.len()), &payload, ticket)
         .unwrap();
     expect_goodbye(peer.read(), GoodbyeCode::TooLarge);
-    good_client_goes_on(&server);
+    good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     server.stop();
 }
@@ -163,7 +170,7 @@ fn a_cut_or_corrupt_jpeg_is_rejected_and_the_stream_goes_on() {
         }
         other => panic!("expected a VERDICT, got {other:?}"),
     }
-    good_client_goes_on(&server);
+    good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     let s = server.stop();
     let broken = s.clients.iter().find(|c| c.name == "broken").unwrap();
@@ -184,7 +191,7 @@ fn a_forged_ticket_is_a_protocol_error() {
         .unwrap();
     let text = expect_goodbye(peer.read(), GoodbyeCode::ProtocolError);
     assert!(text.contains("ticket"), "{text}");
-    good_client_goes_on(&server);
+    good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     server.stop();
 }
@@ -202,7 +209,7 @@ fn a_client_stalled_mid_frame_is_dropped_after_the_io_timeout() {
     peer.write_raw(&head);
     peer.write_raw(&payload[..300]);
     expect_goodbye(peer.read(), GoodbyeCode::Timeout);
-    good_client_goes_on(&server);
+    good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     server.stop();
 }
@@ -218,7 +225,7 @@ fn a_client_that_says_nothing_is_dropped_after_the_io_timeout() {
     // No preface at all: after its challenge the server closes without a
     // word (there is no framelink peer to speak to).
     assert_eq!(peer.read_reply(), None);
-    good_client_goes_on(&server);
+    good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     server.stop();
 }
@@ -232,7 +239,7 @@ fn one_client_more_than_max_clients_is_told_the_server_is_full() {
     let mut peer = RawPeer::connect(server.addr);
     let text = expect_goodbye(peer.hello("extra", None), GoodbyeCode::ServerFull);
     assert!(text.contains("--max-clients"), "{text}");
-    good_client_goes_on(&server);
+    good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     server.stop();
 }
@@ -264,7 +271,242 @@ fn a_client_vanishing_mid_frame_frees_its_slot() {
             other => panic!("expected WELCOME, got {other:?}"),
         }
     }
-    good_client_goes_on(&server);
+    good_client_goes_on(&server, Instant::now());
+    good.stop().unwrap();
+    server.stop();
+}
+
+/// Reads a VERDICT and the TICKET that follows it.
+fn verdict_and_ticket(peer: &mut RawPeer) -> (framelink::protocol::Verdict, Ticket) {
+    let v = match peer.read() {
+        Some(Message::Verdict(v)) => v,
+        other => panic!("expected a VERDICT, got {other:?}"),
+    };
+    match peer.read() {
+        Some(Message::Ticket(t)) => (v, t),
+        other => panic!("expected a TICKET after the VERDICT, got {other:?}"),
+    }
+}
+
+fn sized(payload: &[u8], width: u16, height: u16) -> FrameHeader {
+    FrameHeader {
+        width,
+        height,
+        ..header(payload.len())
+    }
+}
+
+#[test]
+fn a_jpeg_claiming_a_huge_size_is_rejected_before_anything_decodes_it() {
+    let (server, good) = with_good_client(server_config());
+    let (mut peer, ticket) = handshaken(&server, "bomb");
+    // 60000 x 60000 in the JPEG's header: 10.8 GB of RGB to a decoder.
+    let bomb = support::claiming(support::jpeg(64, 48), 60000, 60000);
+    peer.writer
+        .send_frame(&sized(&bomb, 60000, 60000), &bomb, ticket)
+        .unwrap();
+    let (v, ticket) = verdict_and_ticket(&mut peer);
+    assert_eq!(
+        (v.outcome, v.reason),
+        (Outcome::Rejected, Reason::TooManyPixels)
+    );
+    // The FRAME says 64 x 48 but the JPEG claims more: sizes must agree.
+    peer.writer
+        .send_frame(&sized(&bomb, 64, 48), &bomb, ticket)
+        .unwrap();
+    let (v, ticket) = verdict_and_ticket(&mut peer);
+    assert_eq!(
+        (v.outcome, v.reason),
+        (Outcome::Rejected, Reason::BadDimensions)
+    );
+    // An honest frame on the same connection is accepted.
+    let honest = support::jpeg(64, 48);
+    peer.writer
+        .send_frame(&sized(&honest, 64, 48), &honest, ticket)
+        .unwrap();
+    let (v, _) = verdict_and_ticket(&mut peer);
+    assert_eq!((v.outcome, v.reason), (Outcome::Accepted, Reason::None));
+    good_client_goes_on(&server, Instant::now());
+    good.stop().unwrap();
+    let s = server.stop();
+    let bomb = s.clients.iter().find(|c| c.name == "bomb").unwrap();
+    assert_eq!(
+        (bomb.figures.frames_rejected, bomb.figures.frames_accepted),
+        (2, 1)
+    );
+}
+
+#[test]
+fn a_frame_over_max_pixels_is_rejected_with_that_reason() {
+    let (server, good) = with_good_client(ServerConfig {
+        max_pixels: 160 * 120, // the good client's frames, exactly
+        ..server_config()
+    });
+    let (mut peer, ticket) = handshaken(&server, "big");
+    let jpeg = support::jpeg(200, 100);
+    peer.writer
+        .send_frame(&sized(&jpeg, 200, 100), &jpeg, ticket)
+        .unwrap();
+    let (v, _) = verdict_and_ticket(&mut peer);
+    assert_eq!(
+        (v.outcome, v.reason),
+        (Outcome::Rejected, Reason::TooManyPixels)
+    );
+    good_client_goes_on(&server, Instant::now());
+    good.stop().unwrap();
+    server.stop();
+}
+
+#[test]
+fn a_ticket_held_longer_than_it_existed_is_rejected() {
+    let (server, good) = with_good_client(server_config());
+    let (mut peer, ticket) = handshaken(&server, "liar");
+    let jpeg = support::jpeg(64, 48);
+    // Claims to have held, for a minute, a ticket issued moments ago: that
+    // would make a frame of any age look fresh.
+    let h = FrameHeader {
+        ticket_held_us: 60_000_000,
+        ..sized(&jpeg, 64, 48)
+    };
+    peer.writer.send_frame(&h, &jpeg, ticket).unwrap();
+    let (v, ticket) = verdict_and_ticket(&mut peer);
+    assert_eq!(
+        (v.outcome, v.reason),
+        (Outcome::Rejected, Reason::ImplausibleTiming)
+    );
+    // An honest hold is fine.
+    peer.writer
+        .send_frame(&sized(&jpeg, 64, 48), &jpeg, ticket)
+        .unwrap();
+    let (v, _) = verdict_and_ticket(&mut peer);
+    assert_eq!(v.outcome, Outcome::Accepted);
+    good_client_goes_on(&server, Instant::now());
+    good.stop().unwrap();
+    server.stop();
+}
+
+#[test]
+fn before_welcome_only_handshake_sized_messages_are_read() {
+    let (server, good) = with_good_client(server_config());
+    let mut peer = RawPeer::connect(server.addr);
+    // A FRAME of 1 MiB announced instead of HELLO: under --max-frame-bytes,
+    // but nothing that large is read from a peer not yet welcomed.
+    let mut bytes = protocol::preface().to_vec();
+    bytes.extend([kind::FRAME, 0x00, 0x10, 0x00, 0x00]);
+    peer.write_raw(&bytes);
+    let text = expect_goodbye(peer.read_reply(), GoodbyeCode::TooLarge);
+    assert!(text.contains("FRAME"), "{text}");
+    good_client_goes_on(&server, Instant::now());
+    good.stop().unwrap();
+    server.stop();
+}
+
+/// Writes `bytes` one at a time, `every` apart, on its own thread, until
+/// done or the server closes; returns a flag set when all were written.
+fn trickle(
+    peer: &RawPeer,
+    bytes: Vec<u8>,
+    every: Duration,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::io::Write;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let mut stream = peer.stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for b in bytes {
+            std::thread::sleep(every); // the trickle's pace, not a synchronization
+            if stream.write_all(&[b]).is_err() {
+                return;
+            }
+        }
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    done
+}
+
+fn hello_bytes(name: &str) -> Vec<u8> {
+    let mut bytes = protocol::preface().to_vec();
+    Message::Hello(framelink::protocol::Hello {
+        capabilities: 0,
+        name: name.into(),
+        client_nonce: [1; 32],
+        proof: Vec::new(),
+    })
+    .encode(&mut bytes);
+    bytes
+}
+
+#[test]
+fn a_handshake_trickled_a_byte_at_a_time_is_cut_at_its_deadline() {
+    let (server, good) = with_good_client(ServerConfig {
+        io_timeout: Duration::from_secs(1),
+        ..server_config()
+    });
+    let mut peer = RawPeer::connect(server.addr);
+    // ~80 bytes at 100 ms each: 8 s, while the whole handshake has 1 s.
+    let done = trickle(&peer, hello_bytes("trickler"), Duration::from_millis(100));
+    let text = expect_goodbye(peer.read_reply(), GoodbyeCode::Timeout);
+    assert!(
+        !done.load(std::sync::atomic::Ordering::SeqCst),
+        "the server waited for the whole trickle: {text}"
+    );
+    good_client_goes_on(&server, Instant::now());
+    good.stop().unwrap();
+    server.stop();
+}
+
+#[test]
+fn a_frame_trickled_a_byte_at_a_time_is_cut_at_its_deadline() {
+    let (server, good) = with_good_client(ServerConfig {
+        io_timeout: Duration::from_secs(1),
+        ..server_config()
+    });
+    let (mut peer, ticket) = handshaken(&server, "trickler");
+    let jpeg = support::jpeg(64, 48);
+    let (head, tail) = protocol::frame_parts(&sized(&jpeg, 64, 48), ticket);
+    peer.write_raw(&head);
+    let mut rest = jpeg.clone();
+    rest.extend_from_slice(&tail);
+    // Each byte well within the old per-read timeout; the whole far past it.
+    let done = trickle(&peer, rest, Duration::from_millis(100));
+    let text = expect_goodbye(peer.read(), GoodbyeCode::Timeout);
+    assert!(text.contains("middle of a message"), "{text}");
+    assert!(!done.load(std::sync::atomic::Ordering::SeqCst));
+    good_client_goes_on(&server, Instant::now());
+    good.stop().unwrap();
+    server.stop();
+}
+
+#[test]
+fn a_turned_away_client_trickling_bytes_is_closed_within_two_seconds() {
+    let (server, good) = with_good_client(ServerConfig {
+        max_clients: 1,
+        ..server_config()
+    });
+    let mut peer = RawPeer::connect(server.addr);
+    // A well-formed GOODBYE of ~200 bytes at 100 ms a byte: 20 s of
+    // trickle against a drain of 2 s in all.
+    let mut bytes = protocol::preface().to_vec();
+    Message::Goodbye(framelink::protocol::Goodbye {
+        code: GoodbyeCode::ShuttingDown,
+        text: "x".repeat(190),
+    })
+    .encode(&mut bytes);
+    let done = trickle(&peer, bytes, Duration::from_millis(100));
+    expect_goodbye(peer.read_reply(), GoodbyeCode::ServerFull);
+    let started = Instant::now();
+    // Then the server closes: EOF (or a reset) long before the trickle ends.
+    let _ = peer.reader.read_message(
+        Some(support::WAIT),
+        support::WAIT,
+        &framelink::shutdown::Shutdown::new(),
+    );
+    assert!(
+        !done.load(std::sync::atomic::Ordering::SeqCst),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+    good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     server.stop();
 }

@@ -212,3 +212,34 @@ fn viewers_that_never_read_do_not_slow_the_camera_and_are_dropped() {
         c.figures
     );
 }
+
+#[test]
+fn a_request_head_trickled_a_byte_at_a_time_is_cut_at_its_deadline() {
+    let server = TestServer::start_http(server_config());
+    let http = server.http.unwrap();
+    let mut s = TcpStream::connect_timeout(&http, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    // A head that never ends, one byte every 250 ms: each byte within a
+    // per-read timeout of 5 s, the whole far past the head's deadline.
+    let trickled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (mut w, count) = (s.try_clone().unwrap(), trickled.clone());
+    std::thread::spawn(move || {
+        let head = format!("GET / HTTP/1.1\r\nX-Pad: {}", "a".repeat(200));
+        for b in head.bytes() {
+            std::thread::sleep(Duration::from_millis(250)); // the trickle's pace
+            if w.write_all(&[b]).is_err() {
+                return;
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply:?}");
+    let sent = trickled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < 200, "the head was read for {sent} trickled bytes");
+    // The view goes on serving.
+    assert_eq!(http_get(http, "/stats.json").0, 200);
+    server.stop();
+}

@@ -220,3 +220,117 @@ fn a_picture_result_is_saved_by_the_client() {
         assert_eq!(framelink::jpeg::dimensions(&jpeg).unwrap(), (160, 120));
     }
 }
+
+/// Takes the given time per frame: a processor slower than the camera.
+struct Takes(Duration);
+
+impl Processor for Takes {
+    fn name(&self) -> &str {
+        "takes"
+    }
+    fn process(&mut self, _view: &mut FrameView) -> anyhow::Result<Output> {
+        std::thread::sleep(self.0); // stands for real work
+        Ok(Output::json(&"done"))
+    }
+}
+
+/// protocol.md's contract, checked frame by frame on the wire: every frame
+/// the server accepted gets exactly one RESULT, and never before its own
+/// VERDICT, even when the downlink is slow (a small TCP window read in
+/// small bites) and most frames are superseded before the processor gets
+/// to them.
+#[test]
+fn every_accepted_frame_gets_exactly_one_result_after_its_verdict() {
+    use framelink::protocol::{self, Encoding, FrameHeader, Message, Outcome, ResultStatus};
+    use std::collections::{HashMap, VecDeque};
+    use std::time::Instant;
+    let server = TestServer::start_processor(
+        ServerConfig {
+            window: 8,
+            ..server_config()
+        },
+        Box::new(Takes(Duration::from_millis(15))),
+    );
+    let mut peer = support::RawPeer::connect_small_window(server.addr, 4096);
+    match peer.hello_with("slow-downlink", None, protocol::CAP_RESULTS) {
+        Some(Message::Welcome(w)) => assert_eq!(w.capabilities, protocol::CAP_RESULTS),
+        other => panic!("expected WELCOME, got {other:?}"),
+    }
+    let jpeg = support::jpeg(32, 24);
+    let mut tickets = VecDeque::new();
+    // frame id -> whether its VERDICT accepted it; results per frame id.
+    let mut verdicts: HashMap<u64, bool> = HashMap::new();
+    let mut results: HashMap<u64, Vec<ResultStatus>> = HashMap::new();
+    let (total, mut sent) = (300u64, 0u64);
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        while sent < total {
+            let Some(ticket) = tickets.pop_front() else {
+                break;
+            };
+            sent += 1;
+            let h = FrameHeader {
+                frame_id: sent,
+                encoding: Encoding::Jpeg,
+                width: 32,
+                height: 24,
+                capture_to_send_us: 100,
+                ticket_held_us: 0,
+                payload_len: jpeg.len() as u32,
+            };
+            peer.writer.send_frame(&h, &jpeg, ticket).unwrap();
+        }
+        let accepted: Vec<u64> = verdicts.iter().filter(|v| *v.1).map(|v| *v.0).collect();
+        if sent == total
+            && verdicts.len() as u64 == total
+            && accepted.iter().all(|id| results.contains_key(id))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} accepted frames answered",
+            accepted
+                .iter()
+                .filter(|id| results.contains_key(id))
+                .count(),
+            accepted.len()
+        );
+        // A slow reader: small bites, a pause between them.
+        std::thread::sleep(Duration::from_micros(300));
+        match peer.read() {
+            Some(Message::Ticket(t)) => tickets.push_back(t),
+            Some(Message::Verdict(v)) => {
+                verdicts.insert(v.frame_id, v.outcome == Outcome::Accepted);
+            }
+            Some(Message::Result(r)) => {
+                assert!(
+                    verdicts.get(&r.frame_id) == Some(&true),
+                    "RESULT for frame {} came before its accepting VERDICT",
+                    r.frame_id
+                );
+                results.entry(r.frame_id).or_default().push(r.status);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let accepted: Vec<u64> = verdicts.iter().filter(|v| *v.1).map(|v| *v.0).collect();
+    for id in &accepted {
+        assert_eq!(results[id].len(), 1, "frame {id}: {:?}", results[id]);
+    }
+    assert_eq!(
+        results.len(),
+        accepted.len(),
+        "results only for accepted frames"
+    );
+    let skipped = results
+        .values()
+        .filter(|r| r[0] == ResultStatus::Skipped)
+        .count();
+    assert!(
+        skipped > 0 && skipped < accepted.len(),
+        "both processed and skipped frames: {skipped} of {} skipped",
+        accepted.len()
+    );
+    server.stop();
+}

@@ -229,6 +229,26 @@ impl RawPeer {
         }
     }
 
+    /// Connects with a receive buffer of about `bytes`, set before the
+    /// handshake so the TCP window stays that small: a slow downlink.
+    pub fn connect_small_window(addr: SocketAddr, bytes: usize) -> Self {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        socket.connect_timeout(&addr.into(), WAIT).expect("connect");
+        let stream: TcpStream = socket.into();
+        connection::configure(&stream, WAIT).unwrap();
+        RawPeer {
+            reader: Reader::new(stream.try_clone().unwrap(), Limits::default()),
+            writer: Writer::new(stream.try_clone().unwrap()),
+            stream,
+        }
+    }
+
     /// Reads the server's preface and its first message after the
     /// CHALLENGE, if one comes (None at EOF).
     pub fn read_reply(&mut self) -> Option<Message> {
@@ -244,6 +264,16 @@ impl RawPeer {
     /// The handshake as a client named `name` (proving `token` if given):
     /// returns the server's answer to the HELLO, or what it sent instead.
     pub fn hello(&mut self, name: &str, token: Option<&Token>) -> Option<Message> {
+        self.hello_with(name, token, 0)
+    }
+
+    /// [`hello`](Self::hello) asking for `capabilities` (e.g. `CAP_RESULTS`).
+    pub fn hello_with(
+        &mut self,
+        name: &str,
+        token: Option<&Token>,
+        capabilities: u32,
+    ) -> Option<Message> {
         self.writer.send(true, &[]).expect("send the preface");
         self.reader
             .read_preface(Instant::now() + WAIT, &Shutdown::new())
@@ -254,7 +284,7 @@ impl RawPeer {
         };
         let client_nonce = [7u8; 32];
         let hello = Message::Hello(Hello {
-            capabilities: 0,
+            capabilities,
             name: name.into(),
             client_nonce,
             proof: token
@@ -309,12 +339,132 @@ pub fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// `framelink-server` as a separate process, so its memory, threads and
-/// open files can be read from /proc. Killed if dropped unstopped.
+/// A child process's standard output or error, collected by a thread as it
+/// comes, so a test can wait for a line and read everything afterwards.
+#[derive(Clone, Default)]
+pub struct Collected(std::sync::Arc<(std::sync::Mutex<String>, std::sync::Condvar)>);
+
+impl Collected {
+    /// Starts a thread reading `from` to its end.
+    pub fn read(from: impl std::io::Read + Send + 'static) -> Self {
+        use std::io::BufRead;
+        let c = Collected::default();
+        let c2 = c.clone();
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(from);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        c2.0 .0.lock().unwrap().push_str(&line);
+                        c2.0 .1.notify_all();
+                    }
+                }
+            }
+            // The end: wake waiters so they can see it is over.
+            c2.0 .0.lock().unwrap().push('\u{0}');
+            c2.0 .1.notify_all();
+        });
+        c
+    }
+
+    /// Everything so far.
+    pub fn text(&self) -> String {
+        self.0 .0.lock().unwrap().replace('\u{0}', "")
+    }
+
+    /// Waits until the text contains `needle` and returns it; None when the
+    /// stream ended or `within` passed without it.
+    pub fn wait_for(&self, needle: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        let mut text = self.0 .0.lock().unwrap();
+        loop {
+            if text.contains(needle) {
+                return Some(text.replace('\u{0}', ""));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if text.ends_with('\u{0}') || left.is_zero() {
+                return None;
+            }
+            text = self.0 .1.wait_timeout(text, left).unwrap().0;
+        }
+    }
+}
+
+/// Starts one of our programs with both output streams collected. `limit_as`
+/// caps its address space (RLIMIT_AS, bytes): an allocation past it fails
+/// as it would on a small machine.
+pub fn spawn_program(
+    program: &str,
+    args: &[&str],
+    limit_as: Option<u64>,
+) -> (std::process::Child, Collected, Collected) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(bytes) = limit_as {
+        // SAFETY: setrlimit(2) only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"));
+    let out = Collected::read(child.stdout.take().unwrap());
+    let err = Collected::read(child.stderr.take().unwrap());
+    (child, out, err)
+}
+
+/// Waits for `child` to exit, at most [`WAIT`]; kills it and fails if not.
+pub fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("{what} did not exit within {WAIT:?}");
+        }
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+}
+
+/// The address a server printed in its first line ("listening on ADDR; ...").
+pub fn listening_address(out: &Collected) -> SocketAddr {
+    let text = out
+        .wait_for("clients can connect", WAIT)
+        .unwrap_or_else(|| panic!("the server printed no address: {:?}", out.text()));
+    text.split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {text:?}"))
+}
+
+/// `framelink-server` as a separate process, so its memory, threads, open
+/// files, exit status and output can be checked. Killed if dropped unstopped.
 pub struct ServerProcess {
     pub addr: SocketAddr,
     child: std::process::Child,
     summary: std::path::PathBuf,
+    pub stdout: Collected,
+    pub stderr: Collected,
     _dir: tempfile::TempDir,
 }
 
@@ -326,32 +476,37 @@ impl ServerProcess {
 
     /// Starts the server listening on `listen` with `args` added.
     pub fn start_on(listen: &str, args: &[&str]) -> Self {
-        use std::io::BufRead;
+        Self::launch(listen, args, None)
+    }
+
+    /// Starts the server with its address space capped at `bytes`.
+    pub fn start_limited(bytes: u64, args: &[&str]) -> Self {
+        Self::launch("127.0.0.1:0", args, Some(bytes))
+    }
+
+    fn launch(listen: &str, args: &[&str], limit_as: Option<u64>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let summary = dir.path().join("summary.json");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_framelink-server"))
-            .args(["--listen", listen, "--no-display", "--stats-interval", "0"])
-            .arg("--summary-json")
-            .arg(&summary)
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start framelink-server");
-        let mut first = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let addr = first
-            .split("listening on ")
-            .nth(1)
-            .and_then(|r| r.split(';').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        let summary_arg = summary.to_str().unwrap().to_string();
+        let mut all = vec![
+            "--listen",
+            listen,
+            "--no-display",
+            "--stats-interval",
+            "0",
+            "--summary-json",
+            &summary_arg,
+        ];
+        all.extend_from_slice(args);
+        let (child, stdout, stderr) =
+            spawn_program(env!("CARGO_BIN_EXE_framelink-server"), &all, limit_as);
+        let addr = listening_address(&stdout);
         ServerProcess {
             addr,
             child,
             summary,
+            stdout,
+            stderr,
             _dir: dir,
         }
     }
@@ -380,22 +535,42 @@ impl ServerProcess {
             .count()
     }
 
+    /// Whether it is still running (it did not crash).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// Kills it outright (SIGKILL): no goodbye, no summary.
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    /// Stops it as Ctrl-C does and returns its summary.
+    /// Stops it as Ctrl-C does and returns its summary. Fails the test
+    /// unless it exits with success and without a panic on standard error.
     pub fn stop(mut self) -> serde_json::Value {
         // SAFETY: kill(2) with SIGINT on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + WAIT;
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the server did not stop");
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
-        serde_json::from_str(&std::fs::read_to_string(&self.summary).unwrap()).unwrap()
+        let status = wait_exit(&mut self.child, "the server");
+        // Both streams are read to their end before they are judged.
+        self.stdout.wait_for("\u{0}", WAIT);
+        let stderr = self.stderr.wait_for("\u{0}", WAIT).unwrap_or_default();
+        assert!(
+            status.success(),
+            "the server exited with {status}; its standard error:\n{}",
+            self.stderr.text()
+        );
+        assert!(
+            !stderr.contains("panicked"),
+            "the server panicked:\n{stderr}"
+        );
+        let summary = std::fs::read_to_string(&self.summary).expect("the summary JSON");
+        assert!(
+            self.stdout.text().contains("summary: "),
+            "the text summary is printed: {:?}",
+            self.stdout.text()
+        );
+        serde_json::from_str(&summary).unwrap()
     }
 }
 
@@ -404,4 +579,29 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A real JPEG of `width` × `height` (a gradient), as a camera would send.
+pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    use framelink::encode::Encoder;
+    let rgb: Vec<u8> = (0..width * height)
+        .flat_map(|i| [(i % width) as u8, (i / width) as u8, 90])
+        .collect();
+    let mut out = Vec::new();
+    framelink::encode::ImageEncoder::new(80)
+        .encode(&rgb, width, height, &mut out)
+        .unwrap();
+    out
+}
+
+/// `jpeg` with its frame header (SOF) claiming `width` × `height`: a few
+/// hundred bytes a decoder would allocate gigabytes for.
+pub fn claiming(mut jpeg: Vec<u8>, width: u16, height: u16) -> Vec<u8> {
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w[0] == 0xFF && matches!(w[1], 0xC0 | 0xC2))
+        .expect("a frame header");
+    jpeg[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+    jpeg
 }
