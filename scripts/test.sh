@@ -11,3 +11,14 @@ cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets
 # The window and browser tests need Xvfb and Chromium; a plain `cargo test` ignores them.
 cargo test --test window --test browser -- --ignored
+# The pure-Rust path the README offers (no libjpeg-turbo, no camera): it
+# builds, and frames stream end to end and hostile input is refused on it.
+cargo clippy --no-default-features --all-targets --quiet -- -D warnings
+cargo test --no-default-features --test end_to_end --test hostile --test dos
+# The fuzz target builds and runs for a minute (nightly toolchain; the
+# machine image has it, and scripts/fuzz.sh says so plainly if not).
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    ./scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
+else
+    echo "test: no nightly toolchain here: the fuzz target was not run" >&2
+fi

@@ -130,6 +130,9 @@ pub struct ClientSummary {
     pub offline_s: f64,
     /// What adaptation did.
     pub adapt: AdaptSummary,
+    /// Why the last connection attempt failed or the last connection was
+    /// lost or refused, if one was (e.g. "wrong token", a TLS error).
+    pub last_problem: Option<String>,
 }
 
 /// A captured, encoded frame waiting in the slot.
@@ -149,7 +152,6 @@ pub struct EncodedFrame {
 /// connection is tried. Fails too on a server that speaks another protocol
 /// version, and if the source fails mid-run.
 pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
-    let started = Instant::now();
     for d in [config.source.width, config.source.height] {
         if d == 0 || d > u16::MAX as u32 {
             bail!(
@@ -160,6 +162,18 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
         }
     }
     let source = source::open(&config.source)?;
+    run_with_source(config, source, shutdown)
+}
+
+/// [`run`] with a source of the caller's own (anything implementing
+/// [`Source`](source::Source)) instead of the one `config.source` names;
+/// `config.source` still gives the size and rate asked for.
+pub fn run_with_source(
+    config: ClientConfig,
+    source: Box<dyn source::Source>,
+    shutdown: Shutdown,
+) -> Result<ClientSummary> {
+    let started = Instant::now();
     info!("source: {}", source.describe());
     let results_out = Mutex::new(ResultsOut::open(
         config.results_jsonl.as_deref(),
@@ -227,6 +241,7 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     };
 
     let mut connections = 0;
+    let mut last_problem = None;
     let outcome = std::thread::scope(|s| {
         if let Some(every) = config.stats_interval {
             let (stats, superseded, shutdown, adapter) = (&stats, &superseded, &shutdown, &adapter);
@@ -248,7 +263,14 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
                 }
             });
         }
-        let r = connect_loop(&config, &frames, &tracking, &shutdown, &mut connections);
+        let r = connect_loop(
+            &config,
+            &frames,
+            &tracking,
+            &shutdown,
+            &mut connections,
+            &mut last_problem,
+        );
         shutdown.trigger();
         r
     });
@@ -271,6 +293,7 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
         gaps,
         offline_s: (offline.as_secs_f64() * 100.0).round() / 100.0,
         adapt: adapter.summary(),
+        last_problem,
     };
     if let Some(path) = &config.summary_json {
         crate::server::write_json(path, &summary)?;
@@ -318,9 +341,9 @@ fn connect_loop(
     tracking: &Tracking,
     shutdown: &Shutdown,
     connections: &mut u64,
+    last_problem: &mut Option<String>,
 ) -> Result<()> {
     let mut backoff = Duration::from_millis(100);
-    let mut last_problem: Option<String> = None;
     while !shutdown.is_triggered() {
         let attempt = resolve(&config.server).and_then(|addr| {
             TcpStream::connect_timeout(&addr, config.connect_timeout)
@@ -351,7 +374,7 @@ fn connect_loop(
             } else {
                 info!("{}; retrying", problem.0);
             }
-            last_problem = Some(problem.0);
+            *last_problem = Some(problem.0);
         } else {
             debug!("still {}; retrying in {backoff:?}", problem.0);
         }

@@ -135,17 +135,33 @@ mod tests {
 
     #[test]
     fn memory_stays_at_one_value_however_fast_the_producer() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        /// Counts the values alive: made and not yet dropped.
+        struct Counted(u32, Arc<AtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.1.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let alive = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = channel();
+        let made = alive.clone();
         let producer = std::thread::spawn(move || {
             for i in 0..100_000u32 {
-                tx.send(vec![i as u8; 64]);
+                made.fetch_add(1, Ordering::SeqCst);
+                tx.send(Counted(i, made.clone()));
             }
             tx.superseded()
         });
-        let mut got = 0u64;
-        while let Ok(_v) = rx.recv_timeout(Duration::from_secs(5)) {
+        let (mut got, mut last) = (0u64, None);
+        while let Ok(v) = rx.recv_timeout(Duration::from_secs(5)) {
             got += 1;
-            assert!(rx.len() <= 1);
+            // The one in hand, the one in the slot, the one being sent:
+            // a queue would hold thousands.
+            let n = alive.load(Ordering::SeqCst);
+            assert!(n <= 3, "{n} values alive");
+            assert!(last < Some(v.0), "newest only, in order");
+            last = Some(v.0);
         }
         let superseded = producer.join().unwrap();
         assert_eq!(got + superseded, 100_000);

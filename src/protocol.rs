@@ -80,8 +80,12 @@ fn describe_foreign(buf: &[u8]) -> String {
         .any(|m| text.starts_with(m) || (text.len() >= 3 && m.starts_with(&*text)))
     {
         format!("peer sent {text:?}: this looks like HTTP, not framelink")
-    } else if head.first() == Some(&0x16) {
-        "peer sent a TLS handshake, not framelink".to_string()
+    } else if matches!(head.first(), Some(0x15 | 0x16)) && head.get(1).is_none_or(|&v| v == 3) {
+        // A TLS record: a handshake (0x16) from a TLS client, or an alert
+        // (0x15) from a TLS server that could not parse our plain preface.
+        "peer speaks TLS, not plain framelink: use TLS on both sides (server --tls-cert and \
+         --tls-key, client --tls-ca) or on neither"
+            .to_string()
     } else {
         format!(
             "peer's first bytes {} are not the framelink magic 46 4c 4e 4b (\"FLNK\")",
@@ -1333,23 +1337,65 @@ mod tests {
 
     #[test]
     fn arbitrary_bytes_never_panic() {
-        // A cheap deterministic fuzz: every prefix of many pseudo-random buffers.
+        // A cheap deterministic fuzz: many pseudo-random messages.
         let mut x: u64 = 0x9E3779B97F4A7C15;
+        let (mut parsed, mut incomplete) = (0, 0);
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
         for _ in 0..2000 {
-            let len = (x % 64) as usize;
+            let len = (next() % 64) as usize;
             let mut buf = Vec::with_capacity(len);
             for _ in 0..len {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                buf.push(x as u8);
+                buf.push(next() as u8);
             }
             if let Some(b) = buf.first_mut() {
-                *b = 1 + (*b % 6); // a valid kind, so the body parsers run
+                *b = 1 + (*b % 8); // a valid kind, so the body parsers run
             }
-            let _ = decode(&buf, &Limits::default());
+            // A body length that matches the bytes (most of the time), so
+            // the parsers run on random bodies instead of waiting for more.
+            if len >= ENVELOPE_LEN && next() % 8 != 0 {
+                BigEndian::write_u32(&mut buf[1..5], (len - ENVELOPE_LEN) as u32);
+            }
+            match decode(&buf, &Limits::default()) {
+                Ok((m, used)) => {
+                    parsed += 1;
+                    let mut again = Vec::new();
+                    m.encode(&mut again);
+                    assert_eq!(
+                        decode(&again, &Limits::default()).unwrap(),
+                        (m, again.len())
+                    );
+                    assert!(used <= buf.len());
+                }
+                Err(Error::Incomplete) => incomplete += 1,
+                Err(_) => {}
+            }
             let _ = check_preface(&buf);
         }
+        // All three branches ran (tests/properties.rs mutates valid messages
+        // for many more whole ones).
+        assert!(
+            parsed > 0 && incomplete > 0 && parsed + incomplete < 2000,
+            "{parsed} parsed, {incomplete} incomplete"
+        );
+    }
+
+    #[test]
+    fn a_goodbye_of_invalid_utf8_decodes_to_what_encodes_back_the_same() {
+        // 400 bytes that are not UTF-8: each becomes U+FFFD (3 bytes), over the cap.
+        let mut body = vec![0, 4, 0x01, 0x90];
+        body.extend(std::iter::repeat_n(0xFFu8, 400));
+        let mut msg = vec![kind::GOODBYE];
+        msg.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        msg.extend_from_slice(&body);
+        let (m, _) = decode(&msg, &Limits::default()).unwrap();
+        let mut again = Vec::new();
+        m.encode(&mut again);
+        assert_eq!(decode(&again, &Limits::default()).unwrap().0, m);
     }
 }
 

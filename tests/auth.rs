@@ -53,6 +53,8 @@ fn only_a_client_with_the_token_streams() {
     let w = wrong.stop().unwrap();
     assert_eq!(w.connections, 0);
     assert_eq!(w.figures.frames_sent, Some(0));
+    let why = w.last_problem.unwrap_or_default();
+    assert!(why.contains("wrong token"), "{why:?}");
 
     let g = good.stop().unwrap();
     let s = server.stop();
@@ -72,6 +74,8 @@ fn a_client_with_a_token_will_not_stream_to_a_server_without_one() {
     server.wait_frames(Some("open"), 30);
     let c = careful.stop().unwrap();
     assert_eq!((c.connections, c.figures.frames_sent), (0, Some(0)));
+    let why = c.last_problem.unwrap_or_default();
+    assert!(why.contains("token"), "{why:?}");
     open.stop().unwrap();
     server.stop();
 }

@@ -13,8 +13,11 @@ use support::{server_config, TestClient, TestServer};
 /// time, so the MJPEG parts have been drawn), as an RGB image.
 fn screenshot(url: &str, dir: &Path, name: &str) -> image::RgbImage {
     let file = dir.join(name);
-    let out = Command::new("chromium")
+    // Time-limited: a browser that hangs fails the test instead of stalling CI.
+    let out = Command::new("timeout")
         .args([
+            "60",
+            "chromium",
             "--headless",
             "--no-sandbox",
             "--disable-gpu",

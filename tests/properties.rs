@@ -148,6 +148,47 @@ proptest! {
     }
 
     #[test]
+    fn a_valid_message_mutated_is_refused_or_decodes_to_itself_again(
+        m in message(),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        cut in any::<prop::sample::Index>(),
+        how in 0u8..3,
+    ) {
+        // Start from a well-formed message, so every branch of the decoder
+        // runs (whole, incomplete, malformed), then break it one way.
+        let mut bytes = encoded(&m);
+        match how {
+            0 => { let i = at.index(bytes.len()); bytes[i] = byte; }
+            1 => bytes.truncate(cut.index(bytes.len())),
+            _ => {
+                // A body length off by a little, the body unchanged.
+                let len = u32::from_be_bytes(bytes[1..5].try_into().unwrap());
+                let off = len.wrapping_add(byte as u32 % 5).wrapping_sub(2);
+                bytes[1..5].copy_from_slice(&off.to_be_bytes());
+            }
+        }
+        let limits = Limits::default();
+        match decode(&bytes, &limits) {
+            Ok((back, used)) => {
+                prop_assert!(used <= bytes.len());
+                let again = encoded(&back);
+                let (twice, n) = decode(&again, &limits).unwrap();
+                prop_assert_eq!(n, again.len());
+                prop_assert_eq!(twice, back);
+            }
+            Err(Error::Incomplete) => {
+                let n = needed(&bytes, &limits).unwrap();
+                if let Some(n) = n {
+                    prop_assert!(n > bytes.len());
+                    prop_assert!(n <= 5 + 37 + limits.max_frame_bytes as usize);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    #[test]
     fn a_length_over_the_limit_is_refused_from_the_envelope_alone(kind in 1u8..=8, len in 1_000_000u32..) {
         let limits = Limits { max_frame_bytes: 1000, max_result_bytes: 1000 };
         let mut env = vec![kind];

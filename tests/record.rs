@@ -71,8 +71,15 @@ fn recorded_files_are_the_bytes_that_arrived() {
             line["bytes"].as_u64().unwrap(),
             std::fs::metadata(file).unwrap().len()
         );
-        assert!(line["age_ms"].as_f64().unwrap() >= 0.0);
+        assert!(line["age_ms"].as_f64().unwrap() > 0.0, "{line}");
     }
+    // In arrival order: the index is a timeline.
+    assert!(
+        index
+            .windows(2)
+            .all(|w| w[0]["arrived_unix_ms"].as_f64() <= w[1]["arrived_unix_ms"].as_f64()),
+        "{index:?}"
+    );
 }
 
 #[test]

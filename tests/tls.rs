@@ -113,4 +113,12 @@ fn a_client_that_does_not_trust_the_certificate_is_refused_and_says_why() {
     server.stop();
     assert_eq!((d.connections, d.figures.frames_sent), (0, Some(0)));
     assert_eq!((p.connections, p.figures.frames_sent), (0, Some(0)));
+    // Each says why.
+    let why = d.last_problem.unwrap_or_default();
+    assert!(
+        why.contains("invalid peer certificate"),
+        "the doubter says: {why:?}"
+    );
+    let why = p.last_problem.unwrap_or_default();
+    assert!(why.contains("TLS"), "the plain client says: {why:?}");
 }

@@ -3,7 +3,8 @@
 //! (Debian: xvfb, x11-apps; scripts/setup.sh installs them), so a plain
 //! `cargo test` skips it: `cargo test --test window -- --ignored` runs it.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,8 +54,9 @@ fn xvfb() -> (Killed, String) {
 
 /// A screenshot of the whole screen as (width, height, RGB bytes), from `xwd`.
 fn screenshot(display: &str) -> (usize, usize, Vec<u8>) {
-    let out = Command::new("xwd")
-        .args(["-root", "-silent", "-display", display])
+    // Time-limited: a stuck X server fails the test instead of stalling CI.
+    let out = Command::new("timeout")
+        .args(["20", "xwd", "-root", "-silent", "-display", display])
         .output()
         .expect("xwd is installed (Debian package x11-apps)");
     assert!(out.status.success(), "xwd failed");
@@ -87,32 +89,21 @@ fn parse_xwd(b: &[u8]) -> (usize, usize, Vec<u8>) {
 #[ignore = "needs Xvfb and xwd: run with --ignored (scripts/test.sh does)"]
 fn the_window_shows_the_moving_test_pattern() {
     let (_x, display) = xvfb();
-    let mut server = Killed(
-        Command::new(env!("CARGO_BIN_EXE_framelink-server"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--duration",
-                "20",
-                "--stats-interval",
-                "0",
-            ])
-            .env("DISPLAY", &display)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (server, out, _err) = support::spawn_program(
+        env!("CARGO_BIN_EXE_framelink-server"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--duration",
+            "20",
+            "--stats-interval",
+            "0",
+        ],
+        None,
+        &[("DISPLAY", display.as_str())],
     );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|s| s.split(';').next())
-        .expect(&line)
-        .to_string();
+    let _server = Killed(server);
+    let addr = support::listening_address(&out).to_string();
     let _client = Killed(
         Command::new(env!("CARGO_BIN_EXE_framelink-client"))
             .args([

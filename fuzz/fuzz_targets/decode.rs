@@ -1,6 +1,9 @@
 //! Everything framelink decodes from the network, fed arbitrary bytes: the
-//! preface, a stream of messages, and the JPEG checks run on every frame.
-//! It must never panic, and whatever decodes must encode back to itself.
+//! preface, a stream of messages, the JPEG checks run on every frame, the
+//! server's frame check, and the decoder behind the window and processors.
+//! It must never panic, never allocate past libFuzzer's memory limit (a
+//! JPEG header claiming a huge size), and whatever decodes must encode
+//! back to itself.
 #![no_main]
 
 use framelink::protocol::{self, Limits};
@@ -45,4 +48,29 @@ fuzz_target!(|data: &[u8]| {
     let _ = framelink::jpeg::whole_len(data);
     let mut out = Vec::new();
     let _ = framelink::jpeg::normalize_mjpeg(data, &mut out);
+    // The server decodes only what passes its frame check, sized as the
+    // FRAME says; the decoder guards itself as well.
+    if let Some((w, h)) = framelink::jpeg::dimensions(data) {
+        let header = protocol::FrameHeader {
+            frame_id: 0,
+            encoding: protocol::Encoding::Jpeg,
+            width: w,
+            height: h,
+            capture_to_send_us: 0,
+            ticket_held_us: 0,
+            payload_len: data.len() as u32,
+        };
+        let pixels = w as u64 * h as u64;
+        let passed = framelink::server::check_frame(&header, data, 1 << 20).is_none();
+        assert!(!passed || pixels <= 1 << 20, "the frame check bounds the size");
+        if passed {
+            // Small enough to decode at speed: decodes to its header's size or fails.
+            if let Ok(img) = framelink::encode::decode_rgb(data) {
+                assert_eq!(img.dimensions(), (w as u32, h as u32));
+            }
+        } else if pixels > framelink::encode::MAX_DECODE_PIXELS {
+            // Refused before anything is allocated for the pixels.
+            assert!(framelink::encode::decode_rgb(data).is_err());
+        }
+    }
 });

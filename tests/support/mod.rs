@@ -400,10 +400,12 @@ pub fn spawn_program(
     program: &str,
     args: &[&str],
     limit_as: Option<u64>,
+    env: &[(&str, &str)],
 ) -> (std::process::Child, Collected, Collected) {
     use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new(program);
     cmd.args(args)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -499,7 +501,7 @@ impl ServerProcess {
         ];
         all.extend_from_slice(args);
         let (child, stdout, stderr) =
-            spawn_program(env!("CARGO_BIN_EXE_framelink-server"), &all, limit_as);
+            spawn_program(env!("CARGO_BIN_EXE_framelink-server"), &all, limit_as, &[]);
         let addr = listening_address(&stdout);
         ServerProcess {
             addr,
