@@ -20,6 +20,9 @@ if ! rustup toolchain list | grep -q '^nightly'; then
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 mkdir -p fuzz/corpus/decode
-# Fuzz builds are kept between runs (fuzz/target): only changes are rebuilt.
-cargo +nightly fuzz run decode fuzz/corpus/decode fuzz/seeds -- \
+# The instrumented build is kept between runs, also across fresh clones on
+# one machine (CI): only what changed is rebuilt.
+target=${FRAMELINK_FUZZ_TARGET:-${XDG_CACHE_HOME:-$HOME/.cache}/framelink/fuzz-target}
+mkdir -p "$target"
+cargo +nightly fuzz run --target-dir "$target" decode fuzz/corpus/decode fuzz/seeds -- \
     -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=1024 -print_final_stats=1
