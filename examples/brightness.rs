@@ -2,9 +2,9 @@
 //! frame, logged and sent back to its client. `cargo run --release --example brightness`, then point a
 //! client at port 1998.
 
-use framelink::process::{Output, Processor};
+use framelink::server::process::{Output, Processor};
+use framelink::server::sink::FrameView;
 use framelink::server::Server;
-use framelink::sink::FrameView;
 
 struct Brightness;
 

@@ -11,5 +11,5 @@ if ! python3 -c "import cv2, numpy" 2>/dev/null; then
     echo "bench: installing the reference pair's packages (opencv-python-headless, numpy)"
     python3 -m pip install --quiet opencv-python-headless numpy
 fi
-cargo build --release --quiet
+cargo build --release --quiet --features testkit
 ./target/release/framelink-bench --out bench-report.md "$@"

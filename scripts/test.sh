@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 cargo fmt --check || { echo "test: run 'cargo fmt' to format the code" >&2; exit 1; }
-cargo clippy --all-targets --quiet -- -D warnings
-cargo test --all-targets
+cargo clippy --all-targets --features testkit --quiet -- -D warnings
+cargo test --all-targets --features testkit
 # The window and browser tests need Xvfb and Chromium; a plain `cargo test` ignores them.
 cargo test --test window --test browser -- --ignored
 # The pure-Rust path the README offers (no libjpeg-turbo, no camera): it

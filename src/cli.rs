@@ -1,14 +1,14 @@
 //! Command lines of both programs (clap derive; the help text is the doc
 //! comments), turned into validated configs that tests can also build directly.
 
-use crate::auth::Token;
+use crate::client::source::{CameraFormat, SourceConfig, SourceKind};
 use crate::client::ClientConfig;
-use crate::encode::{EncoderKind, Subsampling};
-use crate::process::exec::ExecInput;
-use crate::process::{ProcessorConfig, ProcessorKind};
-use crate::record::RecordConfig;
+use crate::media::encode::{EncoderKind, Subsampling};
+use crate::server::process::exec::ExecInput;
+use crate::server::process::{ProcessorConfig, ProcessorKind};
+use crate::server::record::RecordConfig;
 use crate::server::ServerConfig;
-use crate::source::{CameraFormat, SourceConfig, SourceKind};
+use crate::wire::auth::Token;
 use crate::DEFAULT_PORT;
 use anyhow::{bail, Result};
 use clap::Parser;
@@ -117,10 +117,10 @@ impl ServerOpts {
         if self.max_frame_bytes < 64 {
             bail!("--max-frame-bytes must be at least 64");
         }
-        if self.max_pixels == 0 || self.max_pixels > crate::encode::MAX_DECODE_PIXELS {
+        if self.max_pixels == 0 || self.max_pixels > crate::media::encode::MAX_DECODE_PIXELS {
             bail!(
                 "--max-pixels must be 1..={} (8192x8192)",
-                crate::encode::MAX_DECODE_PIXELS
+                crate::media::encode::MAX_DECODE_PIXELS
             );
         }
         if self.max_clients == 0 {
@@ -140,7 +140,7 @@ impl ServerOpts {
             summary_json: self.summary_json.clone(),
             token: Token::from_flag_or_env(self.token.as_deref())?,
             tls: match (&self.tls_cert, &self.tls_key) {
-                (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+                (Some(cert), Some(key)) => Some(crate::wire::tls::server_config(cert, key)?),
                 _ => None,
             },
             processor: ProcessorConfig {
@@ -294,12 +294,12 @@ impl ClientOpts {
         }
         let name = self.name.clone().unwrap_or_else(host_name);
         if name.is_empty()
-            || name.len() > crate::protocol::MAX_NAME_BYTES
+            || name.len() > crate::wire::MAX_NAME_BYTES
             || name.chars().any(char::is_control)
         {
             bail!(
                 "--name must be 1 to {} bytes with no control characters",
-                crate::protocol::MAX_NAME_BYTES
+                crate::wire::MAX_NAME_BYTES
             );
         }
         Ok(ClientConfig {
@@ -339,8 +339,8 @@ impl ClientOpts {
             },
             tls: match &self.tls_ca {
                 Some(ca) => Some(crate::client::ClientTls {
-                    config: crate::tls::client_config(ca)?,
-                    name: crate::tls::server_name(
+                    config: crate::wire::tls::client_config(ca)?,
+                    name: crate::wire::tls::server_name(
                         self.tls_name
                             .as_deref()
                             .unwrap_or(&with_default_port(&self.server)),
@@ -406,7 +406,7 @@ fn host_name() -> String {
             s.trim()
                 .chars()
                 .filter(|c| !c.is_control())
-                .take(crate::protocol::MAX_NAME_BYTES)
+                .take(crate::wire::MAX_NAME_BYTES)
                 .collect::<String>()
         })
         .filter(|s| !s.is_empty())

@@ -1,42 +1,56 @@
 //! framelink: live camera frames over raw TCP from an edge device to a
 //! processing machine, fresh or not at all.
 //!
-//! The client ([`client::run`]) captures frames from a [`source::Source`],
-//! encodes them into a latest-only slot ([`latest`]) and sends the newest one
-//! each time the server hands it a ticket. The server ([`server::Server`]) judges
-//! each frame's age on arrival ([`gate`]), drops stale ones, and hands fresh
-//! ones, newest only, to the display ([`sink`]), the recorder ([`record`]),
-//! the live view ([`live_view`]) and a processor ([`process`]) whose results
-//! go back to the client that sent the frame ([`results`]).
-//! The wire format is in [`protocol`] and `protocol.md`.
+//! # The map
+//!
+//! A frame's way through the code runs one direction, and each room holds
+//! one side of it:
+//!
+//! ```text
+//! client::source → client::capture → latest slot → client::session
+//!     → wire → server::session → server::gate → server::pipeline → sinks / processor
+//!     → RESULT → wire → client::results
+//! ```
+//!
+//! - [`wire`]: what both programs speak. The messages and their codec
+//!   (check-then-parse over a byte slice, no I/O), the buffered
+//!   [`Reader`](wire::connection::Reader)/[`Writer`](wire::connection::Writer),
+//!   the [`Stream`](wire::stream::Stream) (TCP or the plaintext end of a TLS
+//!   bridge), the token handshake ([`wire::auth`]) and TLS ([`wire::tls`]).
+//!   The wire format is specified in `protocol.md`.
+//! - [`client`]: runs on the edge device. Sources (camera, test pattern,
+//!   folder), the capture stage that encodes into the latest-only slot,
+//!   adaptation to thin links, the session that connects, sends and reads
+//!   verdicts and results, and where results go.
+//! - [`server`]: runs on the processing machine. The [`Server`](server::Server)
+//!   builder and accept loop, one session per client (handshake, frame loop),
+//!   the staleness gate, the live figures, the stages that hand each client's
+//!   newest frame to the sinks (display) and the processor, recording and the
+//!   live view.
+//! - [`media`]: pictures, with no knowledge of the link: JPEG structure
+//!   checks, encoders and the decoder, drawing text on frames.
+//! - Small shared pieces: [`latest`] (the slot that keeps only the newest
+//!   value), [`shutdown`] (the stop flag every loop watches), [`stats`]
+//!   (figures and percentiles), [`logging`], [`output`] (the programs' own
+//!   lines) and [`cli`] (both command lines, turned into validated configs).
+//! - `testkit` (cargo feature `testkit`): tools for tests and the benchmark,
+//!   such as a TCP proxy that delays and throttles a link. Not part of
+//!   either program.
+//! - `src/bin`: the three thin programs, which parse their command line and
+//!   call the library.
 
-pub mod adapt;
-pub mod auth;
-pub mod capture;
 pub mod cli;
 pub mod client;
-pub mod connection;
-pub mod delay_proxy;
-pub mod display;
-pub mod draw;
-pub mod encode;
-pub mod gate;
-pub mod jpeg;
 pub mod latest;
-pub mod live_view;
 pub mod logging;
+pub mod media;
 pub mod output;
-pub mod process;
-pub mod protocol;
-pub mod record;
-pub mod results;
 pub mod server;
 pub mod shutdown;
-pub mod sink;
-pub mod source;
 pub mod stats;
-pub mod stream;
-pub mod tls;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod wire;
 
 /// The TCP port framelink uses when none is given.
 pub const DEFAULT_PORT: u16 = 1998;

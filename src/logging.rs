@@ -14,3 +14,12 @@ pub fn init() {
         .with_target(false)
         .try_init();
 }
+
+/// The message a panic carried, for the log.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic without a message".into())
+}

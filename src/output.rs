@@ -4,6 +4,8 @@
 //! and later lines to that stream are dropped: this output is the least
 //! important thing the programs do, and the streams go on.
 
+use anyhow::{Context, Result};
+use serde::Serialize;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -54,4 +56,11 @@ fn write_line(mut w: impl Write, failed: &AtomicBool, name: &str, line: &str) ->
             false
         }
     }
+}
+
+/// Writes `value` as one JSON object to `path`.
+pub fn write_json(path: &std::path::Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write the summary to {}", path.display()))
 }

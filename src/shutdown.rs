@@ -5,6 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// How often a blocked call (a socket read, a channel receive) wakes to look
+/// at the shutdown flag and its deadlines: a stop is seen within this.
+pub const TICK: Duration = Duration::from_millis(100);
+
 /// A cloneable quit flag that can also be waited on.
 #[derive(Clone, Default)]
 pub struct Shutdown {

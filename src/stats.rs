@@ -6,7 +6,7 @@
 //! into growing lists. Three significant digits cost 184 KiB a histogram,
 //! over a megabyte per connection with the status interval's copies.
 
-use crate::protocol::{Outcome, ResultStatus};
+use crate::wire::{Outcome, ResultStatus};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::time::{Duration, Instant};

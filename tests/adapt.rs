@@ -4,7 +4,7 @@
 mod support;
 
 use framelink::client::{ClientConfig, ClientSummary};
-use framelink::delay_proxy::DelayProxy;
+use framelink::testkit::delay_proxy::DelayProxy;
 use std::time::{Duration, Instant};
 use support::{server_config, TestClient, TestServer, WAIT};
 

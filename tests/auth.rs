@@ -3,10 +3,10 @@
 
 mod support;
 
-use framelink::auth::Token;
 use framelink::client::ClientConfig;
-use framelink::protocol::{GoodbyeCode, Message};
 use framelink::server::ServerConfig;
+use framelink::wire::auth::Token;
+use framelink::wire::{GoodbyeCode, Message};
 use support::{http_get, server_config, RawPeer, TestClient, TestServer};
 
 fn token(s: &str) -> Option<Token> {

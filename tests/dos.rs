@@ -4,9 +4,7 @@
 
 mod support;
 
-use framelink::protocol::{
-    self, Encoding, FrameHeader, GoodbyeCode, Message, Outcome, Reason, Ticket,
-};
+use framelink::wire::{self, Encoding, FrameHeader, GoodbyeCode, Message, Outcome, Reason, Ticket};
 use std::time::Duration;
 use support::{RawPeer, ServerProcess};
 
@@ -98,9 +96,9 @@ fn a_decompression_bomb_is_rejected_and_the_server_goes_on() {
 fn a_trickling_peer_loses_its_place_at_the_handshake_deadline() {
     let server = ServerProcess::start_limited(LIMIT, &["--max-clients", "1", "--io-timeout", "1"]);
     let mut trickler = RawPeer::connect(server.addr);
-    trickler.write_raw(&protocol::preface());
+    trickler.write_raw(&wire::preface());
     let mut hello = Vec::new();
-    Message::Hello(protocol::Hello {
+    Message::Hello(wire::Hello {
         capabilities: 0,
         name: "trickler".into(),
         client_nonce: [1; 32],

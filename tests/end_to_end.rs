@@ -148,7 +148,7 @@ fn a_folder_of_jpegs_is_sent_byte_for_byte() {
     let server = TestServer::start(server_config());
     let mut cfg = ClientConfig::test_pattern(server.addr.to_string(), 48, 32, 30.0);
     cfg.name = "files".into();
-    cfg.source.kind = framelink::source::SourceKind::Folder(dir.path().to_path_buf());
+    cfg.source.kind = framelink::client::source::SourceKind::Folder(dir.path().to_path_buf());
     let client = TestClient::start(cfg);
     let seen = server.wait_frames(Some("files"), 3);
     assert!(seen.iter().all(|s| s.jpeg_len == jpeg.len()));

@@ -4,10 +4,10 @@
 mod support;
 
 use framelink::client::ClientConfig;
-use framelink::delay_proxy::DelayProxy;
-use framelink::process::{Output, Processor};
+use framelink::server::process::{Output, Processor};
+use framelink::server::sink::FrameView;
 use framelink::server::ServerConfig;
-use framelink::sink::FrameView;
+use framelink::testkit::delay_proxy::DelayProxy;
 use std::time::Duration;
 use support::{server_config, TestClient, TestServer};
 

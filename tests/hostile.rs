@@ -3,10 +3,10 @@
 
 mod support;
 
-use framelink::protocol::{
+use framelink::server::ServerConfig;
+use framelink::wire::{
     self, kind, Encoding, FrameHeader, GoodbyeCode, Message, Outcome, Reason, Ticket,
 };
-use framelink::server::ServerConfig;
 use std::time::{Duration, Instant};
 use support::{server_config, RawPeer, TestClient, TestServer};
 
@@ -98,7 +98,7 @@ fn another_protocol_version_is_refused_with_ours_named() {
     peer.write_raw(b"FLNK\x00\x63");
     let text = expect_goodbye(peer.read_reply(), GoodbyeCode::UnsupportedVersion);
     assert!(
-        text.contains(&format!("version {}", protocol::VERSION)) && text.contains("version 99"),
+        text.contains(&format!("version {}", wire::VERSION)) && text.contains("version 99"),
         "{text}"
     );
     good_client_goes_on(&server, Instant::now());
@@ -205,7 +205,7 @@ fn a_client_stalled_mid_frame_is_dropped_after_the_io_timeout() {
     let (server, good) = with_good_client(config);
     let (mut peer, ticket) = handshaken(&server, "staller");
     let payload = vec![0xFFu8; 1000];
-    let (head, _) = protocol::frame_parts(&header(payload.len()), ticket);
+    let (head, _) = wire::frame_parts(&header(payload.len()), ticket);
     peer.write_raw(&head);
     peer.write_raw(&payload[..300]);
     expect_goodbye(peer.read(), GoodbyeCode::Timeout);
@@ -251,7 +251,7 @@ fn a_client_vanishing_mid_frame_frees_its_slot() {
         ..server_config()
     });
     let (mut peer, ticket) = handshaken(&server, "vanisher");
-    let (head, _) = protocol::frame_parts(&header(5000), ticket);
+    let (head, _) = wire::frame_parts(&header(5000), ticket);
     peer.write_raw(&head);
     peer.write_raw(&[0xFF; 100]);
     drop(peer);
@@ -277,7 +277,7 @@ fn a_client_vanishing_mid_frame_frees_its_slot() {
 }
 
 /// Reads a VERDICT and the TICKET that follows it.
-fn verdict_and_ticket(peer: &mut RawPeer) -> (framelink::protocol::Verdict, Ticket) {
+fn verdict_and_ticket(peer: &mut RawPeer) -> (framelink::wire::Verdict, Ticket) {
     let v = match peer.read() {
         Some(Message::Verdict(v)) => v,
         other => panic!("expected a VERDICT, got {other:?}"),
@@ -391,7 +391,7 @@ fn before_welcome_only_handshake_sized_messages_are_read() {
     let mut peer = RawPeer::connect(server.addr);
     // A FRAME of 1 MiB announced instead of HELLO: under --max-frame-bytes,
     // but nothing that large is read from a peer not yet welcomed.
-    let mut bytes = protocol::preface().to_vec();
+    let mut bytes = wire::preface().to_vec();
     bytes.extend([kind::FRAME, 0x00, 0x10, 0x00, 0x00]);
     peer.write_raw(&bytes);
     let text = expect_goodbye(peer.read_reply(), GoodbyeCode::TooLarge);
@@ -425,8 +425,8 @@ fn trickle(
 }
 
 fn hello_bytes(name: &str) -> Vec<u8> {
-    let mut bytes = protocol::preface().to_vec();
-    Message::Hello(framelink::protocol::Hello {
+    let mut bytes = wire::preface().to_vec();
+    Message::Hello(framelink::wire::Hello {
         capabilities: 0,
         name: name.into(),
         client_nonce: [1; 32],
@@ -463,7 +463,7 @@ fn a_frame_trickled_a_byte_at_a_time_is_cut_at_its_deadline() {
     });
     let (mut peer, ticket) = handshaken(&server, "trickler");
     let jpeg = support::jpeg(64, 48);
-    let (head, tail) = protocol::frame_parts(&sized(&jpeg, 64, 48), ticket);
+    let (head, tail) = wire::frame_parts(&sized(&jpeg, 64, 48), ticket);
     peer.write_raw(&head);
     let mut rest = jpeg.clone();
     rest.extend_from_slice(&tail);
@@ -486,8 +486,8 @@ fn a_turned_away_client_trickling_bytes_is_closed_within_two_seconds() {
     let mut peer = RawPeer::connect(server.addr);
     // A well-formed GOODBYE of ~200 bytes at 100 ms a byte: 20 s of
     // trickle against a drain of 2 s in all.
-    let mut bytes = protocol::preface().to_vec();
-    Message::Goodbye(framelink::protocol::Goodbye {
+    let mut bytes = wire::preface().to_vec();
+    Message::Goodbye(framelink::wire::Goodbye {
         code: GoodbyeCode::ShuttingDown,
         text: "x".repeat(190),
     })
@@ -514,16 +514,16 @@ fn a_turned_away_client_trickling_bytes_is_closed_within_two_seconds() {
 /// Holds the processing thread on its first frame until told to go on.
 struct Stuck(crossbeam_channel::Receiver<()>);
 
-impl framelink::process::Processor for Stuck {
+impl framelink::server::process::Processor for Stuck {
     fn name(&self) -> &str {
         "stuck"
     }
     fn process(
         &mut self,
-        _view: &mut framelink::sink::FrameView,
-    ) -> anyhow::Result<framelink::process::Output> {
+        _view: &mut framelink::server::sink::FrameView,
+    ) -> anyhow::Result<framelink::server::process::Output> {
         let _ = self.0.recv_timeout(support::WAIT);
-        Ok(framelink::process::Output::None)
+        Ok(framelink::server::process::Output::None)
     }
 }
 

@@ -46,7 +46,7 @@ fn the_page_stats_and_metrics_describe_the_clients() {
     let (status, head, jpeg) = http_get(http, &format!("/snapshot/{id}.jpg"));
     assert_eq!(status, 200);
     assert!(head.contains("image/jpeg"));
-    assert_eq!(framelink::jpeg::dimensions(&jpeg), Some((160, 120)));
+    assert_eq!(framelink::media::jpeg::dimensions(&jpeg), Some((160, 120)));
 
     assert_eq!(http_get(http, "/stream/999.mjpg").0, 404);
     assert_eq!(http_get(http, "/nothing-here").0, 404);
@@ -144,14 +144,14 @@ fn a_part_arrives_without_waiting_for_the_next_frame() {
     let mut stream = open_stream(http, 1);
     let jpeg = read_part(&mut stream);
     let took = asked.elapsed();
-    assert!(framelink::jpeg::is_whole(&jpeg));
+    assert!(framelink::media::jpeg::is_whole(&jpeg));
     assert!(
         took < Duration::from_secs(2),
         "the first part took {took:?}"
     );
     // The next part is the next frame, whole.
     server.next_frame(Some("slow"));
-    assert!(framelink::jpeg::is_whole(&read_part(&mut stream)));
+    assert!(framelink::media::jpeg::is_whole(&read_part(&mut stream)));
     client.stop().unwrap();
     server.stop();
 }
@@ -181,7 +181,7 @@ fn viewers_that_never_read_do_not_slow_the_camera_and_are_dropped() {
     let healthy = std::thread::spawn(move || {
         let mut parts = 0;
         while let Some(jpeg) = try_read_part(&mut healthy_stream) {
-            assert!(framelink::jpeg::is_whole(&jpeg));
+            assert!(framelink::media::jpeg::is_whole(&jpeg));
             parts += 1;
         }
         parts

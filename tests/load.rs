@@ -4,7 +4,7 @@
 
 mod support;
 
-use framelink::protocol::{self, Message};
+use framelink::wire::{self, Message};
 use std::time::{Duration, Instant};
 use support::{RawPeer, ServerProcess, TestClient, WAIT};
 
@@ -80,7 +80,7 @@ fn a_thousand_connections_leave_threads_and_files_where_they_were() {
             1 => {
                 assert!(matches!(p.hello("cycle", None), Some(Message::Welcome(_))));
                 p.writer
-                    .goodbye(false, protocol::GoodbyeCode::ShuttingDown, "bye")
+                    .goodbye(false, wire::GoodbyeCode::ShuttingDown, "bye")
                     .unwrap();
             }
             // Half a preface.

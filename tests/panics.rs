@@ -5,12 +5,12 @@
 
 mod support;
 
+use framelink::client::source::{Captured, Source};
 use framelink::client::ClientConfig;
-use framelink::process::{Output, Processor};
+use framelink::server::process::{Output, Processor};
+use framelink::server::sink::{FrameView, Sink};
 use framelink::server::Server;
 use framelink::shutdown::Shutdown;
-use framelink::sink::{FrameView, Sink};
-use framelink::source::{Captured, Source};
 use std::net::TcpListener;
 use support::{json_lines, server_config, TestClient, TestServer, WAIT};
 

@@ -4,9 +4,9 @@
 //! through the real connection reader.
 
 use bytes::Bytes;
-use framelink::connection::Reader;
-use framelink::protocol::*;
 use framelink::shutdown::Shutdown;
+use framelink::wire::connection::Reader;
+use framelink::wire::*;
 use proptest::prelude::*;
 use std::io::Write;
 use std::os::unix::net::UnixStream;

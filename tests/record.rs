@@ -3,10 +3,10 @@
 
 mod support;
 
+use framelink::client::source::SourceKind;
 use framelink::client::ClientConfig;
-use framelink::record::RecordConfig;
+use framelink::server::record::RecordConfig;
 use framelink::server::ServerConfig;
-use framelink::source::SourceKind;
 use std::collections::HashSet;
 use std::path::Path;
 use support::{json_lines, server_config, TestClient, TestServer};

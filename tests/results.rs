@@ -4,10 +4,10 @@
 mod support;
 
 use framelink::client::ClientConfig;
-use framelink::process::exec::ExecInput;
-use framelink::process::{Output, Processor, ProcessorConfig, ProcessorKind};
+use framelink::server::process::exec::ExecInput;
+use framelink::server::process::{Output, Processor, ProcessorConfig, ProcessorKind};
+use framelink::server::sink::FrameView;
 use framelink::server::ServerConfig;
-use framelink::sink::FrameView;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::Path;
@@ -220,8 +220,11 @@ fn a_picture_result_is_saved_by_the_client() {
     assert!(saved.len() >= 5, "{lines:?}");
     for l in saved {
         let jpeg = std::fs::read(l["file"].as_str().unwrap()).unwrap();
-        assert!(framelink::jpeg::is_whole(&jpeg));
-        assert_eq!(framelink::jpeg::dimensions(&jpeg).unwrap(), (160, 120));
+        assert!(framelink::media::jpeg::is_whole(&jpeg));
+        assert_eq!(
+            framelink::media::jpeg::dimensions(&jpeg).unwrap(),
+            (160, 120)
+        );
     }
 }
 
@@ -245,7 +248,7 @@ impl Processor for Takes {
 /// to them.
 #[test]
 fn every_accepted_frame_gets_exactly_one_result_after_its_verdict() {
-    use framelink::protocol::{self, Encoding, FrameHeader, Message, Outcome, ResultStatus};
+    use framelink::wire::{self, Encoding, FrameHeader, Message, Outcome, ResultStatus};
     use std::collections::{HashMap, VecDeque};
     use std::time::Instant;
     let server = TestServer::start_processor(
@@ -256,8 +259,8 @@ fn every_accepted_frame_gets_exactly_one_result_after_its_verdict() {
         Box::new(Takes(Duration::from_millis(15))),
     );
     let mut peer = support::RawPeer::connect_small_window(server.addr, 4096);
-    match peer.hello_with("slow-downlink", None, protocol::CAP_RESULTS) {
-        Some(Message::Welcome(w)) => assert_eq!(w.capabilities, protocol::CAP_RESULTS),
+    match peer.hello_with("slow-downlink", None, wire::CAP_RESULTS) {
+        Some(Message::Welcome(w)) => assert_eq!(w.capabilities, wire::CAP_RESULTS),
         other => panic!("expected WELCOME, got {other:?}"),
     }
     let jpeg = support::jpeg(32, 24);

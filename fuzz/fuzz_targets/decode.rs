@@ -6,11 +6,11 @@
 //! back to itself.
 #![no_main]
 
-use framelink::protocol::{self, Limits};
+use framelink::wire::{self, Limits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = protocol::check_preface(data);
+    let _ = wire::check_preface(data);
     // Small limits, so length checks are exercised, and the defaults.
     for limits in [
         Limits {
@@ -21,20 +21,20 @@ fuzz_target!(|data: &[u8]| {
     ] {
         let mut rest = data;
         while !rest.is_empty() {
-            match protocol::decode(rest, &limits) {
+            match wire::decode(rest, &limits) {
                 Ok((message, used)) => {
                     assert!(used > 0 && used <= rest.len());
                     let mut again = Vec::new();
                     message.encode(&mut again);
-                    let (back, n) = protocol::decode(&again, &limits).expect("re-encoded message decodes");
+                    let (back, n) = wire::decode(&again, &limits).expect("re-encoded message decodes");
                     assert_eq!(n, again.len());
                     assert_eq!(back, message);
                     rest = &rest[used..];
                 }
-                Err(protocol::Error::Incomplete) => {
+                Err(wire::Error::Incomplete) => {
                     // Incomplete means more bytes could complete it: the
                     // length it needs is known and within the limits.
-                    if let Ok(Some(n)) = protocol::needed(rest, &limits) {
+                    if let Ok(Some(n)) = wire::needed(rest, &limits) {
                         assert!(n > rest.len());
                     }
                     break;
@@ -43,17 +43,17 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let _ = framelink::jpeg::is_whole(data);
-    let _ = framelink::jpeg::dimensions(data);
-    let _ = framelink::jpeg::whole_len(data);
+    let _ = framelink::media::jpeg::is_whole(data);
+    let _ = framelink::media::jpeg::dimensions(data);
+    let _ = framelink::media::jpeg::whole_len(data);
     let mut out = Vec::new();
-    let _ = framelink::jpeg::normalize_mjpeg(data, &mut out);
+    let _ = framelink::media::jpeg::normalize_mjpeg(data, &mut out);
     // The server decodes only what passes its frame check, sized as the
     // FRAME says; the decoder guards itself as well.
-    if let Some((w, h)) = framelink::jpeg::dimensions(data) {
-        let header = protocol::FrameHeader {
+    if let Some((w, h)) = framelink::media::jpeg::dimensions(data) {
+        let header = wire::FrameHeader {
             frame_id: 0,
-            encoding: protocol::Encoding::Jpeg,
+            encoding: wire::Encoding::Jpeg,
             width: w,
             height: h,
             capture_to_send_us: 0,
@@ -65,12 +65,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(!passed || pixels <= 1 << 20, "the frame check bounds the size");
         if passed {
             // Small enough to decode at speed: decodes to its header's size or fails.
-            if let Ok(img) = framelink::encode::decode_rgb(data) {
+            if let Ok(img) = framelink::media::encode::decode_rgb(data) {
                 assert_eq!(img.dimensions(), (w as u32, h as u32));
             }
-        } else if pixels > framelink::encode::MAX_DECODE_PIXELS {
+        } else if pixels > framelink::media::encode::MAX_DECODE_PIXELS {
             // Refused before anything is allocated for the pixels.
-            assert!(framelink::encode::decode_rgb(data).is_err());
+            assert!(framelink::media::encode::decode_rgb(data).is_err());
         }
     }
 });

@@ -9,9 +9,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use framelink::delay_proxy::DelayProxy;
-use framelink::encode::{self, EncoderKind, Subsampling};
-use framelink::source::{test_pattern::TestPattern, Image, Source};
+use framelink::client::source::{test_pattern::TestPattern, Image, Source};
+use framelink::media::encode::{self, EncoderKind, Subsampling};
+use framelink::testkit::delay_proxy::DelayProxy;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::net::TcpListener;

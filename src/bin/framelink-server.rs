@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use framelink::cli::ServerOpts;
-use framelink::display::DisplaySink;
+use framelink::server::display::DisplaySink;
 use framelink::server::Server;
 use framelink::shutdown::Shutdown;
 use framelink::{logging, output, server};

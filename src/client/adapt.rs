@@ -22,7 +22,7 @@
 //!   link that cannot carry the higher level is probed ever more rarely
 //!   instead of oscillating. Holding the higher level for 10 s forgives it.
 
-use crate::protocol::Outcome;
+use crate::wire::Outcome;
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::VecDeque;

@@ -8,19 +8,30 @@
 //! sender still only ever sees frames newer than the last. Buffers are reused
 //! through a small pool: no full-frame allocation per frame.
 
-use crate::adapt::Adapter;
-use crate::client::EncodedFrame;
-use crate::connection::TICK;
-use crate::encode::{self, Encoder};
+use crate::client::adapt::Adapter;
+use crate::client::source::{Image, Source};
 use crate::latest::{self, LatestSender};
+use crate::media::encode::{self, Encoder};
 use crate::shutdown::Shutdown;
-use crate::source::{Image, Source};
+use crate::shutdown::TICK;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use crossbeam_channel::RecvTimeoutError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A captured, encoded frame waiting in the slot.
+#[derive(Debug, Clone)]
+pub struct EncodedFrame {
+    pub id: u64,
+    pub jpeg: Bytes,
+    pub width: u16,
+    pub height: u16,
+    pub captured_at: Instant,
+    /// The adaptation level it was made at (0: the setting asked for).
+    pub level: usize,
+}
 
 /// Publishes encoded frames in increasing id order, dropping late ones.
 struct Publisher {
@@ -377,8 +388,8 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::{encoder, EncoderKind, Subsampling};
-    use crate::source::test_pattern::TestPattern;
+    use crate::client::source::test_pattern::TestPattern;
+    use crate::media::encode::{encoder, EncoderKind, Subsampling};
     use std::time::Duration;
 
     /// Runs the stage with `n` encoders and collects what the sender would see.
@@ -419,9 +430,9 @@ mod tests {
                 got.windows(2).all(|w| w[0].id < w[1].id),
                 "{n} encoders: ids must increase"
             );
-            assert!(got
-                .iter()
-                .all(|f| crate::jpeg::is_whole(&f.jpeg) && (f.width, f.height) == (160, 120)));
+            assert!(got.iter().all(
+                |f| crate::media::jpeg::is_whole(&f.jpeg) && (f.width, f.height) == (160, 120)
+            ));
         }
     }
 }

@@ -2,26 +2,32 @@
 //! latest-only slot; the sender takes the newest frame each time it holds a
 //! ticket from the server, and reconnects by itself when the link breaks.
 
-use crate::adapt::{AdaptSummary, Adapter, Ladder, Setting};
-use crate::auth::{self, Token};
-use crate::connection::{self, ConnError, Reader, Writer};
-use crate::encode;
-use crate::gate::micros_u32;
+pub mod adapt;
+pub mod capture;
+pub mod results;
+pub mod source;
+
+pub use capture::EncodedFrame;
+
+use crate::client::adapt::{AdaptSummary, Adapter, Ladder, Setting};
 use crate::latest::{self, LatestReceiver};
-use crate::protocol::{
+use crate::media::encode;
+use crate::shutdown::Shutdown;
+use crate::stats::{Figures, Running};
+use crate::wire::auth::{self, Token};
+use crate::wire::connection::{self, ConnError, Reader, Writer};
+use crate::wire::micros_u32;
+use crate::wire::stream::Stream;
+use crate::wire::tls;
+use crate::wire::{
     self, Encoding, FrameHeader, Goodbye, GoodbyeCode, Hello, Limits, Message, Outcome, Ticket,
 };
-use crate::results::{self, InFlight, ResultsOut};
-use crate::shutdown::Shutdown;
-use crate::source::{self, SourceConfig};
-use crate::stats::{Figures, Running};
-use crate::stream::Stream;
-use crate::tls;
 use anyhow::{anyhow, bail, Context, Result};
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
+use results::{InFlight, ResultsOut};
 use serde::Serialize;
+use source::SourceConfig;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -135,18 +141,6 @@ pub struct ClientSummary {
     pub last_problem: Option<String>,
 }
 
-/// A captured, encoded frame waiting in the slot.
-#[derive(Debug, Clone)]
-pub struct EncodedFrame {
-    pub id: u64,
-    pub jpeg: Bytes,
-    pub width: u16,
-    pub height: u16,
-    pub captured_at: Instant,
-    /// The adaptation level it was made at (0: the setting asked for).
-    pub level: usize,
-}
-
 /// Runs the client until `shutdown` (Ctrl-C, `--duration`) and returns the
 /// summary. Opens the source first: a missing camera fails here, before any
 /// connection is tried. Fails too on a server that speaks another protocol
@@ -224,12 +218,12 @@ pub fn run_with_source(
                 // A panic (a bug, or a camera driver's) ends the run as an
                 // error, like any other capture failure.
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::capture::run(source, encoders, slot, adapter, &shutdown)
+                    crate::client::capture::run(source, encoders, slot, adapter, &shutdown)
                 }))
                 .unwrap_or_else(|panic| {
                     Err(anyhow::anyhow!(
                         "internal error in the capture thread (a bug; please report it): {}",
-                        crate::server::panic_text(&*panic)
+                        crate::logging::panic_text(&*panic)
                     ))
                 });
                 if let Err(e) = ran {
@@ -296,7 +290,7 @@ pub fn run_with_source(
         last_problem,
     };
     if let Some(path) = &config.summary_json {
-        crate::server::write_json(path, &summary)?;
+        crate::output::write_json(path, &summary)?;
     }
     if let Some(e) = capture_error.lock().take() {
         return Err(e);
@@ -451,7 +445,7 @@ fn session(
             };
             server_nonce = Some(c.nonce);
             let hello = Message::Hello(Hello {
-                capabilities: protocol::CAP_RESULTS,
+                capabilities: wire::CAP_RESULTS,
                 name: config.name.clone(),
                 client_nonce,
                 proof: config
@@ -467,8 +461,8 @@ fn session(
         Ok((_, Some(Message::Welcome(w)))) if server_nonce.is_some() => w,
         Ok((_, Some(Message::Goodbye(g)))) => return goodbye_end(server, g).map(|e| (e, false)),
         Ok((version, other)) => {
-            if version != protocol::VERSION {
-                bail!("the server at {server} speaks framelink protocol version {version}; this client speaks version {}: upgrade the older side", protocol::VERSION);
+            if version != wire::VERSION {
+                bail!("the server at {server} speaks framelink protocol version {version}; this client speaks version {}: upgrade the older side", wire::VERSION);
             }
             let got = other.map(|m| m.name()).unwrap_or("end of stream");
             let expected = if server_nonce.is_some() {
@@ -627,7 +621,7 @@ fn send_loop(
             if shutdown.is_triggered() {
                 return SendEnd::Stopped;
             }
-            match tickets.recv_timeout(connection::TICK) {
+            match tickets.recv_timeout(crate::shutdown::TICK) {
                 Ok(t) => break t,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return SendEnd::ReaderEnded,
@@ -637,7 +631,7 @@ fn send_loop(
             if shutdown.is_triggered() {
                 return SendEnd::Stopped;
             }
-            match frames.recv_timeout(connection::TICK) {
+            match frames.recv_timeout(crate::shutdown::TICK) {
                 Ok(f) if f.jpeg.len() as u64 > max_frame_bytes as u64 => {
                     if !warned_too_large {
                         warn!("frame of {} bytes is over the server's limit of {max_frame_bytes} bytes: not sent (lower --quality or the size)", f.jpeg.len());

@@ -12,7 +12,7 @@
 //! picture with `--save-results`, else `bytes` its size), `text` (a failure's
 //! message in `result`) or `none`.
 
-use crate::protocol::{ProcessResult, ResultKind, ResultStatus};
+use crate::wire::{ProcessResult, ResultKind, ResultStatus};
 use anyhow::{Context, Result};
 use parking_lot::Mutex;
 use serde_json::{json, Value};

@@ -165,7 +165,7 @@ pub const MAX_DECODE_PIXELS: u64 = 8192 * 8192;
 /// in the header is what a decoder allocates for, so a few hundred bytes
 /// claiming 60000 × 60000 would otherwise ask for 10 GB.
 pub fn decode_rgb(jpeg: &[u8]) -> Result<image::RgbImage> {
-    let (w, h) = crate::jpeg::dimensions(jpeg)
+    let (w, h) = crate::media::jpeg::dimensions(jpeg)
         .context("frame does not decode as JPEG: no single readable frame header")?;
     let pixels = w as u64 * h as u64;
     anyhow::ensure!(
@@ -213,7 +213,7 @@ mod tests {
         let rgb = gradient(w, h);
         let mut out = vec![1, 2, 3];
         enc.encode(&rgb, w, h, &mut out).unwrap();
-        assert!(crate::jpeg::is_whole(&out), "{}", enc.name());
+        assert!(crate::media::jpeg::is_whole(&out), "{}", enc.name());
         let img = decode_rgb(&out).unwrap();
         assert_eq!(img.dimensions(), (w, h));
         // A smooth gradient survives quality 80 closely.
@@ -231,7 +231,7 @@ mod tests {
         );
         // The buffer is reused: a second frame encodes into the same Vec.
         enc.encode(&rgb, w, h, &mut out).unwrap();
-        assert!(crate::jpeg::is_whole(&out));
+        assert!(crate::media::jpeg::is_whole(&out));
     }
 
     #[test]

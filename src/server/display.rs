@@ -2,8 +2,8 @@
 //! labelled with the client's name, the frames a second the window shows,
 //! and the frame's age on arrival. Closing the window (or Esc) stops the server.
 
-use crate::draw;
-use crate::sink::{ClientId, FrameView, Sink};
+use crate::media::draw;
+use crate::server::sink::{ClientId, FrameView, Sink};
 use anyhow::{anyhow, Result};
 use minifb::{Key, Window, WindowOptions};
 use std::collections::BTreeMap;
@@ -229,7 +229,7 @@ pub const DISPLAY_TICK: Duration = REFRESH;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::ArrivedFrame;
+    use crate::server::sink::ArrivedFrame;
 
     fn view(client: ClientId, jpeg: Vec<u8>) -> FrameView {
         FrameView::new(ArrivedFrame {

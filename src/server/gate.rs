@@ -1,6 +1,6 @@
 //! The staleness gate: how old a frame is on arrival, without synchronized clocks.
 //!
-//! The server hands out a [`Ticket`](crate::protocol::Ticket) carrying its own
+//! The server hands out a [`Ticket`](crate::wire::Ticket) carrying its own
 //! clock reading `T_s`. The client keeps it for `held` (its own clock) until a
 //! frame is ready, and reports with the frame how long ago, on its own clock,
 //! that frame was captured (`capture_to_send`). When the whole frame has
@@ -17,7 +17,7 @@
 //! most the one-way server→client delay (≤ `transit`), plus clock-rate
 //! drift over `held` (ppm: microseconds per second held).
 
-use crate::protocol::Outcome;
+use crate::wire::Outcome;
 use std::time::Duration;
 
 /// The figures the gate judges a frame by.
@@ -77,11 +77,6 @@ impl Gate {
     }
 }
 
-/// A duration as whole microseconds in a u32, saturating (about 71 minutes).
-pub fn micros_u32(d: Duration) -> u32 {
-    d.as_micros().min(u32::MAX as u128) as u32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,7 +118,10 @@ mod tests {
 
     #[test]
     fn micros_saturate() {
-        assert_eq!(micros_u32(Duration::from_secs(10_000)), u32::MAX);
-        assert_eq!(micros_u32(ms(2)), 2000);
+        assert_eq!(
+            crate::wire::micros_u32(Duration::from_secs(10_000)),
+            u32::MAX
+        );
+        assert_eq!(crate::wire::micros_u32(ms(2)), 2000);
     }
 }

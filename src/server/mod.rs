@@ -6,26 +6,33 @@
 //! Errors in one connection are logged in that connection's thread and end
 //! only that connection; the accept loop and the other clients go on.
 
-use crate::auth::{self, Token};
-use crate::connection::{self, ConnError, Reader, Writer};
-use crate::gate::{self, Gate};
-use crate::jpeg;
+pub mod display;
+pub mod gate;
+pub mod live_view;
+pub mod process;
+pub mod record;
+pub mod sink;
+
 use crate::latest::{self, LatestReceiver, LatestSender};
-use crate::live_view::{self, LiveFrames, StatsSource};
-use crate::process::{self, ProcessingCounts, ProcessingSink, Processor, ProcessorConfig};
-use crate::protocol::{
+use crate::media::jpeg;
+use crate::server::sink::{ArrivedFrame, ClientId, FrameView, Sink};
+use crate::shutdown::Shutdown;
+use crate::stats::{Figures, Percentiles, Running, Tally};
+use crate::wire::auth::{self, Token};
+use crate::wire::connection::{self, ConnError, Reader, Writer};
+use crate::wire::stream::Stream;
+use crate::wire::tls;
+use crate::wire::{
     self, Challenge, Encoding, GoodbyeCode, Limits, Message, Outcome, ProcessResult, Reason,
     ResultKind, ResultStatus, Ticket, Verdict, Welcome,
 };
-use crate::record::{self, RecordConfig, RecordSummary, Recorder};
-use crate::shutdown::Shutdown;
-use crate::sink::{ArrivedFrame, ClientId, FrameView, Sink};
-use crate::stats::{Figures, Percentiles, Running, Tally};
-use crate::stream::Stream;
-use crate::tls;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Select, Sender};
+use gate::Gate;
+use live_view::{LiveFrames, StatsSource};
 use parking_lot::Mutex;
+use process::{ProcessingCounts, ProcessingSink, Processor, ProcessorConfig};
+use record::{RecordConfig, RecordSummary, Recorder};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -664,7 +671,7 @@ impl Server {
         })?;
         let summary = shared.summary();
         if let Some(path) = &shared.config.summary_json {
-            write_json(path, &summary)?;
+            crate::output::write_json(path, &summary)?;
         }
         if let Some(text) = fatal.lock().take() {
             anyhow::bail!("{text}");
@@ -696,7 +703,7 @@ fn contain(name: &str, fatal: &Mutex<Option<String>>, shutdown: &Shutdown, f: im
     if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         let text = format!(
             "internal error: the {name} thread failed (a bug; please report it): {}",
-            panic_text(&*panic)
+            crate::logging::panic_text(&*panic)
         );
         tracing::error!("{text}");
         fatal.lock().get_or_insert(text);
@@ -711,13 +718,6 @@ pub fn run(
     shutdown: Shutdown,
 ) -> Result<ServerSummary> {
     Server::new(listener, config).run(shutdown)
-}
-
-/// Writes `value` as one JSON object to `path`.
-pub fn write_json(path: &std::path::Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(path, text + "\n")
-        .with_context(|| format!("cannot write the summary to {}", path.display()))
 }
 
 /// Accepts connections until shutdown. Polls a non-blocking listener, so a
@@ -756,7 +756,7 @@ fn accept_loop<'s>(
                             tracing::error!(
                                 %peer,
                                 "connection ended by an internal error (a bug; please report it): {}",
-                                panic_text(&panic)
+                                crate::logging::panic_text(&panic)
                             );
                         }
                     });
@@ -784,15 +784,6 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// The message a panic carried, for the log.
-pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic without a message".into())
 }
 
 /// The connection's stream: the socket itself, or the plaintext end of a
@@ -996,10 +987,10 @@ impl<'a> Connection<'a> {
                 return Err(e);
             }
         };
-        if version != protocol::VERSION {
-            let text = format!("this server speaks framelink protocol version {}, the client sent version {version}", protocol::VERSION);
+        if version != wire::VERSION {
+            let text = format!("this server speaks framelink protocol version {}, the client sent version {version}", wire::VERSION);
             refuse(&mut writer, GoodbyeCode::UnsupportedVersion, text.clone());
-            return Err(ConnError::Protocol(protocol::Error::Malformed {
+            return Err(ConnError::Protocol(wire::Error::Malformed {
                 kind: "preface",
                 reason: text,
             }));
@@ -1009,7 +1000,7 @@ impl<'a> Connection<'a> {
             Ok(Some(other)) => {
                 let text = format!("expected HELLO after the preface, got {}", other.name());
                 refuse(&mut writer, GoodbyeCode::ProtocolError, text.clone());
-                return Err(ConnError::Protocol(protocol::Error::Malformed {
+                return Err(ConnError::Protocol(wire::Error::Malformed {
                     kind: "handshake",
                     reason: text,
                 }));
@@ -1073,7 +1064,7 @@ impl<'a> Connection<'a> {
             last_result: Mutex::default(),
         });
         shared.registry.add(id, live.clone());
-        let wants_results = hello.capabilities & protocol::CAP_RESULTS != 0;
+        let wants_results = hello.capabilities & wire::CAP_RESULTS != 0;
         let (results, results_rx) = if wants_results {
             // Unbounded, but never longer than RESULTS_OWED: see `owed`.
             let (tx, rx) = crossbeam_channel::unbounded();
@@ -1098,12 +1089,8 @@ impl<'a> Connection<'a> {
             next_ticket: 0,
         };
         let welcome = Message::Welcome(Welcome {
-            capabilities: if wants_results {
-                protocol::CAP_RESULTS
-            } else {
-                0
-            },
-            max_age_us: gate::micros_u32(shared.config.max_age),
+            capabilities: if wants_results { wire::CAP_RESULTS } else { 0 },
+            max_age_us: crate::wire::micros_u32(shared.config.max_age),
             max_frame_bytes: shared.config.max_frame_bytes,
             window: shared.config.window,
             proof: shared
@@ -1183,7 +1170,7 @@ impl<'a> Connection<'a> {
                     });
                 }
                 other => {
-                    let e = protocol::Error::Malformed {
+                    let e = wire::Error::Malformed {
                         kind: "stream",
                         reason: format!(
                             "a client may not send {} after the handshake",
@@ -1241,12 +1228,12 @@ impl<'a> Connection<'a> {
     /// protocol error (the age could not be trusted).
     fn judge(
         &mut self,
-        frame: protocol::Frame,
+        frame: wire::Frame,
         arrived: Instant,
     ) -> Result<(Verdict, Option<ArrivedFrame>), ConnError> {
         let h = frame.header;
         let Some(pos) = self.outstanding.iter().position(|t| *t == frame.ticket) else {
-            let e = protocol::Error::Malformed {
+            let e = wire::Error::Malformed {
                 kind: "FRAME",
                 reason: format!(
                     "echoes ticket {} ({} us) that is not outstanding",
@@ -1290,8 +1277,8 @@ impl<'a> Connection<'a> {
             ticket_id: frame.ticket.id,
             outcome,
             reason,
-            age_us: gate::micros_u32(m.age),
-            transit_us: gate::micros_u32(m.transit),
+            age_us: crate::wire::micros_u32(m.age),
+            transit_us: crate::wire::micros_u32(m.transit),
             result_kind: 0,
             result: Default::default(),
         };
@@ -1329,7 +1316,7 @@ impl<'a> Connection<'a> {
 /// readable frame header, that header's size equal to the FRAME's, and the
 /// size within `max_pixels`. None when the frame passes: nothing decodes a
 /// frame before this, so the size a decoder allocates for is bounded here.
-pub fn check_frame(h: &protocol::FrameHeader, payload: &[u8], max_pixels: u64) -> Option<Reason> {
+pub fn check_frame(h: &wire::FrameHeader, payload: &[u8], max_pixels: u64) -> Option<Reason> {
     if h.encoding != Encoding::Jpeg {
         return Some(Reason::UnsupportedEncoding);
     }
@@ -1354,7 +1341,7 @@ pub fn check_frame(h: &protocol::FrameHeader, payload: &[u8], max_pixels: u64) -
 /// Tells the peer why its connection is being closed, where there is a code for it.
 fn refuse_for(writer: &Mutex<Writer>, e: &ConnError) {
     let code = match e {
-        ConnError::Protocol(protocol::Error::TooLarge { .. }) => GoodbyeCode::TooLarge,
+        ConnError::Protocol(wire::Error::TooLarge { .. }) => GoodbyeCode::TooLarge,
         ConnError::Protocol(_) => GoodbyeCode::ProtocolError,
         ConnError::TimedOut(..) => GoodbyeCode::Timeout,
         ConnError::Shutdown => GoodbyeCode::ShuttingDown,
@@ -1369,9 +1356,9 @@ fn refuse_for(writer: &Mutex<Writer>, e: &ConnError) {
 /// ends on shutdown or when a sink asks to stop.
 fn pipeline(joined: &Receiver<Joined>, sinks: &mut [&mut dyn Sink], shutdown: &Shutdown) {
     let tick = if sinks.iter().any(|s| s.name() == "display") {
-        crate::display::DISPLAY_TICK
+        crate::server::display::DISPLAY_TICK
     } else {
-        connection::TICK
+        crate::shutdown::TICK
     };
     let mut clients: Vec<Joined> = Vec::new();
     let mut failures: HashMap<(ClientId, usize), u64> = HashMap::new();

@@ -13,8 +13,8 @@
 //! of the recording (counted), never queued without bound. A write error (a
 //! full disk) stops recording with one warning; streaming goes on.
 
+use crate::server::sink::ArrivedFrame;
 use crate::shutdown::Shutdown;
-use crate::sink::ArrivedFrame;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
@@ -216,7 +216,7 @@ impl RecordWriter {
     /// Unblocked by a frame or the 100 ms tick.
     pub fn run(mut self, shutdown: &Shutdown) {
         loop {
-            match self.rx.recv_timeout(crate::connection::TICK) {
+            match self.rx.recv_timeout(crate::shutdown::TICK) {
                 Ok(frame) => self.write_or_stop(&frame),
                 Err(RecvTimeoutError::Timeout) if shutdown.is_triggered() => break,
                 Err(RecvTimeoutError::Timeout) => {}
@@ -327,7 +327,7 @@ fn open_append(path: &Path) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::tests::arrived;
+    use crate::server::sink::tests::arrived;
 
     #[test]
     fn client_names_become_safe_directory_names() {
@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn the_budget_deletes_the_oldest_files_first() {
         let tmp = tempfile::tempdir().unwrap();
-        let jpeg = crate::jpeg::tests::sample_jpeg(16, 8);
+        let jpeg = crate::media::jpeg::tests::sample_jpeg(16, 8);
         let budget = jpeg.len() as u64 * 3;
         let (rec, mut w) = open(RecordConfig {
             dir: tmp.path().into(),
@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn without_a_budget_nothing_is_kept_per_file() {
         let tmp = tempfile::tempdir().unwrap();
-        let jpeg = crate::jpeg::tests::sample_jpeg(16, 8);
+        let jpeg = crate::media::jpeg::tests::sample_jpeg(16, 8);
         // A file from an earlier run is counted, not listed.
         fs::create_dir_all(tmp.path().join("old")).unwrap();
         fs::write(tmp.path().join("old/1-000001.jpg"), &jpeg).unwrap();

@@ -1,12 +1,12 @@
 //! Where accepted frames go on the server: sinks (the display, or a test's
 //! probe) fed by the display thread, and the processor fed by the processing
-//! thread (see [`process`](crate::process)).
+//! thread (see [`process`](crate::server::process)).
 //!
 //! A sink sees each client's newest frame only; frames that were replaced
 //! before the thread got to them are never decoded. Decoding is lazy and
 //! shared: the first sink that asks for pixels pays for it.
 
-use crate::protocol::ProcessResult;
+use crate::wire::ProcessResult;
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 use image::RgbImage;
@@ -54,7 +54,9 @@ impl FrameView {
     pub fn rgb(&mut self) -> Result<&RgbImage, String> {
         let jpeg = &self.frame.jpeg;
         self.decoded
-            .get_or_insert_with(|| crate::encode::decode_rgb(jpeg).map_err(|e| format!("{e:#}")))
+            .get_or_insert_with(|| {
+                crate::media::encode::decode_rgb(jpeg).map_err(|e| format!("{e:#}"))
+            })
             .as_ref()
             .map_err(Clone::clone)
     }
@@ -107,7 +109,7 @@ pub(crate) mod tests {
 
     #[test]
     fn decoding_is_lazy_and_done_once() {
-        let mut v = FrameView::new(arrived(crate::jpeg::tests::sample_jpeg(16, 8)));
+        let mut v = FrameView::new(arrived(crate::media::jpeg::tests::sample_jpeg(16, 8)));
         assert!(!v.was_decoded());
         assert_eq!(v.rgb().unwrap().dimensions(), (16, 8));
         assert!(v.was_decoded());
@@ -116,7 +118,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_corrupt_jpeg_is_an_error_not_a_panic() {
-        let mut j = crate::jpeg::tests::sample_jpeg(16, 8);
+        let mut j = crate::media::jpeg::tests::sample_jpeg(16, 8);
         let mid = j.len() / 2;
         j.splice(4..mid, std::iter::repeat_n(0xFF, mid - 4));
         let mut v = FrameView::new(arrived(j));

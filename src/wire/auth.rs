@@ -11,7 +11,7 @@
 //! recorded handshake cannot be replayed. Without TLS the frames themselves
 //! still cross the wire in the clear: see the README's SECURITY section.
 
-use crate::protocol::{NONCE_LEN, PROOF_LEN};
+use crate::wire::{NONCE_LEN, PROOF_LEN};
 use anyhow::{bail, Context, Result};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};

@@ -5,16 +5,15 @@
 //! its payload, in a single system call with TCP_NODELAY set, so nothing waits
 //! on Nagle's algorithm.
 
-use crate::protocol::{self, Limits, Message};
 use crate::shutdown::Shutdown;
-use crate::stream::Stream;
+use crate::wire::stream::Stream;
+use crate::wire::{self, Limits, Message};
 use bytes::BytesMut;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// How often a blocked read wakes to look at the shutdown flag and deadlines.
-pub const TICK: Duration = Duration::from_millis(100);
+use crate::shutdown::TICK;
 /// Largest read done in one go when the next message's size is not known yet.
 const READ_CHUNK: usize = 64 * 1024;
 /// A wait with no deadline (a year).
@@ -31,7 +30,7 @@ pub enum ConnError {
     #[error("{0}")]
     Io(#[from] io::Error),
     #[error("{0}")]
-    Protocol(#[from] protocol::Error),
+    Protocol(#[from] wire::Error),
     #[error("peer closed the connection{}", if *.mid_message { " in the middle of a message" } else { "" })]
     Closed { mid_message: bool },
     #[error("peer timed out after {0:.1?} {1}")]
@@ -96,12 +95,12 @@ impl Reader {
     ) -> Result<u16, ConnError> {
         let called = Instant::now();
         loop {
-            match protocol::check_preface(&self.buf) {
+            match wire::check_preface(&self.buf) {
                 Ok(version) => {
-                    let _ = self.buf.split_to(protocol::PREFACE_LEN);
+                    let _ = self.buf.split_to(wire::PREFACE_LEN);
                     return Ok(version);
                 }
-                Err(protocol::Error::Incomplete) => {}
+                Err(wire::Error::Incomplete) => {}
                 Err(e) => {
                     // Wait briefly for a few more bytes (up to 8) to describe
                     // the peer well; the peer is foreign whatever comes.
@@ -112,8 +111,8 @@ impl Reader {
                             Ok(true)
                         );
                     if !more {
-                        return Err(match protocol::check_preface(&self.buf) {
-                            Err(better @ protocol::Error::NotFramelink(_)) => better.into(),
+                        return Err(match wire::check_preface(&self.buf) {
+                            Err(better @ wire::Error::NotFramelink(_)) => better.into(),
                             _ => e.into(),
                         });
                     }
@@ -121,14 +120,14 @@ impl Reader {
                 }
             }
             if !self.fill_some(
-                protocol::PREFACE_LEN,
+                wire::PREFACE_LEN,
                 deadline,
                 shutdown,
                 "waiting for the preface",
                 called,
             )? {
-                return Err(match protocol::check_preface(&self.buf) {
-                    Err(e @ protocol::Error::NotFramelink(_)) => e.into(),
+                return Err(match wire::check_preface(&self.buf) {
+                    Err(e @ wire::Error::NotFramelink(_)) => e.into(),
                     _ => ConnError::Closed {
                         mid_message: !self.buf.is_empty(),
                     },
@@ -179,15 +178,15 @@ impl Reader {
         let called = Instant::now();
         let mut started = (!self.buf.is_empty()).then_some(called);
         loop {
-            match protocol::check(&self.buf, &self.limits) {
+            match wire::check(&self.buf, &self.limits) {
                 Ok(n) => {
                     let msg = self.buf.split_to(n).freeze();
-                    return Ok(Some(protocol::parse(msg)?));
+                    return Ok(Some(wire::parse(msg)?));
                 }
-                Err(protocol::Error::Incomplete) => {}
+                Err(wire::Error::Incomplete) => {}
                 Err(e) => return Err(e.into()),
             }
-            let want = protocol::needed(&self.buf, &self.limits)?.unwrap_or(protocol::ENVELOPE_LEN);
+            let want = wire::needed(&self.buf, &self.limits)?.unwrap_or(wire::ENVELOPE_LEN);
             let (deadline, what, since) = match started {
                 None => (idle_until, "waiting for a message", called),
                 Some(t) => (Some(after(t, whole)), "in the middle of a message", t),
@@ -298,7 +297,7 @@ impl Writer {
     pub fn send(&mut self, with_preface: bool, messages: &[&Message]) -> io::Result<()> {
         self.scratch.clear();
         if with_preface {
-            self.scratch.extend_from_slice(&protocol::preface());
+            self.scratch.extend_from_slice(&wire::preface());
         }
         for m in messages {
             m.encode(&mut self.scratch);
@@ -310,11 +309,11 @@ impl Writer {
     /// without copying the payload. Blocks like [`send`](Self::send).
     pub fn send_frame(
         &mut self,
-        header: &protocol::FrameHeader,
+        header: &wire::FrameHeader,
         payload: &[u8],
-        ticket: protocol::Ticket,
+        ticket: wire::Ticket,
     ) -> io::Result<()> {
-        let (head, tail) = protocol::frame_parts(header, ticket);
+        let (head, tail) = wire::frame_parts(header, ticket);
         let mut slices = [
             IoSlice::new(&head),
             IoSlice::new(payload),
@@ -328,10 +327,10 @@ impl Writer {
     pub fn goodbye(
         &mut self,
         with_preface: bool,
-        code: protocol::GoodbyeCode,
+        code: wire::GoodbyeCode,
         text: impl Into<String>,
     ) -> io::Result<()> {
-        let bye = Message::Goodbye(protocol::Goodbye {
+        let bye = Message::Goodbye(wire::Goodbye {
             code,
             text: text.into(),
         });
@@ -368,7 +367,7 @@ fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Goodbye, GoodbyeCode, Ticket};
+    use crate::wire::{Goodbye, GoodbyeCode, Ticket};
     use std::net::TcpListener;
 
     fn pair() -> (TcpStream, TcpStream) {
@@ -384,7 +383,7 @@ mod tests {
     #[test]
     fn messages_split_across_writes_are_reassembled() {
         let (a, b) = pair();
-        let mut bytes = protocol::preface().to_vec();
+        let mut bytes = wire::preface().to_vec();
         Message::Ticket(Ticket {
             id: 3,
             issued_us: 99,
@@ -403,7 +402,7 @@ mod tests {
         assert_eq!(
             r.read_preface(Instant::now() + Duration::from_secs(5), &s)
                 .unwrap(),
-            protocol::VERSION
+            wire::VERSION
         );
         let m = r
             .read_message(None, Duration::from_secs(5), &s)
@@ -428,8 +427,7 @@ mod tests {
     #[test]
     fn a_peer_stalled_mid_message_times_out() {
         let (mut a, b) = pair();
-        a.write_all(&[protocol::kind::GOODBYE, 0, 0, 0, 10, 0])
-            .unwrap();
+        a.write_all(&[wire::kind::GOODBYE, 0, 0, 0, 10, 0]).unwrap();
         let mut r = Reader::new(b, Limits::default());
         let err = r
             .read_message(None, Duration::from_millis(300), &Shutdown::new())
@@ -443,8 +441,7 @@ mod tests {
     #[test]
     fn a_peer_closing_mid_message_is_reported_as_such() {
         let (mut a, b) = pair();
-        a.write_all(&[protocol::kind::GOODBYE, 0, 0, 0, 10, 0])
-            .unwrap();
+        a.write_all(&[wire::kind::GOODBYE, 0, 0, 0, 10, 0]).unwrap();
         drop(a);
         let mut r = Reader::new(b, Limits::default());
         let err = r

@@ -47,6 +47,11 @@ pub const RESULT_FIXED_LEN: usize = 8 + 1 + 4 + 4 + 1 + 4;
 /// will send them (in WELCOME).
 pub const CAP_RESULTS: u32 = 1;
 
+/// A duration as whole microseconds in a u32 field, saturating (about 71 minutes).
+pub fn micros_u32(d: std::time::Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
+}
+
 /// The 6 bytes that open a stream in either direction.
 pub fn preface() -> [u8; PREFACE_LEN] {
     let mut p = [0u8; PREFACE_LEN];
@@ -446,7 +451,7 @@ pub struct Hello {
     pub name: String,
     /// A fresh random nonce the server's WELCOME proof answers.
     pub client_nonce: [u8; NONCE_LEN],
-    /// HMAC-SHA256 of the challenge with the shared token (see [`crate::auth`]);
+    /// HMAC-SHA256 of the challenge with the shared token (see [`crate::wire::auth`]);
     /// empty without a token.
     pub proof: Vec<u8>,
 }
@@ -1417,7 +1422,7 @@ mod worked_example {
             v
         };
         let payload = Bytes::from_static(&[0xFF, 0xD8, 0xFF, 0xD9]);
-        let token = crate::auth::Token::new("s3cret").unwrap();
+        let token = crate::wire::auth::Token::new("s3cret").unwrap();
         let server_nonce: [u8; 32] = std::array::from_fn(|i| i as u8);
         let client_nonce: [u8; 32] = std::array::from_fn(|i| 0x20 + i as u8);
         vec![
@@ -1570,7 +1575,7 @@ mod worked_example {
 
     #[test]
     fn protocol_md_shows_exactly_these_bytes() {
-        let doc = include_str!("../protocol.md");
+        let doc = include_str!("../../protocol.md");
         let start = doc
             .find("<!-- hexdump:start -->")
             .expect("protocol.md has the hexdump markers");

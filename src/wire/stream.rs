@@ -1,5 +1,5 @@
 //! A connection's byte stream: a TCP socket, or the plaintext end of a TLS
-//! bridge (a local socket pair, see [`crate::tls`]). Readers and writers work
+//! bridge (a local socket pair, see [`crate::wire::tls`]). Readers and writers work
 //! the same on both, with the same timeouts.
 
 use std::io::{self, IoSlice, Read, Write};

@@ -5,12 +5,12 @@
 //! timeouts, which a TLS session object does not allow. So TLS runs in a
 //! bridge: a thread per connection moves bytes between the TCP socket (TLS)
 //! and one end of a local socket pair (plaintext); the connection code uses
-//! the other end exactly as it would a TCP socket ([`crate::stream::Stream`]).
+//! the other end exactly as it would a TCP socket ([`crate::wire::stream::Stream`]).
 //! The bridge never buffers more than one read of each side: when the peer
 //! stops reading, writes to the plaintext end block and the usual write
 //! timeout applies.
 
-use crate::stream::Stream;
+use crate::wire::stream::Stream;
 use anyhow::{anyhow, Context, Result};
 use parking_lot::Mutex;
 use rustls::pki_types::pem::PemObject;

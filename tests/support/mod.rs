@@ -4,15 +4,15 @@
 #![allow(dead_code)]
 
 use crossbeam_channel::{Receiver, Sender};
-use framelink::auth::Token;
 use framelink::client::{self, ClientConfig, ClientSummary};
-use framelink::connection::{self, Reader, Writer};
-use framelink::process::Processor;
-use framelink::protocol::{Hello, Limits, Message};
+use framelink::server::process::Processor;
+use framelink::server::sink::{FrameView, Sink};
 use framelink::server::Server;
 use framelink::server::{ServerConfig, ServerSummary};
 use framelink::shutdown::Shutdown;
-use framelink::sink::{FrameView, Sink};
+use framelink::wire::auth::Token;
+use framelink::wire::connection::{self, Reader, Writer};
+use framelink::wire::{Hello, Limits, Message};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -585,12 +585,12 @@ impl Drop for ServerProcess {
 
 /// A real JPEG of `width` × `height` (a gradient), as a camera would send.
 pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
-    use framelink::encode::Encoder;
+    use framelink::media::encode::Encoder;
     let rgb: Vec<u8> = (0..width * height)
         .flat_map(|i| [(i % width) as u8, (i / width) as u8, 90])
         .collect();
     let mut out = Vec::new();
-    framelink::encode::ImageEncoder::new(80)
+    framelink::media::encode::ImageEncoder::new(80)
         .encode(&rgb, width, height, &mut out)
         .unwrap();
     out

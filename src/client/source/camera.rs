@@ -3,7 +3,7 @@
 //!
 //! The device is read on a thread of its own: nokhwa sets no read timeout, so
 //! a stalled camera blocks its `frame()` forever. That thread hands the newest
-//! buffer over a latest-only channel; [`next_frame`](crate::source::Source::next_frame) waits on it with
+//! buffer over a latest-only channel; [`next_frame`](crate::client::source::Source::next_frame) waits on it with
 //! a watchdog that warns when the camera goes quiet and fails after a long
 //! stall, instead of hanging the client.
 //!
@@ -104,7 +104,7 @@ fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
 mod imp {
     use super::super::{Captured, Image, Source};
     use super::{no_camera_message, nv12_to_rgb, yuyv_to_rgb, STALL_FAIL, STALL_WARN};
-    use crate::jpeg;
+    use crate::media::jpeg;
     use anyhow::{anyhow, bail, Context, Result};
     use crossbeam_channel::RecvTimeoutError;
     use nokhwa::utils::{

@@ -2,7 +2,7 @@
 //! re-encode). For replaying recorded footage through the pipeline.
 
 use super::{Captured, Image, Pacer, Source};
-use crate::jpeg;
+use crate::media::jpeg;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -120,7 +120,7 @@ impl Source for Folder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jpeg::tests::sample_jpeg;
+    use crate::media::jpeg::tests::sample_jpeg;
 
     #[test]
     fn loops_over_jpegs_in_name_order_and_skips_bad_ones() {

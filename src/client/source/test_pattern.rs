@@ -4,7 +4,7 @@
 //! drawn in, so a viewer sees motion and can read how old a frame is.
 
 use super::{Captured, Image, Pacer, Source};
-use crate::draw;
+use crate::media::draw;
 use anyhow::Result;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 

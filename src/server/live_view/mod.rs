@@ -15,9 +15,9 @@
 //! viewer: a connection only replaces the frame in its [`LiveFrames`] slot.
 //! Requests are parsed by `httparse`; every response closes its connection.
 
-use crate::auth::Token;
+use crate::server::sink::ClientId;
 use crate::shutdown::Shutdown;
-use crate::sink::ClientId;
+use crate::wire::auth::Token;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
@@ -40,7 +40,7 @@ const SEND_BUFFER: usize = 256 * 1024;
 /// The MJPEG part boundary.
 const BOUNDARY: &str = "framelink-frame";
 
-const PAGE: &str = include_str!("live_view.html");
+const PAGE: &str = include_str!("page.html");
 
 /// Every connected client's newest accepted frame, for viewers.
 #[derive(Default)]
@@ -131,7 +131,7 @@ pub trait StatsSource: Sync {
 
 /// Serves the live view on `listener` until `shutdown`. Polls a non-blocking
 /// listener (a shutdown is seen within 25 ms); each connection runs on a
-/// scoped thread that sees the shutdown within [`crate::connection::TICK`].
+/// scoped thread that sees the shutdown within [`crate::shutdown::TICK`].
 pub fn serve<'s>(
     s: &'s std::thread::Scope<'s, '_>,
     listener: &'s TcpListener,
@@ -410,7 +410,7 @@ fn stream_mjpeg(
     stream.write_all(head.as_bytes())?;
     let mut seq = 0;
     while !shutdown.is_triggered() {
-        match frames.wait_newer(id, seq, crate::connection::TICK) {
+        match frames.wait_newer(id, seq, crate::shutdown::TICK) {
             Next::Frame(s, jpeg) => {
                 seq = s;
                 let part = format!(

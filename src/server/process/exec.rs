@@ -27,7 +27,7 @@
 
 use super::Output;
 use super::Processor;
-use crate::sink::FrameView;
+use crate::server::sink::FrameView;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -274,10 +274,10 @@ impl Drop for ExecProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::tests::arrived;
+    use crate::server::sink::tests::arrived;
 
     fn view() -> FrameView {
-        FrameView::new(arrived(crate::jpeg::tests::sample_jpeg(16, 8)))
+        FrameView::new(arrived(crate::media::jpeg::tests::sample_jpeg(16, 8)))
     }
 
     #[test]

@@ -13,9 +13,9 @@
 pub mod exec;
 pub mod motion;
 
-use crate::gate::micros_u32;
-use crate::protocol::{ProcessResult, ResultKind, ResultStatus};
-use crate::sink::{ClientId, FrameView, Sink};
+use crate::server::sink::{ClientId, FrameView, Sink};
+use crate::wire::micros_u32;
+use crate::wire::{ProcessResult, ResultKind, ResultStatus};
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -181,7 +181,7 @@ impl Sink for ProcessingSink {
         .unwrap_or_else(|panic| {
             Err(anyhow::anyhow!(
                 "panicked: {}",
-                crate::server::panic_text(&*panic)
+                crate::logging::panic_text(&*panic)
             ))
         });
         let took = started.elapsed();
@@ -237,12 +237,12 @@ pub(crate) fn skipped(frame_id: u64) -> ProcessResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::tests::arrived;
+    use crate::server::sink::tests::arrived;
 
     #[test]
     fn count_processor_counts_per_client_without_decoding() {
         let mut p = CountProcessor::default();
-        let mut v = FrameView::new(arrived(crate::jpeg::tests::sample_jpeg(16, 8)));
+        let mut v = FrameView::new(arrived(crate::media::jpeg::tests::sample_jpeg(16, 8)));
         assert_eq!(
             p.process(&mut v).unwrap(),
             Output::Json(r#"{"count":1}"#.into())
@@ -272,7 +272,7 @@ mod tests {
         }
         let counts = Arc::new(ProcessingCounts::default());
         let (tx, rx) = crossbeam_channel::bounded(4);
-        let mut frame = arrived(crate::jpeg::tests::sample_jpeg(16, 8));
+        let mut frame = arrived(crate::media::jpeg::tests::sample_jpeg(16, 8));
         frame.reply = Some(tx);
         frame.frame_id = 7;
 
