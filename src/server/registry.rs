@@ -1,0 +1,352 @@
+//! The live figures: every client connected and gone, as the status line,
+//! the summary, `/stats.json` and `/metrics` see them.
+
+use super::live_view::{self, StatsSource};
+use super::record::Recorder;
+use super::sink::ClientId;
+use super::{ClientSummary, ServerSummary, Shared};
+use crate::stats::{Percentiles, Running, Tally};
+use crate::wire::{ProcessResult, ResultKind, ResultStatus};
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most distinct client names kept in the summary; later ones are folded into one entry.
+pub(super) const MAX_NAMED_CLIENTS: usize = 256;
+/// Longest result text kept for the live view's tiles.
+pub(super) const SHOWN_RESULT_CHARS: usize = 160;
+
+/// A connected client, as the status reporter, the live view and the summary see it.
+pub(super) struct Live {
+    pub(super) name: Arc<str>,
+    pub(super) peer: SocketAddr,
+    pub(super) stats: Mutex<Running>,
+    /// Frames replaced in the hand-off before the processing thread took them.
+    pub(super) superseded: Arc<AtomicU64>,
+    pub(super) superseded_reported: AtomicU64,
+    /// Age of the newest accepted frame, in microseconds.
+    pub(super) last_age_us: AtomicU64,
+    /// Arrival times of the accepted frames of the last second (for live fps).
+    pub(super) recent: Mutex<VecDeque<Instant>>,
+    /// The newest result, shortened, for the live view.
+    pub(super) last_result: Mutex<Option<String>>,
+}
+
+impl Live {
+    pub(super) fn accepted(&self, age: Duration, at: Instant) {
+        self.last_age_us
+            .store(age.as_micros() as u64, Ordering::Relaxed);
+        let mut r = self.recent.lock();
+        r.push_back(at);
+        trim_recent(&mut r, at);
+    }
+
+    /// Accepted frames over the last second.
+    pub(super) fn fps_now(&self) -> f64 {
+        let mut r = self.recent.lock();
+        trim_recent(&mut r, Instant::now());
+        r.len() as f64
+    }
+
+    pub(super) fn saw_result(&self, r: &ProcessResult) {
+        let text = match (r.status, r.kind) {
+            (ResultStatus::Skipped, _) => return,
+            (ResultStatus::Processed, ResultKind::None) => return,
+            (ResultStatus::Failed, _) => format!("failed: {}", String::from_utf8_lossy(&r.result)),
+            (_, ResultKind::Jpeg) => format!("JPEG of {} bytes", r.result.len()),
+            _ => String::from_utf8_lossy(&r.result).into_owned(),
+        };
+        *self.last_result.lock() = Some(text.chars().take(SHOWN_RESULT_CHARS).collect());
+    }
+}
+
+pub(super) fn trim_recent(r: &mut VecDeque<Instant>, now: Instant) {
+    while r
+        .front()
+        .is_some_and(|t| now.saturating_duration_since(*t) > Duration::from_secs(1))
+        || r.len() > 10_000
+    {
+        r.pop_front();
+    }
+}
+
+/// All clients, connected and gone.
+#[derive(Default)]
+pub(super) struct Registry {
+    pub(super) live: Mutex<HashMap<ClientId, Arc<Live>>>,
+    /// Per client name: figures of finished connections, and how many.
+    pub(super) gone: Mutex<BTreeMap<Arc<str>, (Tally, u64)>>,
+}
+
+impl Registry {
+    pub(super) fn add(&self, id: ClientId, live: Arc<Live>) {
+        self.live.lock().insert(id, live);
+    }
+
+    pub(super) fn remove(&self, id: ClientId) {
+        let Some(live) = self.live.lock().remove(&id) else {
+            return;
+        };
+        let mut total = live.stats.lock().total.clone();
+        total.counts.superseded = live.superseded.load(Ordering::Relaxed);
+        let mut gone = self.gone.lock();
+        let key = if gone.len() < MAX_NAMED_CLIENTS || gone.contains_key(&live.name) {
+            live.name.clone()
+        } else {
+            Arc::from("(other clients)")
+        };
+        let entry = gone.entry(key).or_insert_with(|| (Tally::default(), 0));
+        entry.0.merge(&total);
+        entry.1 += 1;
+    }
+
+    /// One status line over all connected clients, or None when idle.
+    pub(super) fn status_line(&self) -> Option<String> {
+        let live = self.live.lock();
+        if live.is_empty() {
+            return None;
+        }
+        let mut sum = Tally::default();
+        let mut elapsed = Duration::ZERO;
+        for l in live.values() {
+            let (t, e) = l.stats.lock().take_interval();
+            sum.merge(&t);
+            let now = l.superseded.load(Ordering::Relaxed);
+            sum.counts.superseded += now - l.superseded_reported.swap(now, Ordering::Relaxed);
+            elapsed = elapsed.max(e);
+        }
+        Some(format!(
+            "{} client{} | {}",
+            live.len(),
+            if live.len() == 1 { "" } else { "s" },
+            sum.status_line(elapsed)
+        ))
+    }
+
+    /// Every connected client's figures now, for `/stats.json` and `/metrics`.
+    pub(super) fn snapshot(&self) -> Vec<ClientNow> {
+        let mut out: Vec<ClientNow> = self
+            .live
+            .lock()
+            .iter()
+            .map(|(id, l)| {
+                let st = l.stats.lock();
+                let c = st.total.counts;
+                ClientNow {
+                    id: *id,
+                    name: l.name.to_string(),
+                    peer: l.peer.to_string(),
+                    fps_accepted: l.fps_now(),
+                    last_age_ms: (c.accepted > 0)
+                        .then(|| l.last_age_us.load(Ordering::Relaxed) as f64 / 1e3),
+                    age_ms: st.total.age_ms(),
+                    frames_received: c.sent,
+                    frames_accepted: c.accepted,
+                    frames_dropped_stale: c.dropped_stale,
+                    frames_rejected: c.rejected,
+                    frames_superseded: l.superseded.load(Ordering::Relaxed),
+                    bytes: c.bytes,
+                    last_result: l.last_result.lock().clone(),
+                }
+            })
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+
+    pub(super) fn summary(&self, duration: Duration) -> ServerSummary {
+        let mut per_name: BTreeMap<Arc<str>, (Tally, u64)> = self.gone.lock().clone();
+        for l in self.live.lock().values() {
+            let mut t = l.stats.lock().total.clone();
+            t.counts.superseded = l.superseded.load(Ordering::Relaxed);
+            let e = per_name
+                .entry(l.name.clone())
+                .or_insert_with(|| (Tally::default(), 0));
+            e.0.merge(&t);
+            e.1 += 1;
+        }
+        let mut total = Tally::default();
+        let clients = per_name
+            .iter()
+            .map(|(name, (t, n))| {
+                total.merge(t);
+                ClientSummary {
+                    name: name.to_string(),
+                    connections: *n,
+                    figures: t.figures(false),
+                }
+            })
+            .collect();
+        ServerSummary {
+            total: total.figures(false),
+            processor: String::new(),
+            frames_processed: 0,
+            frames_process_failed: 0,
+            duration_s: duration.as_secs_f64(),
+            clients,
+            recording: None,
+        }
+    }
+}
+
+/// One connected client in `/stats.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientNow {
+    /// The connection's number: `/stream/<id>.mjpg` shows its video.
+    pub id: ClientId,
+    pub name: String,
+    pub peer: String,
+    /// Accepted frames over the last second.
+    pub fps_accepted: f64,
+    /// Age of the newest accepted frame.
+    pub last_age_ms: Option<f64>,
+    /// Age of the accepted and stale frames of this connection.
+    pub age_ms: Percentiles,
+    pub frames_received: u64,
+    pub frames_accepted: u64,
+    pub frames_dropped_stale: u64,
+    pub frames_rejected: u64,
+    pub frames_superseded: u64,
+    pub bytes: u64,
+    /// The newest processing result, shortened.
+    pub last_result: Option<String>,
+}
+
+impl StatsSource for Shared {
+    fn stats_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "uptime_s": self.epoch.elapsed().as_secs_f64(),
+            "max_age_ms": self.config.max_age.as_secs_f64() * 1e3,
+            "processor": self.processor_name,
+            "frames_processed": self.processing.processed.load(Ordering::Relaxed),
+            "frames_process_failed": self.processing.failed.load(Ordering::Relaxed),
+            "viewers": self.live_frames.as_ref().map_or(0, |l| l.viewers.load(Ordering::Relaxed)),
+            "recording": self.recorder.as_ref().map(Recorder::summary),
+            "clients": self.registry.snapshot(),
+        })
+    }
+
+    fn metrics(&self) -> String {
+        let clients = self.registry.snapshot();
+        let mut m = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
+            let _ = writeln!(
+                m,
+                "# HELP framelink_{name} {help}\n# TYPE framelink_{name} {kind}"
+            );
+            for (labels, v) in rows {
+                let _ = writeln!(m, "framelink_{name}{labels} {v}");
+            }
+        };
+        let who =
+            |c: &ClientNow| format!("client=\"{}\",id=\"{}\"", live_view::label(&c.name), c.id);
+        family(
+            "clients_connected",
+            "gauge",
+            "Clients connected now.",
+            vec![(String::new(), clients.len() as f64)],
+        );
+        let mut frames = Vec::new();
+        for c in &clients {
+            for (outcome, n) in [
+                ("accepted", c.frames_accepted),
+                ("dropped_stale", c.frames_dropped_stale),
+                ("rejected", c.frames_rejected),
+                ("superseded", c.frames_superseded),
+            ] {
+                frames.push((format!("{{{},outcome=\"{outcome}\"}}", who(c)), n as f64));
+            }
+        }
+        family(
+            "frames_total",
+            "counter",
+            "Frames received from each connected client, by fate.",
+            frames,
+        );
+        family(
+            "received_bytes_total",
+            "counter",
+            "Frame payload bytes received from each connected client.",
+            clients
+                .iter()
+                .map(|c| (format!("{{{}}}", who(c)), c.bytes as f64))
+                .collect(),
+        );
+        family(
+            "fps_accepted",
+            "gauge",
+            "Frames accepted from each client over the last second.",
+            clients
+                .iter()
+                .map(|c| (format!("{{{}}}", who(c)), c.fps_accepted))
+                .collect(),
+        );
+        let mut age = Vec::new();
+        for c in &clients {
+            for (q, v) in [("0.5", c.age_ms.p50), ("0.99", c.age_ms.p99)] {
+                if let Some(v) = v {
+                    age.push((format!("{{{},quantile=\"{q}\"}}", who(c)), v / 1e3));
+                }
+            }
+        }
+        family(
+            "frame_age_seconds",
+            "gauge",
+            "Age of each client's frames on arrival, by quantile.",
+            age,
+        );
+        family(
+            "frames_processed_total",
+            "counter",
+            "Frames the processor handled.",
+            vec![(
+                String::new(),
+                self.processing.processed.load(Ordering::Relaxed) as f64,
+            )],
+        );
+        family(
+            "frames_process_failed_total",
+            "counter",
+            "Frames the processor failed on.",
+            vec![(
+                String::new(),
+                self.processing.failed.load(Ordering::Relaxed) as f64,
+            )],
+        );
+        if let Some(l) = &self.live_frames {
+            family(
+                "viewers",
+                "gauge",
+                "Live view streams open now.",
+                vec![(String::new(), l.viewers.load(Ordering::Relaxed) as f64)],
+            );
+        }
+        if let Some(r) = &self.recorder {
+            let s = r.summary();
+            family(
+                "recorded_frames_total",
+                "counter",
+                "Frames written to the recording.",
+                vec![(String::new(), s.frames_recorded as f64)],
+            );
+            family(
+                "recording_bytes",
+                "gauge",
+                "JPEG bytes in the recording directory.",
+                vec![(String::new(), s.bytes_on_disk as f64)],
+            );
+            family(
+                "recording_left_out_total",
+                "counter",
+                "Accepted frames left out of the recording.",
+                vec![(String::new(), s.frames_left_out as f64)],
+            );
+        }
+        m
+    }
+}

@@ -1,0 +1,614 @@
+//! One client's connection, start to end: the handshake (challenge, HELLO,
+//! WELCOME and the first tickets, under one deadline and handshake-sized
+//! limits), then the frame loop (FRAME in; the frame checked, judged by the
+//! gate and handed on; VERDICT and a new TICKET out), and the thread that
+//! writes RESULTs back. Errors end only this connection and are logged here.
+
+use super::pipeline::Joined;
+use super::registry::Live;
+use super::sink::{ArrivedFrame, ClientId};
+use super::{gate, process, Shared};
+use crate::latest::{self, LatestSender};
+use crate::media::jpeg;
+use crate::stats::Running;
+use crate::wire::auth;
+use crate::wire::connection::{self, ConnError, Reader, Writer};
+use crate::wire::stream::Stream;
+use crate::wire::tls;
+use crate::wire::{
+    self, Challenge, Encoding, GoodbyeCode, Limits, Message, Outcome, ProcessResult, Reason,
+    Ticket, Verdict, Welcome,
+};
+use anyhow::Result;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, info_span, warn};
+
+/// Most connections being turned away (server full) at once; more are just closed.
+pub(super) const MAX_REFUSING: usize = 16;
+/// Accepted frames of one client whose RESULT is not written yet, at most.
+/// At the cap the connection stops taking frames (no verdict, no ticket)
+/// until the results writer catches up, and ends after `--io-timeout`: so
+/// every accepted frame gets its RESULT, and the queue stays bounded.
+pub(super) const RESULTS_OWED: usize = 64;
+
+/// One taken `--max-clients` place, given back when dropped.
+pub(super) struct Slot<'a>(pub(super) &'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The connection's stream: the socket itself, or the plaintext end of a
+/// TLS bridge when the server has a certificate.
+pub(super) fn wrap(
+    tcp: TcpStream,
+    shared: &Shared,
+) -> std::io::Result<(Stream, Option<tls::BridgeError>)> {
+    match &shared.config.tls {
+        None => Ok((Stream::Tcp(tcp), None)),
+        Some(cfg) => {
+            let (plain, error) = tls::accept(tcp, cfg)?;
+            connection::configure_local(&plain, shared.config.io_timeout)?;
+            Ok((plain, Some(error)))
+        }
+    }
+}
+
+/// Tells a client beyond `--max-clients` why it is turned away, on a short
+/// thread (at most [`MAX_REFUSING`] at once) that reads the client's hello
+/// before closing, so the goodbye is not lost to a reset.
+pub(super) fn refuse_full<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &'s Shared,
+) {
+    warn!(%peer, max_clients = shared.config.max_clients, "refused: server full");
+    if shared.refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
+        shared.refusing.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name(format!("refuse {peer}"))
+        .spawn_scoped(s, move || {
+            let text = format!(
+                "server full: {} clients are connected (--max-clients)",
+                shared.config.max_clients
+            );
+            let Ok((stream, _)) = wrap(stream, shared) else {
+                shared.refusing.fetch_sub(1, Ordering::SeqCst);
+                return;
+            };
+            let mut reader = match stream.try_clone() {
+                Ok(r) => Reader::new(r, Limits::handshake()),
+                Err(_) => {
+                    shared.refusing.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+            };
+            let mut writer = Writer::new(stream);
+            if writer.goodbye(true, GoodbyeCode::ServerFull, text).is_ok() {
+                // Drain until the client closes (it reads the goodbye, then
+                // closes): two seconds in all, however the bytes trickle.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                if reader.read_preface(deadline, &shared.shutdown).is_ok() {
+                    while let Ok(Some(_)) = reader.read_message_by(deadline, &shared.shutdown) {}
+                }
+            }
+            shared.refusing.fetch_sub(1, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        shared.refusing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One connection, start to end. Logs how it ended; never panics on input.
+pub(super) fn serve(stream: TcpStream, peer: SocketAddr, accepted: Instant, shared: &Shared) {
+    let span = info_span!("client", %peer, name = tracing::field::Empty);
+    let _enter = span.enter();
+    debug!("connected");
+    let (stream, tls_error) = match wrap(stream, shared) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("cannot start TLS: {e}");
+            return;
+        }
+    };
+    let tls_failed = || {
+        tls_error
+            .as_ref()
+            .and_then(|e| e.lock().clone())
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
+    };
+    match Connection::start(
+        stream,
+        peer,
+        accepted + shared.config.io_timeout,
+        shared,
+        &span,
+    ) {
+        Ok(mut conn) => {
+            let end = std::thread::scope(|s| {
+                // Results come from the processing thread at any time: a
+                // thread of their own writes them, so reading never waits.
+                let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+                if let Some(results) = conn.results_rx.take() {
+                    let (writer, live, span) =
+                        (conn.writer.clone(), conn.live.clone(), span.clone());
+                    s.spawn(move || {
+                        let _enter = span.enter();
+                        write_results(&results, &done_rx, &writer, &live)
+                    });
+                }
+                let end = conn.stream_frames();
+                drop(done_tx);
+                end
+            });
+            shared.registry.remove(conn.id);
+            if let Some(l) = &shared.live_frames {
+                l.remove(conn.id);
+            }
+            match end {
+                Ok(why) => info!("disconnected: {why}"),
+                Err(e) => warn!("disconnected: {e}"),
+            }
+        }
+        Err(e) => warn!("rejected: {e}{}", tls_failed()),
+    }
+}
+
+/// Writes results to the client as they come. Unblocked by a result or by
+/// the connection ending (`done` disconnects); a write blocks at most the
+/// I/O timeout.
+pub(super) fn write_results(
+    (results, owed): &(Receiver<ProcessResult>, Receiver<()>),
+    done: &Receiver<()>,
+    writer: &Mutex<Writer>,
+    live: &Live,
+) {
+    loop {
+        crossbeam_channel::select! {
+            recv(results) -> r => {
+                let Ok(r) = r else { return };
+                live.saw_result(&r);
+                if let Err(e) = writer.lock().send(false, &[&Message::Result(r)]) {
+                    debug!("cannot send a result: {e}");
+                    return;
+                }
+                let _ = owed.try_recv();
+            }
+            recv(done) -> _ => return,
+        }
+    }
+}
+
+/// A connection after a successful handshake.
+pub(super) struct Connection<'a> {
+    pub(super) id: ClientId,
+    pub(super) shared: &'a Shared,
+    pub(super) reader: Reader,
+    /// Shared with the results writer.
+    pub(super) writer: Arc<Mutex<Writer>>,
+    pub(super) live: Arc<Live>,
+    /// Hand-off to the processing thread.
+    pub(super) to_processing: LatestSender<ArrivedFrame>,
+    /// Hand-off to the display thread, if there is one.
+    pub(super) to_display: Option<LatestSender<ArrivedFrame>>,
+    /// Where this client's results go (None: it did not ask for results),
+    /// and one credit per accepted frame whose result is owed: the writer
+    /// takes a credit back for each result it writes.
+    pub(super) results: Option<(Sender<ProcessResult>, Sender<()>)>,
+    pub(super) results_rx: Option<(Receiver<ProcessResult>, Receiver<()>)>,
+    /// Tickets handed out and not yet answered, oldest first.
+    pub(super) outstanding: VecDeque<Ticket>,
+    pub(super) next_ticket: u32,
+}
+
+impl<'a> Connection<'a> {
+    /// Reads the client's preface and HELLO, answers WELCOME and the first
+    /// tickets. A wrong peer or version is told why (GOODBYE) and closed.
+    ///
+    /// The whole handshake (TLS included) must be done by `deadline`, and
+    /// until WELCOME only handshake-sized messages are read
+    /// ([`Limits::handshake`]): an unauthenticated peer holds a place for at
+    /// most `--io-timeout` and a few kilobytes, whatever it trickles.
+    pub(super) fn start(
+        stream: Stream,
+        peer: SocketAddr,
+        deadline: Instant,
+        shared: &'a Shared,
+        span: &tracing::Span,
+    ) -> Result<Self, ConnError> {
+        let mut reader = Reader::new(stream.try_clone()?, Limits::handshake());
+        let mut writer = Writer::new(stream);
+        // The server speaks first: its preface and a fresh challenge.
+        let server_nonce = auth::nonce();
+        writer.send(
+            true,
+            &[&Message::Challenge(Challenge {
+                nonce: server_nonce,
+            })],
+        )?;
+        let refuse = |writer: &mut Writer, code, text: String| {
+            let _ = writer.goodbye(false, code, text);
+        };
+        let version = match reader.read_preface(deadline, &shared.shutdown) {
+            Ok(v) => v,
+            Err(e) => {
+                if let ConnError::Protocol(p) = &e {
+                    refuse(&mut writer, GoodbyeCode::ProtocolError, p.to_string());
+                }
+                return Err(e);
+            }
+        };
+        if version != wire::VERSION {
+            let text = format!("this server speaks framelink protocol version {}, the client sent version {version}", wire::VERSION);
+            refuse(&mut writer, GoodbyeCode::UnsupportedVersion, text.clone());
+            return Err(ConnError::Protocol(wire::Error::Malformed {
+                kind: "preface",
+                reason: text,
+            }));
+        }
+        let hello = match reader.read_message_by(deadline, &shared.shutdown) {
+            Ok(Some(Message::Hello(h))) => h,
+            Ok(Some(other)) => {
+                let text = format!("expected HELLO after the preface, got {}", other.name());
+                refuse(&mut writer, GoodbyeCode::ProtocolError, text.clone());
+                return Err(ConnError::Protocol(wire::Error::Malformed {
+                    kind: "handshake",
+                    reason: text,
+                }));
+            }
+            Ok(None) => return Err(ConnError::Closed { mid_message: false }),
+            Err(e) => {
+                refuse_for(&Mutex::new(writer), &e);
+                return Err(e);
+            }
+        };
+        span.record("name", hello.name.as_str());
+        if let Some(token) = &shared.config.token {
+            if !token.check_hello(&server_nonce, &hello.client_nonce, &hello.proof) {
+                let text = if hello.proof.is_empty() {
+                    "this server needs a token: give the client --token or FRAMELINK_TOKEN"
+                } else {
+                    "wrong token"
+                };
+                warn!(%peer, client = %hello.name, "refused: {text}");
+                refuse(&mut writer, GoodbyeCode::Unauthorized, text.into());
+                return Err(ConnError::Refused(text.into()));
+            }
+        }
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        // A stage that does not take the client within a second (stuck on a
+        // frame, or closing down) would leave it streaming into nowhere:
+        // turn it away as busy instead, and it retries.
+        let join = |stage: &Sender<Joined>, name: &str| {
+            let (tx, rx) = latest::channel();
+            match stage.send_timeout(Joined { id, frames: rx }, Duration::from_secs(1)) {
+                Ok(()) => Ok(tx),
+                Err(_) => Err(format!(
+                    "server busy: its {name} stage is not taking new clients; retry later"
+                )),
+            }
+        };
+        let joined = join(&shared.to_processing, "processing").and_then(|p| {
+            let d = shared
+                .to_display
+                .as_ref()
+                .map(|d| join(d, "display"))
+                .transpose()?;
+            Ok((p, d))
+        });
+        let (to_processing, to_display) = match joined {
+            Ok(j) => j,
+            Err(text) => {
+                warn!(%peer, client = %hello.name, "refused: {text}");
+                refuse(&mut writer, GoodbyeCode::ServerFull, text.clone());
+                return Err(ConnError::Refused(text));
+            }
+        };
+        let live = Arc::new(Live {
+            name: hello.name.as_str().into(),
+            peer,
+            stats: Mutex::new(Running::default()),
+            superseded: to_processing.superseded_counter(),
+            superseded_reported: AtomicU64::new(0),
+            last_age_us: AtomicU64::new(0),
+            recent: Mutex::default(),
+            last_result: Mutex::default(),
+        });
+        shared.registry.add(id, live.clone());
+        let wants_results = hello.capabilities & wire::CAP_RESULTS != 0;
+        let (results, results_rx) = if wants_results {
+            // Unbounded, but never longer than RESULTS_OWED: see `owed`.
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let (owed_tx, owed_rx) = crossbeam_channel::bounded(RESULTS_OWED);
+            (Some((tx, owed_tx)), Some((rx, owed_rx)))
+        } else {
+            (None, None)
+        };
+        // Authenticated (or no token needed): frames may come now.
+        reader.set_limits(shared.limits);
+        let mut conn = Connection {
+            id,
+            shared,
+            reader,
+            writer: Arc::new(Mutex::new(writer)),
+            live,
+            to_processing,
+            to_display,
+            results,
+            results_rx,
+            outstanding: VecDeque::new(),
+            next_ticket: 0,
+        };
+        let welcome = Message::Welcome(Welcome {
+            capabilities: if wants_results { wire::CAP_RESULTS } else { 0 },
+            max_age_us: crate::wire::micros_u32(shared.config.max_age),
+            max_frame_bytes: shared.config.max_frame_bytes,
+            window: shared.config.window,
+            proof: shared
+                .config
+                .token
+                .as_ref()
+                .map(|t| t.welcome_proof(&hello.client_nonce, &server_nonce))
+                .unwrap_or_default(),
+        });
+        let tickets: Vec<Message> = (0..shared.config.window)
+            .map(|_| Message::Ticket(conn.issue_ticket()))
+            .collect();
+        let mut out: Vec<&Message> = vec![&welcome];
+        out.extend(tickets.iter());
+        if let Err(e) = conn.writer.lock().send(false, &out) {
+            shared.registry.remove(id);
+            return Err(e.into());
+        }
+        info!(
+            capabilities = hello.capabilities,
+            "connected: {} (peer {peer})", hello.name
+        );
+        Ok(conn)
+    }
+
+    pub(super) fn issue_ticket(&mut self) -> Ticket {
+        let t = Ticket {
+            id: self.next_ticket,
+            issued_us: self.shared.now_us(),
+        };
+        self.next_ticket = self.next_ticket.wrapping_add(1);
+        self.outstanding.push_back(t);
+        t
+    }
+
+    /// The frame loop: FRAME in, VERDICT and a new TICKET out. Returns why it
+    /// ended cleanly, or the error that ended it (after telling the client).
+    pub(super) fn stream_frames(&mut self) -> Result<String, ConnError> {
+        let io = self.shared.config.io_timeout;
+        loop {
+            let msg = match self.reader.read_message(None, io, &self.shared.shutdown) {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok("client closed the connection without GOODBYE".into()),
+                Err(ConnError::Shutdown) => {
+                    let _ = self.writer.lock().goodbye(
+                        false,
+                        GoodbyeCode::ShuttingDown,
+                        "server is shutting down",
+                    );
+                    return Ok("server shutting down".into());
+                }
+                Err(e) => {
+                    refuse_for(&self.writer, &e);
+                    return Err(e);
+                }
+            };
+            match msg {
+                Message::Frame(frame) => {
+                    let arrived = Instant::now();
+                    let (verdict, accepted) = self.judge(frame, arrived)?;
+                    let ticket = Message::Ticket(self.issue_ticket());
+                    // The VERDICT leaves before the frame is handed on, so
+                    // its RESULT can never overtake it.
+                    self.writer
+                        .lock()
+                        .send(false, &[&Message::Verdict(verdict), &ticket])?;
+                    if let Some(frame) = accepted {
+                        self.owe_result()?;
+                        self.hand_on(frame);
+                    }
+                }
+                Message::Goodbye(g) => {
+                    return Ok(if g.text.is_empty() {
+                        format!("client said goodbye ({:?})", g.code)
+                    } else {
+                        format!("client said goodbye: {}", g.text)
+                    });
+                }
+                other => {
+                    let e = wire::Error::Malformed {
+                        kind: "stream",
+                        reason: format!(
+                            "a client may not send {} after the handshake",
+                            other.name()
+                        ),
+                    };
+                    let e = ConnError::Protocol(e);
+                    refuse_for(&self.writer, &e);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Counts one more result owed to the client before its frame is handed
+    /// on; waits (reading nothing, so the client gets no ticket) while
+    /// [`RESULTS_OWED`] are, and ends the connection when the client has not
+    /// read its results for `--io-timeout`.
+    pub(super) fn owe_result(&mut self) -> Result<(), ConnError> {
+        let Some((_, owed)) = &self.results else {
+            return Ok(());
+        };
+        let io = self.shared.config.io_timeout;
+        if owed.send_timeout((), io).is_ok() {
+            return Ok(());
+        }
+        let e = ConnError::TimedOut(io, "reading its results (RESULT messages are waiting)");
+        refuse_for(&self.writer, &e);
+        Err(e)
+    }
+
+    /// Gives an accepted frame to the recorder, the live view, the display
+    /// and the processing thread; none of them can block this thread. A
+    /// frame the processor never got to is answered `skipped`.
+    pub(super) fn hand_on(&mut self, frame: ArrivedFrame) {
+        self.live.accepted(frame.age, frame.arrived);
+        if let Some(r) = &self.shared.recorder {
+            r.offer(&frame);
+        }
+        if let Some(l) = &self.shared.live_frames {
+            l.publish(self.id, &frame.jpeg);
+        }
+        if let Some(d) = &self.to_display {
+            d.send(frame.clone());
+        }
+        if let Some(old) = self.to_processing.send(frame) {
+            if let Some((results, _)) = &self.results {
+                let _ = results.send(process::skipped(old.frame_id));
+            }
+        }
+    }
+
+    /// Checks one frame, measures its age and decides its fate; hands an
+    /// accepted frame on. A frame echoing a ticket we did not issue is a
+    /// protocol error (the age could not be trusted).
+    pub(super) fn judge(
+        &mut self,
+        frame: wire::Frame,
+        arrived: Instant,
+    ) -> Result<(Verdict, Option<ArrivedFrame>), ConnError> {
+        let h = frame.header;
+        let Some(pos) = self.outstanding.iter().position(|t| *t == frame.ticket) else {
+            let e = wire::Error::Malformed {
+                kind: "FRAME",
+                reason: format!(
+                    "echoes ticket {} ({} us) that is not outstanding",
+                    frame.ticket.id, frame.ticket.issued_us
+                ),
+            };
+            let e = ConnError::Protocol(e);
+            refuse_for(&self.writer, &e);
+            return Err(e);
+        };
+        self.outstanding.remove(pos);
+        let issued = Duration::from_micros(frame.ticket.issued_us);
+        let now = arrived - self.shared.epoch;
+        let held = Duration::from_micros(h.ticket_held_us as u64);
+        let m = gate::measure(
+            issued,
+            now,
+            held,
+            Duration::from_micros(h.capture_to_send_us as u64),
+        );
+        let reason =
+            check_frame(&h, &frame.payload, self.shared.config.max_pixels).unwrap_or_else(|| {
+                if gate::plausible_hold(now.saturating_sub(issued), held) {
+                    Reason::None
+                } else {
+                    Reason::ImplausibleTiming
+                }
+            });
+        let outcome = if reason == Reason::None {
+            self.shared.gate.judge(&m)
+        } else {
+            Outcome::Rejected
+        };
+        {
+            let mut stats = self.live.stats.lock();
+            stats.record_sent(frame.payload.len());
+            stats.record_verdict(outcome, m.age, m.transit, arrived);
+        }
+        let verdict = Verdict {
+            frame_id: h.frame_id,
+            ticket_id: frame.ticket.id,
+            outcome,
+            reason,
+            age_us: crate::wire::micros_u32(m.age),
+            transit_us: crate::wire::micros_u32(m.transit),
+            result_kind: 0,
+            result: Default::default(),
+        };
+        let accepted = match outcome {
+            Outcome::Accepted => Some(ArrivedFrame {
+                client: self.id,
+                client_name: self.live.name.clone(),
+                frame_id: h.frame_id,
+                width: h.width,
+                height: h.height,
+                jpeg: frame.payload,
+                age: m.age,
+                arrived,
+                reply: self.results.as_ref().map(|(r, _)| r.clone()),
+            }),
+            Outcome::DroppedStale => {
+                debug!(
+                    frame = h.frame_id,
+                    age_ms = m.age.as_secs_f64() * 1e3,
+                    "dropped stale frame"
+                );
+                None
+            }
+            Outcome::Rejected => {
+                warn!(frame = h.frame_id, "rejected frame: {}", reason.describe());
+                None
+            }
+        };
+        Ok((verdict, accepted))
+    }
+}
+
+/// Why a frame's header and payload cannot be accepted, checked in this
+/// order (protocol.md lists it): encoding, zero size, a whole JPEG, one
+/// readable frame header, that header's size equal to the FRAME's, and the
+/// size within `max_pixels`. None when the frame passes: nothing decodes a
+/// frame before this, so the size a decoder allocates for is bounded here.
+pub fn check_frame(h: &wire::FrameHeader, payload: &[u8], max_pixels: u64) -> Option<Reason> {
+    if h.encoding != Encoding::Jpeg {
+        return Some(Reason::UnsupportedEncoding);
+    }
+    if h.width == 0 || h.height == 0 {
+        return Some(Reason::BadDimensions);
+    }
+    if !jpeg::is_whole(payload) {
+        return Some(Reason::NotJpeg);
+    }
+    let Some(dims) = jpeg::dimensions(payload) else {
+        return Some(Reason::BrokenJpeg);
+    };
+    if dims != (h.width, h.height) {
+        return Some(Reason::BadDimensions);
+    }
+    if h.width as u64 * h.height as u64 > max_pixels {
+        return Some(Reason::TooManyPixels);
+    }
+    None
+}
+
+/// Tells the peer why its connection is being closed, where there is a code for it.
+pub(super) fn refuse_for(writer: &Mutex<Writer>, e: &ConnError) {
+    let code = match e {
+        ConnError::Protocol(wire::Error::TooLarge { .. }) => GoodbyeCode::TooLarge,
+        ConnError::Protocol(_) => GoodbyeCode::ProtocolError,
+        ConnError::TimedOut(..) => GoodbyeCode::Timeout,
+        ConnError::Shutdown => GoodbyeCode::ShuttingDown,
+        ConnError::Io(_) | ConnError::Closed { .. } | ConnError::Refused(_) => return,
+    };
+    let _ = writer.lock().goodbye(false, code, e.to_string());
+}
