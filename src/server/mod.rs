@@ -3,6 +3,13 @@
 //! hands each client's newest fresh frame to the recorder, the live view, the
 //! display thread and the processing thread, whose results go back to the client.
 //!
+//! This file holds the [`Server`] builder, its threads and the accept loop;
+//! `session.rs` one client's connection, `registry.rs` the live figures,
+//! `pipeline.rs` the display and processing stages. [`gate`] judges ages,
+//! [`sink`] is what a stage hands frames to ([`display`] is one),
+//! [`process`] the processors, [`record`] the recording and [`live_view`]
+//! the HTTP view.
+//!
 //! Errors in one connection are logged in that connection's thread and end
 //! only that connection; the accept loop and the other clients go on.
 
@@ -25,7 +32,7 @@ use crate::server::sink::Sink;
 use crate::shutdown::Shutdown;
 use crate::stats::Figures;
 use crate::wire::auth::Token;
-use crate::wire::connection::{self};
+use crate::wire::connection;
 use crate::wire::Limits;
 use anyhow::{Context, Result};
 use crossbeam_channel::Sender;

@@ -1,0 +1,468 @@
+//! The client's link to the server: connect (and reconnect with backoff),
+//! the handshake, then two threads per connection: one sends the newest
+//! frame for each ticket held, the other reads VERDICTs, TICKETs and RESULTs.
+
+use super::adapt::Adapter;
+use super::results::{self, InFlight, ResultsOut};
+use super::{ClientConfig, EncodedFrame};
+use crate::latest::LatestReceiver;
+use crate::shutdown::Shutdown;
+use crate::stats::Running;
+use crate::wire::auth::{self};
+use crate::wire::connection::{self, ConnError, Reader, Writer};
+use crate::wire::micros_u32;
+use crate::wire::stream::Stream;
+use crate::wire::tls;
+use crate::wire::{
+    self, Encoding, FrameHeader, Goodbye, GoodbyeCode, Hello, Limits, Message, Outcome, Ticket,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use parking_lot::Mutex;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// Time without a connection after the first one: the gaps a user sees.
+#[derive(Default)]
+pub(super) struct Gaps {
+    pub(super) lost_at: Option<Instant>,
+    pub(super) count: u64,
+    pub(super) total: Duration,
+}
+
+/// What the sender, the reader and the status line keep count with.
+pub(super) struct Tracking {
+    pub(super) gaps: Mutex<Gaps>,
+    pub(super) stats: Arc<Mutex<Running>>,
+    pub(super) adapter: Arc<Adapter>,
+    /// Frames sent and not yet answered, for capture → result times.
+    pub(super) in_flight: InFlight,
+    pub(super) out: Mutex<ResultsOut>,
+}
+
+/// Why a session with the server ended.
+pub(super) enum SessionEnd {
+    /// Our own shutdown: stop.
+    Stopped,
+    /// The server said goodbye or the link broke: reconnect.
+    Lost(String),
+    /// The server will not talk to us until something changes: reconnect,
+    /// but warn.
+    Refused(String),
+}
+
+/// Connects, streams, and reconnects with capped backoff until shutdown.
+/// Logs a line per change of state, not per retry.
+pub(super) fn connect_loop(
+    config: &ClientConfig,
+    frames: &LatestReceiver<EncodedFrame>,
+    tracking: &Tracking,
+    shutdown: &Shutdown,
+    connections: &mut u64,
+    last_problem: &mut Option<String>,
+) -> Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_triggered() {
+        let attempt = resolve(&config.server).and_then(|addr| {
+            TcpStream::connect_timeout(&addr, config.connect_timeout)
+                .map_err(|e| anyhow!("cannot connect to {}: {e}", config.server))
+        });
+        let end = match attempt {
+            Ok(stream) => match session(stream, config, frames, tracking, shutdown) {
+                Ok((end, connected)) => {
+                    if connected {
+                        *connections += 1;
+                        backoff = Duration::from_millis(100);
+                        tracking.gaps.lock().lost_at = Some(Instant::now());
+                    }
+                    end
+                }
+                Err(e) => return Err(e),
+            },
+            Err(e) => SessionEnd::Lost(format!("{e:#}")),
+        };
+        let problem = match end {
+            SessionEnd::Stopped => return Ok(()),
+            SessionEnd::Lost(why) => (why, false),
+            SessionEnd::Refused(why) => (why, true),
+        };
+        if last_problem.as_deref() != Some(problem.0.as_str()) {
+            if problem.1 {
+                warn!("{}; retrying", problem.0);
+            } else {
+                info!("{}; retrying", problem.0);
+            }
+            *last_problem = Some(problem.0);
+        } else {
+            debug!("still {}; retrying in {backoff:?}", problem.0);
+        }
+        if shutdown.wait_timeout(backoff) {
+            return Ok(());
+        }
+        backoff = (backoff * 2).min(config.max_backoff);
+    }
+    Ok(())
+}
+
+pub(super) fn resolve(server: &str) -> Result<SocketAddr> {
+    server
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve server address {server}"))?
+        .next()
+        .ok_or_else(|| anyhow!("server address {server} resolves to nothing"))
+}
+
+/// One connection: handshake, then frames until it ends. Returns how it
+/// ended and whether the handshake succeeded. Fails only for what retrying
+/// cannot fix (a server speaking another protocol version).
+pub(super) fn session(
+    stream: TcpStream,
+    config: &ClientConfig,
+    frames: &LatestReceiver<EncodedFrame>,
+    tracking: &Tracking,
+    shutdown: &Shutdown,
+) -> Result<(SessionEnd, bool)> {
+    let server = &config.server;
+    connection::configure(&stream, config.io_timeout)?;
+    let limits = Limits {
+        max_frame_bytes: 0,
+        max_result_bytes: 16 * 1024 * 1024,
+    };
+    let (stream, tls_error) = match &config.tls {
+        None => (Stream::Tcp(stream), None),
+        Some(t) => {
+            let (plain, error) = tls::connect(stream, &t.config, t.name.clone())?;
+            connection::configure_local(&plain, config.io_timeout)?;
+            (plain, Some(error))
+        }
+    };
+    // A failed TLS handshake shows as a closed connection: say why.
+    let tls_failed = || {
+        tls_error
+            .as_ref()
+            .and_then(|e| e.lock().clone())
+            .map(|e| {
+                SessionEnd::Refused(format!(
+                    "TLS with {server} failed: {e} (does --tls-ca hold the server's certificate or its CA, and does the certificate name the host you connect to?)"
+                ))
+            })
+    };
+    let mut reader = Reader::new(stream.try_clone()?, limits);
+    let mut writer = Writer::new(stream);
+    // Our preface goes at once, so a server of another version can say so;
+    // the server opens with its preface and a challenge.
+    if let Err(e) = writer.send(true, &[]) {
+        return Ok((
+            SessionEnd::Lost(format!("connection to {server} failed: {e}")),
+            false,
+        ));
+    }
+    let io = config.io_timeout;
+    let client_nonce = auth::nonce();
+    let mut server_nonce = None;
+    let handshake = reader
+        .read_preface(Instant::now() + io, shutdown)
+        .and_then(|version| {
+            let msg = reader.read_message(Some(io), io, shutdown)?;
+            let Some(Message::Challenge(c)) = msg else {
+                return Ok((version, msg));
+            };
+            server_nonce = Some(c.nonce);
+            let hello = Message::Hello(Hello {
+                capabilities: wire::CAP_RESULTS,
+                name: config.name.clone(),
+                client_nonce,
+                proof: config
+                    .token
+                    .as_ref()
+                    .map(|t| t.hello_proof(&c.nonce, &client_nonce))
+                    .unwrap_or_default(),
+            });
+            writer.send(false, &[&hello])?;
+            Ok((version, reader.read_message(Some(io), io, shutdown)?))
+        });
+    let welcome = match handshake {
+        Ok((_, Some(Message::Welcome(w)))) if server_nonce.is_some() => w,
+        Ok((_, Some(Message::Goodbye(g)))) => return goodbye_end(server, g).map(|e| (e, false)),
+        Ok((version, other)) => {
+            if version != wire::VERSION {
+                bail!("the server at {server} speaks framelink protocol version {version}; this client speaks version {}: upgrade the older side", wire::VERSION);
+            }
+            let got = other.map(|m| m.name()).unwrap_or("end of stream");
+            let expected = if server_nonce.is_some() {
+                "WELCOME"
+            } else {
+                "CHALLENGE"
+            };
+            return Ok((
+                SessionEnd::Refused(format!(
+                    "{server} sent {got} instead of {expected}: is it a framelink server?"
+                )),
+                false,
+            ));
+        }
+        Err(ConnError::Shutdown) => return Ok((SessionEnd::Stopped, false)),
+        Err(ConnError::Protocol(e)) => {
+            return Ok((
+                SessionEnd::Refused(format!("{server} is not a framelink server: {e}")),
+                false,
+            ))
+        }
+        Err(e) => {
+            let end = tls_failed().unwrap_or_else(|| {
+                SessionEnd::Lost(format!("handshake with {server} failed: {e}"))
+            });
+            return Ok((end, false));
+        }
+    };
+    if let (Some(token), Some(sn)) = (&config.token, server_nonce) {
+        let why = if welcome.proof.is_empty() {
+            Some("does not check tokens (start it with the same --token)")
+        } else if !token.check_welcome(&client_nonce, &sn, &welcome.proof) {
+            Some("does not know our token: is it the server you meant?")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let _ = writer.goodbye(
+                false,
+                GoodbyeCode::Unauthorized,
+                "the server failed the token check",
+            );
+            return Ok((SessionEnd::Refused(format!("server {server} {why}")), false));
+        }
+    }
+    tracking
+        .adapter
+        .set_threshold(Duration::from_micros(welcome.max_age_us as u64));
+    info!(
+        "connected to {server}: frames older than {:.0} ms are dropped, window {}",
+        welcome.max_age_us as f64 / 1000.0,
+        welcome.window
+    );
+    {
+        let mut g = tracking.gaps.lock();
+        if let Some(lost) = g.lost_at.take() {
+            let gap = lost.elapsed();
+            g.count += 1;
+            g.total += gap;
+            info!("back after {:.1} s without a connection", gap.as_secs_f64());
+        }
+    }
+    if welcome.max_frame_bytes == 0 {
+        return Ok((
+            SessionEnd::Refused(format!(
+                "{server} accepts no frame bytes (max_frame_bytes 0)"
+            )),
+            true,
+        ));
+    }
+
+    // The reader thread takes tickets and verdicts; this thread sends frames.
+    let session_stop = Shutdown::new();
+    let reader_done = Shutdown::new();
+    let (tickets_tx, tickets) =
+        crossbeam_channel::bounded::<(Ticket, Instant)>(welcome.window as usize);
+    let end = std::thread::scope(|s| {
+        let reader_thread = {
+            let (session_stop, reader_done) = (&session_stop, &reader_done);
+            s.spawn(move || {
+                let end = read_loop(reader, tickets_tx, tracking, session_stop, server, io);
+                reader_done.trigger();
+                end
+            })
+        };
+        let sent = send_loop(
+            &mut writer,
+            &tickets,
+            frames,
+            welcome.max_frame_bytes,
+            tracking,
+            shutdown,
+            &reader_done,
+        );
+        let stopping = matches!(sent, SendEnd::Stopped);
+        if stopping {
+            let _ = writer.goodbye(false, GoodbyeCode::ShuttingDown, "client stopping");
+            // Let the last verdicts arrive, briefly.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            reader_done.wait_timeout(deadline - Instant::now());
+        }
+        session_stop.trigger();
+        let read_end = reader_thread
+            .join()
+            .unwrap_or_else(|_| SessionEnd::Lost("reader thread failed".into()));
+        match sent {
+            SendEnd::Stopped => SessionEnd::Stopped,
+            SendEnd::Failed(why) => SessionEnd::Lost(format!("connection to {server} lost: {why}")),
+            SendEnd::ReaderEnded => read_end,
+        }
+    });
+    Ok((end, true))
+}
+
+/// What a GOODBYE from the server means for us.
+pub(super) fn goodbye_end(server: &str, g: Goodbye) -> Result<SessionEnd> {
+    Ok(match g.code {
+        GoodbyeCode::UnsupportedVersion => bail!(
+            "the server at {server} refused our protocol version: {}",
+            g.text
+        ),
+        GoodbyeCode::ShuttingDown => SessionEnd::Lost(format!(
+            "server {server} is shutting down; waiting for it to come back"
+        )),
+        GoodbyeCode::ServerFull => {
+            SessionEnd::Refused(format!("server {server} is full: {}", g.text))
+        }
+        code => SessionEnd::Refused(format!(
+            "server {server} closed the connection ({code:?}): {}",
+            g.text
+        )),
+    })
+}
+
+pub(super) enum SendEnd {
+    Stopped,
+    ReaderEnded,
+    Failed(String),
+}
+
+/// Sends the newest frame for each ticket. Blocks on the ticket channel and
+/// the frame slot, waking every tick to watch `shutdown`; ends when the
+/// reader ends (its ticket sender is dropped) or a send fails.
+pub(super) fn send_loop(
+    writer: &mut Writer,
+    tickets: &Receiver<(Ticket, Instant)>,
+    frames: &LatestReceiver<EncodedFrame>,
+    max_frame_bytes: u32,
+    tracking: &Tracking,
+    shutdown: &Shutdown,
+    reader_done: &Shutdown,
+) -> SendEnd {
+    let mut warned_too_large = false;
+    loop {
+        let (ticket, received) = loop {
+            if shutdown.is_triggered() {
+                return SendEnd::Stopped;
+            }
+            match tickets.recv_timeout(crate::shutdown::TICK) {
+                Ok(t) => break t,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return SendEnd::ReaderEnded,
+            }
+        };
+        let frame = loop {
+            if shutdown.is_triggered() {
+                return SendEnd::Stopped;
+            }
+            match frames.recv_timeout(crate::shutdown::TICK) {
+                Ok(f) if f.jpeg.len() as u64 > max_frame_bytes as u64 => {
+                    if !warned_too_large {
+                        warn!("frame of {} bytes is over the server's limit of {max_frame_bytes} bytes: not sent (lower --quality or the size)", f.jpeg.len());
+                        warned_too_large = true;
+                    }
+                }
+                Ok(f) => break f,
+                Err(RecvTimeoutError::Timeout) => {
+                    if reader_done.is_triggered() {
+                        return SendEnd::ReaderEnded;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return SendEnd::Stopped,
+            }
+        };
+        let now = Instant::now();
+        let header = FrameHeader {
+            frame_id: frame.id,
+            encoding: Encoding::Jpeg,
+            width: frame.width,
+            height: frame.height,
+            capture_to_send_us: micros_u32(now.saturating_duration_since(frame.captured_at)),
+            ticket_held_us: micros_u32(now.saturating_duration_since(received)),
+            payload_len: frame.jpeg.len() as u32,
+        };
+        tracking
+            .in_flight
+            .sent(frame.id, frame.captured_at, frame.level);
+        if let Err(e) = writer.send_frame(&header, &frame.jpeg, ticket) {
+            return SendEnd::Failed(e.to_string());
+        }
+        tracking.adapter.send_took(frame.level, now.elapsed());
+        tracking.stats.lock().record_sent(frame.jpeg.len());
+    }
+}
+
+/// Reads tickets (passed to the sender), verdicts (counted) and results
+/// (counted, written) until the connection ends; returns how it ended.
+pub(super) fn read_loop(
+    mut reader: Reader,
+    tickets: crossbeam_channel::Sender<(Ticket, Instant)>,
+    tracking: &Tracking,
+    stop: &Shutdown,
+    server: &str,
+    stall: Duration,
+) -> SessionEnd {
+    loop {
+        match reader.read_message(None, stall, stop) {
+            Ok(Some(Message::Ticket(t))) => {
+                if tickets.try_send((t, Instant::now())).is_err() {
+                    return SessionEnd::Refused(format!(
+                        "{server} sent more tickets than its window"
+                    ));
+                }
+            }
+            Ok(Some(Message::Verdict(v))) => {
+                let (age, transit) = (
+                    Duration::from_micros(v.age_us as u64),
+                    Duration::from_micros(v.transit_us as u64),
+                );
+                tracking
+                    .stats
+                    .lock()
+                    .record_verdict(v.outcome, age, transit, Instant::now());
+                if let Some(level) = tracking.in_flight.level_of(v.frame_id) {
+                    tracking.adapter.verdict(level, v.outcome, age);
+                }
+                if v.outcome != Outcome::Accepted {
+                    tracking.in_flight.forget(v.frame_id);
+                }
+                match v.outcome {
+                    Outcome::Rejected => warn!(
+                        frame = v.frame_id,
+                        "server rejected frame: {}",
+                        v.reason.describe()
+                    ),
+                    Outcome::DroppedStale => debug!(
+                        frame = v.frame_id,
+                        age_ms = v.age_us as f64 / 1e3,
+                        "server dropped stale frame"
+                    ),
+                    Outcome::Accepted => {}
+                }
+            }
+            Ok(Some(Message::Result(r))) => {
+                let capture_to_result =
+                    tracking.in_flight.answered(r.frame_id).map(|t| t.elapsed());
+                debug!(frame = r.frame_id, status = r.status.as_str(), "result");
+                tracking.stats.lock().record_result(
+                    r.status,
+                    capture_to_result,
+                    results::shown(&r),
+                );
+                tracking.out.lock().write(&r, capture_to_result);
+            }
+            Ok(Some(Message::Goodbye(g))) => {
+                return goodbye_end(server, g)
+                    .unwrap_or_else(|e| SessionEnd::Refused(e.to_string()))
+            }
+            Ok(Some(other)) => {
+                return SessionEnd::Refused(format!("{server} sent an unexpected {}", other.name()))
+            }
+            Ok(None) => return SessionEnd::Lost(format!("server {server} closed the connection")),
+            Err(ConnError::Shutdown) => return SessionEnd::Stopped,
+            Err(e) => return SessionEnd::Lost(format!("connection to {server} lost: {e}")),
+        }
+    }
+}
