@@ -1,7 +1,7 @@
 //! Buffered message I/O over a TCP stream, shared by client and server.
 //!
 //! [`Reader`] accumulates bytes and hands out whole messages (check, then
-//! parse, from [`protocol`]); [`Writer`] sends each message, or each frame with
+//! parse, from [`codec`](super::codec)); [`Writer`] sends each message, or each frame with
 //! its payload, in a single system call with TCP_NODELAY set, so nothing waits
 //! on Nagle's algorithm.
 

@@ -7,9 +7,11 @@
 //! handshake. Everything a peer needs from the wire is re-exported here.
 
 pub mod auth;
+pub mod codec;
 pub mod connection;
 pub mod message;
 pub mod stream;
 pub mod tls;
 
+pub use codec::*;
 pub use message::*;
