@@ -16,6 +16,44 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The flags both programs share.
+#[derive(Debug, clap::Args)]
+pub struct CommonOpts {
+    /// Shared secret both sides prove they know (it never crosses the wire); the server's
+    /// live view wants it too (`?token=` or `Authorization: Bearer`). Default: FRAMELINK_TOKEN.
+    #[arg(long, value_name = "SECRET")]
+    pub token: Option<String>,
+
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+
+    /// Seconds between status lines; 0 turns them off.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub stats_interval: f64,
+
+    /// Write the final summary to this file as one JSON object.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
+}
+
+impl CommonOpts {
+    /// `--duration`, checked.
+    pub fn duration(&self) -> Result<Option<Duration>> {
+        self.duration.map(|d| seconds("--duration", d)).transpose()
+    }
+
+    /// `--stats-interval`, checked (None: no status lines).
+    pub fn stats_interval(&self) -> Result<Option<Duration>> {
+        interval(self.stats_interval)
+    }
+
+    /// `--token`, or `FRAMELINK_TOKEN` when the flag is not given.
+    pub fn token(&self) -> Result<Option<Token>> {
+        Token::from_flag_or_env(self.token.as_deref())
+    }
+}
+
 /// Receive live camera frames from framelink clients: measure each frame's
 /// age on arrival, drop stale ones, and show and process the newest.
 #[derive(Debug, Parser)]
@@ -83,11 +121,6 @@ pub struct ServerOpts {
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
 
-    /// Shared secret clients must prove they know (the token never crosses the wire), also
-    /// needed by the live view (`?token=` or `Authorization: Bearer`). Default: FRAMELINK_TOKEN.
-    #[arg(long, value_name = "SECRET")]
-    pub token: Option<String>,
-
     /// Serve TLS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -96,17 +129,8 @@ pub struct ServerOpts {
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Stop after this many seconds (default: run until Ctrl-C).
-    #[arg(long, value_name = "SECONDS")]
-    pub duration: Option<f64>,
-
-    /// Seconds between status lines; 0 turns them off.
-    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
-    pub stats_interval: f64,
-
-    /// Write the final summary to this file as one JSON object.
-    #[arg(long, value_name = "PATH")]
-    pub summary_json: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonOpts,
 }
 
 impl ServerOpts {
@@ -136,9 +160,9 @@ impl ServerOpts {
             max_clients: self.max_clients,
             window: self.window,
             io_timeout: seconds("--io-timeout", self.io_timeout)?,
-            stats_interval: interval(self.stats_interval)?,
-            summary_json: self.summary_json.clone(),
-            token: Token::from_flag_or_env(self.token.as_deref())?,
+            stats_interval: self.common.stats_interval()?,
+            summary_json: self.common.summary_json.clone(),
+            token: self.common.token()?,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(crate::wire::tls::server_config(cert, key)?),
                 _ => None,
@@ -163,7 +187,7 @@ impl ServerOpts {
     }
 
     pub fn duration(&self) -> Result<Option<Duration>> {
-        self.duration.map(|d| seconds("--duration", d)).transpose()
+        self.common.duration()
     }
 }
 
@@ -222,17 +246,8 @@ pub struct ClientOpts {
     #[arg(long)]
     pub name: Option<String>,
 
-    /// Stop after this many seconds (default: run until Ctrl-C).
-    #[arg(long, value_name = "SECONDS")]
-    pub duration: Option<f64>,
-
-    /// Seconds between status lines; 0 turns them off.
-    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
-    pub stats_interval: f64,
-
-    /// Write the final summary to this file as one JSON object.
-    #[arg(long, value_name = "PATH")]
-    pub summary_json: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonOpts,
 
     /// Write every processing result the server sends back as one JSON line to this file
     /// (`-` for standard output), with its capture→result time.
@@ -255,10 +270,6 @@ pub struct ClientOpts {
     /// The narrowest frame adaptation may send, in pixels.
     #[arg(long, default_value_t = 320, value_name = "PIXELS")]
     pub min_width: u32,
-
-    /// Shared secret to prove to the server (it never crosses the wire). Default: FRAMELINK_TOKEN.
-    #[arg(long, value_name = "SECRET")]
-    pub token: Option<String>,
 
     /// Connect with TLS, trusting the server certificate (or its CA) in this PEM file.
     #[arg(long, value_name = "PEM")]
@@ -323,12 +334,12 @@ impl ClientOpts {
             connect_timeout: seconds("--connect-timeout", self.connect_timeout)?,
             io_timeout: seconds("--io-timeout", self.io_timeout)?,
             max_backoff: seconds("--max-backoff", self.max_backoff)?,
-            stats_interval: interval(self.stats_interval)?,
-            summary_json: self.summary_json.clone(),
+            stats_interval: self.common.stats_interval()?,
+            summary_json: self.common.summary_json.clone(),
             results_jsonl: self.results_jsonl.clone(),
             save_results: self.save_results.clone(),
             adapt: self.adapt == OnOff::On,
-            token: Token::from_flag_or_env(self.token.as_deref())?,
+            token: self.common.token()?,
             min_quality: match self.min_quality {
                 q @ 1..=100 => q,
                 q => bail!("--min-quality must be 1..=100, got {q}"),
@@ -352,7 +363,7 @@ impl ClientOpts {
     }
 
     pub fn duration(&self) -> Result<Option<Duration>> {
-        self.duration.map(|d| seconds("--duration", d)).transpose()
+        self.common.duration()
     }
 }
 
