@@ -1,4 +1,6 @@
-//! The staleness gate: how old a frame is on arrival, without synchronized clocks.
+//! The gate every frame passes: its checks ([`check_frame`]: a well-formed JPEG of
+//! the size the FRAME says, within limits), then its age on arrival, measured
+//! without synchronized clocks.
 //!
 //! The server hands out a [`Ticket`](crate::wire::Ticket) carrying its own
 //! clock reading `T_s`. The client keeps it for `held` (its own clock) until a
@@ -17,7 +19,8 @@
 //! most the one-way server→client delay (≤ `transit`), plus clock-rate
 //! drift over `held` (ppm: microseconds per second held).
 
-use crate::wire::Outcome;
+use crate::media::jpeg;
+use crate::wire::{Encoding, FrameHeader, Outcome, Reason};
 use std::time::Duration;
 
 /// The figures the gate judges a frame by.
@@ -75,6 +78,33 @@ impl Gate {
             Outcome::DroppedStale
         }
     }
+}
+
+/// Why a frame's header and payload cannot be accepted, checked in this
+/// order (protocol.md lists it): encoding, zero size, a whole JPEG, one
+/// readable frame header, that header's size equal to the FRAME's, and the
+/// size within `max_pixels`. None when the frame passes: nothing decodes a
+/// frame before this, so the size a decoder allocates for is bounded here.
+pub fn check_frame(h: &FrameHeader, payload: &[u8], max_pixels: u64) -> Option<Reason> {
+    if h.encoding != Encoding::Jpeg {
+        return Some(Reason::UnsupportedEncoding);
+    }
+    if h.width == 0 || h.height == 0 {
+        return Some(Reason::BadDimensions);
+    }
+    if !jpeg::is_whole(payload) {
+        return Some(Reason::NotJpeg);
+    }
+    let Some(dims) = jpeg::dimensions(payload) else {
+        return Some(Reason::BrokenJpeg);
+    };
+    if dims != (h.width, h.height) {
+        return Some(Reason::BadDimensions);
+    }
+    if h.width as u64 * h.height as u64 > max_pixels {
+        return Some(Reason::TooManyPixels);
+    }
+    None
 }
 
 #[cfg(test)]

@@ -9,15 +9,14 @@ use super::registry::Live;
 use super::sink::{ArrivedFrame, ClientId};
 use super::{gate, process, Shared};
 use crate::latest::{self, LatestSender};
-use crate::media::jpeg;
 use crate::stats::Running;
 use crate::wire::auth;
 use crate::wire::connection::{self, ConnError, Reader, Writer};
 use crate::wire::stream::Stream;
 use crate::wire::tls;
 use crate::wire::{
-    self, Challenge, Encoding, GoodbyeCode, Limits, Message, Outcome, ProcessResult, Reason,
-    Ticket, Verdict, Welcome,
+    self, Challenge, GoodbyeCode, Limits, Message, Outcome, ProcessResult, Reason, Ticket, Verdict,
+    Welcome,
 };
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
@@ -517,8 +516,8 @@ impl<'a> Connection<'a> {
             held,
             Duration::from_micros(h.capture_to_send_us as u64),
         );
-        let reason =
-            check_frame(&h, &frame.payload, self.shared.config.max_pixels).unwrap_or_else(|| {
+        let reason = gate::check_frame(&h, &frame.payload, self.shared.config.max_pixels)
+            .unwrap_or_else(|| {
                 if gate::plausible_hold(now.saturating_sub(issued), held) {
                     Reason::None
                 } else {
@@ -572,33 +571,6 @@ impl<'a> Connection<'a> {
         };
         Ok((verdict, accepted))
     }
-}
-
-/// Why a frame's header and payload cannot be accepted, checked in this
-/// order (protocol.md lists it): encoding, zero size, a whole JPEG, one
-/// readable frame header, that header's size equal to the FRAME's, and the
-/// size within `max_pixels`. None when the frame passes: nothing decodes a
-/// frame before this, so the size a decoder allocates for is bounded here.
-pub fn check_frame(h: &wire::FrameHeader, payload: &[u8], max_pixels: u64) -> Option<Reason> {
-    if h.encoding != Encoding::Jpeg {
-        return Some(Reason::UnsupportedEncoding);
-    }
-    if h.width == 0 || h.height == 0 {
-        return Some(Reason::BadDimensions);
-    }
-    if !jpeg::is_whole(payload) {
-        return Some(Reason::NotJpeg);
-    }
-    let Some(dims) = jpeg::dimensions(payload) else {
-        return Some(Reason::BrokenJpeg);
-    };
-    if dims != (h.width, h.height) {
-        return Some(Reason::BadDimensions);
-    }
-    if h.width as u64 * h.height as u64 > max_pixels {
-        return Some(Reason::TooManyPixels);
-    }
-    None
 }
 
 /// Tells the peer why its connection is being closed, where there is a code for it.
