@@ -62,7 +62,7 @@ fn segments(b: &[u8], mut visit: impl FnMut(Segment) -> bool) -> Option<usize> {
             // Entropy-coded data: runs to the next FF that is neither a
             // stuffed FF 00 nor a restart marker.
             loop {
-                let at = i + b.get(i..)?.iter().position(|&x| x == 0xFF)?;
+                let at = i + memchr::memchr(0xFF, b.get(i..)?)?;
                 match *b.get(at + 1)? {
                     0x00 | 0xD0..=0xD7 | 0xFF => i = at + 1,
                     _ => {
