@@ -449,15 +449,31 @@ impl<'a> Connection<'a> {
 
     /// Counts one more result owed to the client before its frame is handed
     /// on; waits (reading nothing, so the client gets no ticket) while
-    /// [`RESULTS_OWED`] are, and ends the connection when the client has not
-    /// read its results for `--io-timeout`.
+    /// [`RESULTS_OWED`] are. Unblocked by the results writer taking a credit
+    /// back, by shutdown, or after `--io-timeout`, which ends the connection
+    /// (the client is not reading its results).
     pub(super) fn owe_result(&mut self) -> Result<(), ConnError> {
         let Some((_, owed)) = &self.results else {
             return Ok(());
         };
         let io = self.shared.config.io_timeout;
-        if owed.send_timeout((), io).is_ok() {
-            return Ok(());
+        let deadline = Instant::now() + io;
+        // Waits a tick at a time, so a server shutdown is not held up.
+        while Instant::now() < deadline {
+            match owed.send_timeout((), crate::shutdown::TICK) {
+                Ok(()) => return Ok(()),
+                Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
+                    // The results writer stopped: its write to the client failed.
+                    return Err(ConnError::Io(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "cannot send results: the connection failed",
+                    )));
+                }
+                Err(crossbeam_channel::SendTimeoutError::Timeout(_)) => {}
+            }
+            if self.shared.shutdown.is_triggered() {
+                return Err(ConnError::Shutdown);
+            }
         }
         let e = ConnError::TimedOut(io, "reading its results (RESULT messages are waiting)");
         refuse_for(&self.writer, &e);
