@@ -38,6 +38,15 @@ pub struct CommonOpts {
 }
 
 impl CommonOpts {
+    /// `--summary-json`, checked at start: its folder must exist, so a run
+    /// does not end by failing to write what it measured.
+    pub fn summary_json(&self) -> Result<Option<PathBuf>> {
+        if let Some(p) = &self.summary_json {
+            writable_file("--summary-json", p)?;
+        }
+        Ok(self.summary_json.clone())
+    }
+
     /// `--duration`, checked.
     pub fn duration(&self) -> Result<Option<Duration>> {
         self.duration.map(|d| seconds("--duration", d)).transpose()
@@ -161,7 +170,7 @@ impl ServerOpts {
             window: self.window,
             io_timeout: seconds("--io-timeout", self.io_timeout)?,
             stats_interval: self.common.stats_interval()?,
-            summary_json: self.common.summary_json.clone(),
+            summary_json: self.common.summary_json()?,
             token: self.common.token()?,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(crate::wire::tls::server_config(cert, key)?),
@@ -173,6 +182,9 @@ impl ServerOpts {
                 exec_input: self.exec_input,
             },
             record: match &self.record {
+                Some(dir) if dir.exists() && !dir.is_dir() => {
+                    bail!("--record {}: that is not a folder", dir.display())
+                }
                 Some(dir) => Some(RecordConfig {
                     dir: dir.clone(),
                     max_bytes: match self.record_max_mb {
@@ -226,7 +238,7 @@ pub struct ClientOpts {
     pub fps: f64,
 
     /// JPEG quality, 1-100, for frames this client encodes.
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
 
     /// JPEG encoder for frames this client encodes: `auto` is libjpeg-turbo when built in.
@@ -263,8 +275,9 @@ pub struct ClientOpts {
     #[arg(long, value_enum, default_value = "on", value_name = "on|off")]
     pub adapt: OnOff,
 
-    /// The lowest JPEG quality adaptation may use.
-    #[arg(long, default_value_t = 30, value_name = "Q")]
+    /// The lowest JPEG quality adaptation may use (1-100, at most --quality).
+    #[arg(long, default_value_t = 30, value_name = "Q",
+          value_parser = clap::value_parser!(u8).range(1..=100))]
     pub min_quality: u8,
 
     /// The narrowest frame adaptation may send, in pixels.
@@ -335,12 +348,17 @@ impl ClientOpts {
             io_timeout: seconds("--io-timeout", self.io_timeout)?,
             max_backoff: seconds("--max-backoff", self.max_backoff)?,
             stats_interval: self.common.stats_interval()?,
-            summary_json: self.common.summary_json.clone(),
+            summary_json: self.common.summary_json()?,
             results_jsonl: self.results_jsonl.clone(),
             save_results: self.save_results.clone(),
             adapt: self.adapt == OnOff::On,
             token: self.common.token()?,
             min_quality: match self.min_quality {
+                q if q > self.quality => bail!(
+                    "--min-quality {q} is above --quality {}: adaptation lowers quality from \
+                     --quality down to --min-quality",
+                    self.quality
+                ),
                 q @ 1..=100 => q,
                 q => bail!("--min-quality must be 1..=100, got {q}"),
             },
@@ -399,6 +417,26 @@ fn seconds(flag: &str, s: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(s))
 }
 
+/// Checks at start that `path` names a file that can be created: its
+/// folder exists and it is not itself a folder.
+pub fn writable_file(flag: &str, path: &std::path::Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "{flag} {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    if path.is_dir() {
+        bail!("{flag} {}: that is a folder, not a file", path.display());
+    }
+    Ok(())
+}
+
 fn interval(s: f64) -> Result<Option<Duration>> {
     if s == 0.0 {
         Ok(None)
@@ -455,11 +493,30 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_flag_named() {
-        let e = ClientOpts::parse_from(["c", "h", "--quality", "0"])
+        for q in ["0", "101", "300"] {
+            let e = ClientOpts::try_parse_from(["c", "h", "--quality", q])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--quality") && e.contains("1..=100"), "{e}");
+        }
+        let e = ClientOpts::parse_from(["c", "h", "--quality", "50", "--min-quality", "90"])
             .config()
             .unwrap_err()
             .to_string();
-        assert!(e.contains("--quality"), "{e}");
+        assert!(e.contains("--min-quality 90 is above --quality 50"), "{e}");
+        let e = ServerOpts::parse_from(["s", "--summary-json", "/no/such/folder/s.json"])
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--summary-json") && e.contains("does not exist"),
+            "{e}"
+        );
+        let e = ServerOpts::parse_from(["s", "--record", "/dev/null"])
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--record /dev/null"), "{e}");
         let e = ServerOpts::parse_from(["s", "--window", "0"])
             .config()
             .unwrap_err()

@@ -154,3 +154,125 @@ fn a_server_without_a_token_says_anyone_can_stream_and_one_with_it_does_not() {
     let guarded = run(Some("s3cret"));
     assert!(!guarded.contains("anyone who can reach port"), "{guarded}");
 }
+
+#[test]
+fn flags_are_checked_before_the_server_listens() {
+    for args in [
+        ["--duration", "0"],
+        ["--summary-json", "/no/such/folder/s.json"],
+        ["--record", "/dev/null"],
+    ] {
+        let (mut srv, out, err) = support::spawn_program(
+            env!("CARGO_BIN_EXE_framelink-server"),
+            &[&["--listen", "127.0.0.1:0", "--no-display"], &args[..]].concat(),
+            None,
+            &[],
+        );
+        let status = support::wait_exit(&mut srv, "the server");
+        err.wait_for("\u{0}", WAIT);
+        assert!(!status.success(), "{args:?}");
+        assert!(err.text().contains(args[0]), "{args:?}: {}", err.text());
+        assert!(
+            !out.text().contains("listening"),
+            "{args:?}: {}",
+            out.text()
+        );
+        assert!(
+            !err.text().contains("no --token"),
+            "{args:?}: warned before checking"
+        );
+    }
+}
+
+#[test]
+fn a_closed_standard_output_stops_the_status_lines_not_the_programs() {
+    use std::io::BufRead;
+    // As `framelink-server ... | head -1`: the first line is read, then the
+    // pipe closes.
+    let mut srv = server()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-display",
+            "--stats-interval",
+            "0.2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let srv_err = support::Collected::read(srv.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufReader::new(srv.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap(); // the reader is dropped here: standard output is closed
+    let addr = first
+        .split("listening on ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .expect(&first)
+        .to_string();
+    // The client's standard output is closed from the start.
+    let cli = client()
+        .args(["--width", "160", "--height", "120", "--duration", "2"])
+        .args(["--stats-interval", "0.2", "--source", "test-pattern", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cli = cli;
+    let cli_err = support::Collected::read(cli.stderr.take().unwrap());
+    // A client with a closed pipe (not /dev/null) too.
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) into our array; we close the read end and own the write end.
+    let w = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1])
+    };
+    let mut cli2 = client()
+        .args(["--width", "160", "--height", "120", "--duration", "2"])
+        .args([
+            "--stats-interval",
+            "0.2",
+            "--source",
+            "test-pattern",
+            "--name",
+            "piped",
+            &addr,
+        ])
+        .stdout(w)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cli2_err = support::Collected::read(cli2.stderr.take().unwrap());
+    assert!(
+        support::wait_exit(&mut cli, "the client").success(),
+        "{}",
+        cli_err.text()
+    );
+    let status = support::wait_exit(&mut cli2, "the client with a closed pipe");
+    assert!(status.success(), "{}", cli2_err.text());
+    assert!(
+        cli2_err.text().contains("cannot write to standard output"),
+        "{}",
+        cli2_err.text()
+    );
+    // The server went on serving both, warned once, and stops cleanly.
+    srv_err
+        .wait_for("cannot write to standard output", WAIT)
+        .expect("one warning");
+    // SAFETY: kill(2) with SIGINT on our own child.
+    unsafe { libc::kill(srv.id() as i32, libc::SIGINT) };
+    let status = support::wait_exit(&mut srv, "the server");
+    srv_err.wait_for("\u{0}", WAIT);
+    let err = srv_err.text();
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        err.matches("cannot write to standard output").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("connected: piped"), "{err}");
+}

@@ -20,9 +20,10 @@ fn main() -> ExitCode {
 
 fn run(opts: ClientOpts) -> Result<()> {
     let config = opts.config()?;
+    let duration = opts.duration()?;
     let shutdown = Shutdown::new();
     shutdown.on_ctrl_c()?;
-    if let Some(d) = opts.duration()? {
+    if let Some(d) = duration {
         shutdown.trigger_after(d);
     }
     let results_on_stdout = config.results_on_stdout();

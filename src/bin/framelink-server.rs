@@ -22,7 +22,9 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: ServerOpts) -> Result<()> {
+    // Every flag is checked before anything is bound or printed.
     let config = opts.config()?;
+    let duration = opts.duration()?;
     let listener = TcpListener::bind(opts.listen).with_context(|| {
         format!(
             "cannot listen on {}: is another server using that port? choose another with --listen",
@@ -57,7 +59,7 @@ fn run(opts: ServerOpts) -> Result<()> {
     }
     let shutdown = Shutdown::new();
     shutdown.on_ctrl_c()?;
-    if let Some(d) = opts.duration()? {
+    if let Some(d) = duration {
         shutdown.trigger_after(d);
     }
     let mut server = Server::new(listener, config);
