@@ -61,3 +61,64 @@ fn a_client_started_before_its_server_connects_when_it_appears() {
     server.stop();
     assert_eq!(c.connections, 1);
 }
+
+/// A server that welcomes each client, takes one frame, then shuts down
+/// cleanly (GOODBYE ShuttingDown) while the client is busy sending.
+fn server_that_says_goodbye(listener: &std::net::TcpListener, connections: usize) {
+    use framelink::shutdown::Shutdown;
+    use framelink::wire::connection::{self, Reader, Writer};
+    use framelink::wire::*;
+    for _ in 0..connections {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        connection::configure(&stream, support::WAIT).unwrap();
+        let mut reader = Reader::new(stream.try_clone().unwrap(), Limits::default());
+        let mut writer = Writer::new(stream);
+        let stop = Shutdown::new();
+        writer
+            .send(true, &[&Message::Challenge(Challenge { nonce: [5; 32] })])
+            .unwrap();
+        reader
+            .read_preface(std::time::Instant::now() + support::WAIT, &stop)
+            .unwrap();
+        let Ok(Some(Message::Hello(_))) =
+            reader.read_message(Some(support::WAIT), support::WAIT, &stop)
+        else {
+            panic!("expected HELLO");
+        };
+        let welcome = Message::Welcome(Welcome {
+            capabilities: 0,
+            max_age_us: 80_000,
+            max_frame_bytes: 1 << 20,
+            window: 4,
+            proof: Vec::new(),
+        });
+        let tickets: Vec<Message> = (0..4)
+            .map(|id| Message::Ticket(Ticket { id, issued_us: 1 }))
+            .collect();
+        let mut out = vec![&welcome];
+        out.extend(tickets.iter());
+        writer.send(false, &out).unwrap();
+        let _ = reader.read_message(Some(support::WAIT), support::WAIT, &stop);
+        let _ = writer.goodbye(false, GoodbyeCode::ShuttingDown, "server is shutting down");
+        drop(reader);
+    }
+}
+
+#[test]
+fn a_clean_server_shutdown_is_reported_as_such_not_as_a_broken_pipe() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        server_that_says_goodbye(&listener, 5);
+        listener // kept open: the next attempt waits in the backlog, no new problem
+    });
+    let client = TestClient::pattern(addr, "busy", 160, 120, 500.0);
+    let listener = server.join().unwrap();
+    let c = client.stop().unwrap();
+    drop(listener);
+    let why = c.last_problem.unwrap_or_default();
+    assert!(why.contains("shutting down"), "the client says: {why:?}");
+    assert!(!why.contains("Broken pipe"), "{why:?}");
+}

@@ -290,12 +290,20 @@ pub(super) fn session(
             let deadline = Instant::now() + Duration::from_secs(1);
             reader_done.wait_timeout(deadline - Instant::now());
         }
+        if matches!(sent, SendEnd::Failed(_)) {
+            // A send fails when the server closed first: its GOODBYE (say,
+            // shutting down) is then on its way to the reader, and says
+            // more than "Broken pipe". Give the reader a moment to see it.
+            reader_done.wait_timeout(Duration::from_millis(500));
+        }
+        let reader_saw_the_end = reader_done.is_triggered();
         session_stop.trigger();
         let read_end = reader_thread
             .join()
             .unwrap_or_else(|_| SessionEnd::Lost("reader thread failed".into()));
         match sent {
             SendEnd::Stopped => SessionEnd::Stopped,
+            SendEnd::Failed(_) if reader_saw_the_end => read_end,
             SendEnd::Failed(why) => SessionEnd::Lost(format!("connection to {server} lost: {why}")),
             SendEnd::ReaderEnded => read_end,
         }
