@@ -327,7 +327,7 @@ impl ClientOpts {
             );
         }
         Ok(ClientConfig {
-            server: with_default_port(&self.server),
+            server: server_address(&self.server)?,
             name,
             source: SourceConfig {
                 kind: self.source.clone(),
@@ -390,6 +390,34 @@ impl ClientOpts {
 pub enum OnOff {
     On,
     Off,
+}
+
+/// The server address as given, checked at start (retrying cannot fix a
+/// malformed one), with the default port added when it has none.
+pub fn server_address(server: &str) -> Result<String> {
+    let form = "give HOST or HOST:PORT, e.g. 192.168.1.20 or jetson.local:1998";
+    if server.trim().is_empty() {
+        bail!("the server address is empty: {form}");
+    }
+    if server.contains("://") {
+        bail!("the server address {server:?} is a URL: {form}");
+    }
+    if server.chars().any(char::is_whitespace) {
+        bail!("the server address {server:?} has spaces in it: {form}");
+    }
+    let unbracketed_v6 = server.parse::<std::net::Ipv6Addr>().is_ok();
+    if let Some((host, port)) = server.rsplit_once(':').filter(|_| !unbracketed_v6) {
+        if host.is_empty() {
+            bail!("the server address {server:?} has no host: {form}");
+        }
+        if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) {
+            match port.parse::<u16>() {
+                Ok(0) | Err(_) => bail!("the port in {server:?} is not 1-65535: {form}"),
+                Ok(_) => {}
+            }
+        }
+    }
+    Ok(with_default_port(server))
 }
 
 /// `HOST` → `HOST:1998`; `HOST:PORT` and `[v6]:PORT` stay; a bare IPv6
@@ -465,6 +493,33 @@ fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_server_address_is_refused_at_start() {
+        for bad in [
+            "",
+            " ",
+            "127.0.0.1:99999",
+            "10.0.0.2:0",
+            "tcp://10.0.0.2:1998",
+            ":1998",
+        ] {
+            let e = server_address(bad).unwrap_err().to_string();
+            assert!(e.contains("HOST:PORT"), "{bad:?}: {e}");
+        }
+        assert_eq!(server_address("10.0.0.2").unwrap(), "10.0.0.2:1998");
+        assert_eq!(server_address("::1").unwrap(), "[::1]:1998");
+        assert_eq!(server_address("[::1]:5").unwrap(), "[::1]:5");
+        assert_eq!(
+            server_address("jetson.local:80").unwrap(),
+            "jetson.local:80"
+        );
+        let e = ClientOpts::parse_from(["c", "127.0.0.1:99999"])
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not 1-65535"), "{e}");
+    }
 
     #[test]
     fn default_port_is_added_only_when_missing() {
