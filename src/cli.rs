@@ -313,9 +313,7 @@ impl ClientOpts {
         if !(self.fps >= 0.0 && self.fps <= 1000.0) {
             bail!("--fps must be 0..=1000, got {}", self.fps);
         }
-        if self.width == 0 || self.height == 0 || self.width > 65535 || self.height > 65535 {
-            bail!("--width and --height must be 1..=65535");
-        }
+        crate::client::check_size(self.width, self.height)?;
         let name = self.name.clone().unwrap_or_else(host_name);
         if name.is_empty()
             || name.len() > crate::wire::MAX_NAME_BYTES
@@ -572,6 +570,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--record /dev/null"), "{e}");
+        for (w, h) in [
+            ("65535", "65535"),
+            ("8000", "8000"),
+            ("9000", "100"),
+            ("0", "480"),
+        ] {
+            let e = ClientOpts::parse_from(["c", "h", "--width", w, "--height", h])
+                .config()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--width"), "{w}x{h}: {e}");
+        }
+        assert!(
+            ClientOpts::parse_from(["c", "h", "--width", "4096", "--height", "4096"])
+                .config()
+                .is_ok()
+        );
         let e = ServerOpts::parse_from(["s", "--window", "0"])
             .config()
             .unwrap_err()

@@ -139,17 +139,33 @@ pub struct ClientSummary {
 /// connection is tried. Fails too on a server that speaks another protocol
 /// version, and if the source fails mid-run.
 pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
-    for d in [config.source.width, config.source.height] {
-        if d == 0 || d > u16::MAX as u32 {
-            bail!(
-                "--width and --height must be 1..=65535, got {}x{}",
-                config.source.width,
-                config.source.height
-            );
-        }
-    }
+    check_size(config.source.width, config.source.height)?;
     let source = source::open(&config.source)?;
     run_with_source(config, source, shutdown)
+}
+
+/// The largest frame side the client makes (the JPEG format allows 65 500,
+/// but nothing larger than this can be encoded, sent and judged fresh).
+pub const MAX_SIDE: u32 = 8192;
+/// The most pixels in a frame the client makes: the server's default
+/// `--max-pixels` (4096 × 4096), so what the client accepts, a default
+/// server accepts too.
+pub const MAX_PIXELS: u64 = crate::server::DEFAULT_MAX_PIXELS;
+
+/// Checks a frame size asked for (`--width`, `--height`) at start, so a
+/// size that cannot work fails with its reason instead of an allocation
+/// failure or frames that are always stale.
+pub fn check_size(width: u32, height: u32) -> Result<()> {
+    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+        bail!("--width and --height must each be 1..={MAX_SIDE}, got {width}x{height}");
+    }
+    if width as u64 * height as u64 > MAX_PIXELS {
+        bail!(
+            "--width x --height of {width}x{height} is over {MAX_PIXELS} pixels (4096x4096), \
+             the most a server accepts by default (its --max-pixels)"
+        );
+    }
+    Ok(())
 }
 
 /// [`run`] with a source of the caller's own (anything implementing
