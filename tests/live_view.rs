@@ -34,11 +34,10 @@ fn the_page_stats_and_metrics_describe_the_clients() {
     assert_eq!(status, 200);
     assert!(head.contains("text/plain; version=0.0.4"));
     let metrics = String::from_utf8(metrics).unwrap();
-    let accepted =
-        format!("framelink_frames_total{{client=\"porch\",id=\"{id}\",outcome=\"accepted\"}} ");
+    let accepted = "framelink_frames_total{client=\"porch\",outcome=\"accepted\"} ";
     let line = metrics
         .lines()
-        .find(|l| l.starts_with(&accepted))
+        .find(|l| l.starts_with(accepted))
         .unwrap_or_else(|| panic!("no {accepted} in\n{metrics}"));
     assert!(line[accepted.len()..].parse::<f64>().unwrap() >= 5.0);
     assert!(metrics.contains("framelink_clients_connected 1"));
@@ -245,4 +244,70 @@ fn a_request_head_trickled_a_byte_at_a_time_is_cut_at_its_deadline() {
     // The view goes on serving.
     assert_eq!(http_get(http, "/stats.json").0, 200);
     server.stop();
+}
+
+/// A counter in `/metrics`, by its whole name and labels.
+fn metric(http: std::net::SocketAddr, series: &str) -> Option<f64> {
+    let (_, _, body) = http_get(http, "/metrics");
+    let text = String::from_utf8(body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_are_kept_per_client_name_across_reconnects() {
+    let server = TestServer::start_http(server_config());
+    let http = server.http.unwrap();
+    let series = "framelink_frames_total{client=\"porch\",outcome=\"accepted\"}";
+    let first = TestClient::pattern(server.addr, "porch", 160, 120, 30.0);
+    server.wait_frames(Some("porch"), 5);
+    let c = first.stop().unwrap();
+    // Gone, and still counted.
+    let after_first = when_gone(&server, http, series);
+    assert_eq!(after_first as u64, c.figures.frames_accepted);
+    // The same camera again: the counter goes on from there, never back to 0.
+    let second = TestClient::pattern(server.addr, "porch", 160, 120, 30.0);
+    let deadline = Instant::now() + WAIT;
+    while metric(http, series).unwrap() < after_first + 5.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the second connection's frames are not counted"
+        );
+        server.shutdown.wait_timeout(Duration::from_millis(50));
+    }
+    let (_, _, body) = http_get(http, "/metrics");
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("# TYPE framelink_frame_age_seconds summary"),
+        "{text}"
+    );
+    assert!(
+        text.contains("framelink_frame_age_seconds_count{client=\"porch\"}"),
+        "{text}"
+    );
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.len() <= 20, "float noise in {line:?}");
+    }
+    let c2 = second.stop().unwrap();
+    let total = when_gone(&server, http, series);
+    assert_eq!(
+        total as u64,
+        c.figures.frames_accepted + c2.figures.frames_accepted
+    );
+    server.stop();
+}
+
+/// The series' value once no client is connected any more.
+fn when_gone(server: &TestServer, http: std::net::SocketAddr, series: &str) -> f64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, _, body) = http_get(http, "/stats.json");
+        let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if stats["clients"].as_array().unwrap().is_empty() {
+            return metric(http, series).expect("the series outlives the connection");
+        }
+        assert!(Instant::now() < deadline, "the client never left: {stats}");
+        server.shutdown.wait_timeout(Duration::from_millis(50));
+    }
 }

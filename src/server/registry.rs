@@ -240,11 +240,14 @@ impl StatsSource for Shared {
                 "# HELP framelink_{name} {help}\n# TYPE framelink_{name} {kind}"
             );
             for (labels, v) in rows {
-                let _ = writeln!(m, "framelink_{name}{labels} {v}");
+                let _ = writeln!(m, "framelink_{name}{labels} {}", metric_number(v));
             }
         };
-        let who =
-            |c: &ClientNow| format!("client=\"{}\",id=\"{}\"", live_view::label(&c.name), c.id);
+        // Counters are per client name over the server's whole life (finished
+        // connections included), so a camera that reconnects keeps counting up
+        // and its series do not vanish when it disconnects.
+        let named = self.registry.summary(self.epoch.elapsed()).clients;
+        let who = |name: &str| format!("client=\"{}\"", live_view::label(name));
         family(
             "clients_connected",
             "gauge",
@@ -252,52 +255,62 @@ impl StatsSource for Shared {
             vec![(String::new(), clients.len() as f64)],
         );
         let mut frames = Vec::new();
-        for c in &clients {
+        for c in &named {
+            let f = &c.figures;
             for (outcome, n) in [
-                ("accepted", c.frames_accepted),
-                ("dropped_stale", c.frames_dropped_stale),
-                ("rejected", c.frames_rejected),
-                ("superseded", c.frames_superseded),
+                ("accepted", f.frames_accepted),
+                ("dropped_stale", f.frames_dropped_stale),
+                ("rejected", f.frames_rejected),
+                ("superseded", f.frames_superseded),
             ] {
-                frames.push((format!("{{{},outcome=\"{outcome}\"}}", who(c)), n as f64));
+                frames.push((
+                    format!("{{{},outcome=\"{outcome}\"}}", who(&c.name)),
+                    n as f64,
+                ));
             }
         }
         family(
             "frames_total",
             "counter",
-            "Frames received from each connected client, by fate.",
+            "Frames received from each client (by name, since the server started), by fate.",
             frames,
         );
         family(
             "received_bytes_total",
             "counter",
-            "Frame payload bytes received from each connected client.",
-            clients
+            "Frame payload bytes received from each client (by name, since the server started).",
+            named
                 .iter()
-                .map(|c| (format!("{{{}}}", who(c)), c.bytes as f64))
+                .map(|c| (format!("{{{}}}", who(&c.name)), c.figures.bytes as f64))
                 .collect(),
         );
+        // Gauges describe the connection now: the newest one of each name.
+        let mut now: BTreeMap<&str, &ClientNow> = BTreeMap::new();
+        for c in &clients {
+            now.insert(&c.name, c); // sorted by id: the newest wins
+        }
         family(
             "fps_accepted",
             "gauge",
-            "Frames accepted from each client over the last second.",
-            clients
-                .iter()
-                .map(|c| (format!("{{{}}}", who(c)), c.fps_accepted))
+            "Frames accepted from each connected client over the last second.",
+            now.iter()
+                .map(|(name, c)| (format!("{{{}}}", who(name)), c.fps_accepted))
                 .collect(),
         );
         let mut age = Vec::new();
-        for c in &clients {
+        for (name, c) in &now {
             for (q, v) in [("0.5", c.age_ms.p50), ("0.99", c.age_ms.p99)] {
                 if let Some(v) = v {
-                    age.push((format!("{{{},quantile=\"{q}\"}}", who(c)), v / 1e3));
+                    age.push((format!("{{{},quantile=\"{q}\"}}", who(name)), v / 1e3));
                 }
             }
+            let judged = c.frames_accepted + c.frames_dropped_stale;
+            age.push((format!("_count{{{}}}", who(name)), judged as f64));
         }
         family(
             "frame_age_seconds",
-            "gauge",
-            "Age of each client's frames on arrival, by quantile.",
+            "summary",
+            "Age on arrival of each connected client's frames (this connection), by quantile.",
             age,
         );
         family(
@@ -349,4 +362,14 @@ impl StatsSource for Shared {
         }
         m
     }
+}
+
+/// A metric value without float noise: integers as integers, others to
+/// six decimals with trailing zeros dropped (0.027903, not 0.027902999999999997).
+fn metric_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        return format!("{}", v as i64);
+    }
+    let s = format!("{v:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
