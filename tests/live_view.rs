@@ -28,6 +28,20 @@ fn the_page_stats_and_metrics_describe_the_clients() {
     assert_eq!(c["name"], "porch");
     assert!(c["frames_accepted"].as_u64().unwrap() >= 5, "{c}");
     assert!(c["last_age_ms"].as_f64().unwrap() > 0.0, "{c}");
+    // The count processor's newest result, as the JSON object it is (once
+    // one has been written back to the client).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, _, body) = http_get(http, "/stats.json");
+        let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let r = &stats["clients"][0]["last_result"];
+        if !r.is_null() {
+            assert!(r["count"].as_u64().unwrap() >= 1, "{r}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no result shown: {stats}");
+        server.shutdown.wait_timeout(Duration::from_millis(50));
+    }
     let id = c["id"].as_u64().unwrap();
 
     let (status, head, metrics) = http_get(http, "/metrics");

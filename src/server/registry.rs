@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 /// Most distinct client names kept in the summary; later ones are folded into one entry.
 pub(super) const MAX_NAMED_CLIENTS: usize = 256;
+/// Largest JSON result kept whole for the live view (larger ones are described).
+pub(super) const SHOWN_RESULT_BYTES: usize = 4096;
 /// Longest result text kept for the live view's tiles.
 pub(super) const SHOWN_RESULT_CHARS: usize = 160;
 
@@ -34,7 +36,7 @@ pub(super) struct Live {
     /// Arrival times of the accepted frames of the last second (for live fps).
     pub(super) recent: Mutex<VecDeque<Instant>>,
     /// The newest result, shortened, for the live view.
-    pub(super) last_result: Mutex<Option<String>>,
+    pub(super) last_result: Mutex<Option<serde_json::Value>>,
 }
 
 impl Live {
@@ -53,15 +55,32 @@ impl Live {
         r.len() as f64
     }
 
+    /// Keeps the newest result for the live view: a JSON result as the JSON
+    /// value itself (whole, up to [`SHOWN_RESULT_BYTES`]; never cut
+    /// mid-value), text as a string (shortened on a character boundary), a
+    /// picture or a failure as a small object saying so.
     pub(super) fn saw_result(&self, r: &ProcessResult) {
-        let text = match (r.status, r.kind) {
+        let text = || String::from_utf8_lossy(&r.result).into_owned();
+        let shown = match (r.status, r.kind) {
             (ResultStatus::Skipped, _) => return,
             (ResultStatus::Processed, ResultKind::None) => return,
-            (ResultStatus::Failed, _) => format!("failed: {}", String::from_utf8_lossy(&r.result)),
-            (_, ResultKind::Jpeg) => format!("JPEG of {} bytes", r.result.len()),
-            _ => String::from_utf8_lossy(&r.result).into_owned(),
+            (ResultStatus::Failed, _) => serde_json::json!({ "failed": shorten(&text()) }),
+            (_, ResultKind::Jpeg) => serde_json::json!({ "jpeg_bytes": r.result.len() }),
+            (_, ResultKind::Json) if r.result.len() <= SHOWN_RESULT_BYTES => {
+                serde_json::from_slice(&r.result).unwrap_or_else(|_| shorten(&text()).into())
+            }
+            (_, ResultKind::Json) => serde_json::json!({ "json_bytes": r.result.len() }),
+            _ => shorten(&text()).into(),
         };
-        *self.last_result.lock() = Some(text.chars().take(SHOWN_RESULT_CHARS).collect());
+        *self.last_result.lock() = Some(shown);
+    }
+}
+
+/// `text` cut to [`SHOWN_RESULT_CHARS`] characters, with "…" when cut.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_RESULT_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     }
 }
 
@@ -214,7 +233,7 @@ pub struct ClientNow {
     pub frames_superseded: u64,
     pub bytes: u64,
     /// The newest processing result, shortened.
-    pub last_result: Option<String>,
+    pub last_result: Option<serde_json::Value>,
 }
 
 impl StatsSource for Shared {
