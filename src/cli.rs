@@ -306,6 +306,49 @@ pub struct ClientOpts {
 }
 
 impl ClientOpts {
+    /// Parses the command line, and says which of the flags given there do
+    /// not apply to the source chosen (so none is silently ignored).
+    pub fn parse_noting_ignored() -> (Self, Vec<String>) {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command().get_matches();
+        let opts = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let given =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        let ignored = opts.ignored_flags(given);
+        (opts, ignored)
+    }
+
+    /// The flags `given` on the command line that the chosen source does not
+    /// use, each with why.
+    pub fn ignored_flags(&self, given: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut not = |flag: &str, id: &str, why: &str| {
+            if given(id) {
+                out.push(format!("{flag} does not apply: {why}"));
+            }
+        };
+        match &self.source {
+            SourceKind::Folder(_) => {
+                let why = "the folder's JPEG files are sent as they are";
+                not("--width", "width", why);
+                not("--height", "height", why);
+                not("--quality", "quality", why);
+                not("--camera", "camera", "the source is a folder");
+                not("--camera-format", "camera_format", "the source is a folder");
+            }
+            SourceKind::TestPattern => {
+                not("--camera", "camera", "the source is the test pattern");
+                not(
+                    "--camera-format",
+                    "camera_format",
+                    "the source is the test pattern",
+                );
+            }
+            SourceKind::Camera => {}
+        }
+        out
+    }
+
     pub fn config(&self) -> Result<ClientConfig> {
         if !(1..=100).contains(&self.quality) {
             bail!("--quality must be 1..=100, got {}", self.quality);
@@ -597,6 +640,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--duration"), "{e}");
+    }
+
+    #[test]
+    fn flags_the_source_does_not_use_are_named() {
+        let opts = ClientOpts::parse_from(["c", "h", "--source", "frames/", "--quality", "10"]);
+        let ignored = opts.ignored_flags(|id| id == "quality");
+        assert_eq!(ignored.len(), 1, "{ignored:?}");
+        assert!(
+            ignored[0].contains("--quality does not apply"),
+            "{ignored:?}"
+        );
+        let opts = ClientOpts::parse_from(["c", "h", "--source", "test-pattern", "--camera", "2"]);
+        assert!(opts.ignored_flags(|id| id == "camera")[0].contains("--camera"));
+        let opts = ClientOpts::parse_from(["c", "h", "--quality", "10"]);
+        assert!(
+            opts.ignored_flags(|id| id == "quality").is_empty(),
+            "a camera encodes"
+        );
     }
 
     #[test]

@@ -276,3 +276,36 @@ fn a_closed_standard_output_stops_the_status_lines_not_the_programs() {
     );
     assert!(err.contains("connected: piped"), "{err}");
 }
+
+#[test]
+fn flags_the_source_does_not_use_are_named_not_silently_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("0001.jpg"), support::jpeg(32, 24)).unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let (mut cli, _out, err) = support::spawn_program(
+        env!("CARGO_BIN_EXE_framelink-client"),
+        &[
+            "--source",
+            folder,
+            "--quality",
+            "10",
+            "--width",
+            "1920",
+            "127.0.0.1:9",
+        ],
+        None,
+        &[],
+    );
+    // No server is needed to be told: the warning comes before any connection.
+    let said = err
+        .wait_for("--width does not apply", WAIT)
+        .unwrap_or_else(|| err.text());
+    let _ = cli.kill();
+    let _ = cli.wait();
+    assert!(said.contains("--quality does not apply"), "{said}");
+    assert!(said.contains("--width does not apply"), "{said}");
+    assert!(
+        !said.contains("--height does not apply"),
+        "only flags given: {said}"
+    );
+}

@@ -1,7 +1,6 @@
 //! `framelink-client`: parse the command line, open the source, run. The work is in the library.
 
 use anyhow::Result;
-use clap::Parser;
 use framelink::cli::ClientOpts;
 use framelink::shutdown::Shutdown;
 use framelink::{client, logging, output};
@@ -9,7 +8,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     logging::init();
-    match run(ClientOpts::parse()) {
+    let (opts, ignored) = ClientOpts::parse_noting_ignored();
+    for why in ignored {
+        tracing::warn!("{why}");
+    }
+    match run(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             output::stderr_line(&format!("error: {e:#}"));
