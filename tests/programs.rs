@@ -296,9 +296,10 @@ fn flags_the_source_does_not_use_are_named_not_silently_ignored() {
         None,
         &[],
     );
-    // No server is needed to be told: the warning comes before any connection.
+    // No server is needed to be told: the warnings come before any
+    // connection, --width's first and --quality's last.
     let said = err
-        .wait_for("--width does not apply", WAIT)
+        .wait_for("--quality does not apply", WAIT)
         .unwrap_or_else(|| err.text());
     let _ = cli.kill();
     let _ = cli.wait();
