@@ -322,27 +322,24 @@ impl ClientOpts {
     /// use, each with why.
     pub fn ignored_flags(&self, given: impl Fn(&str) -> bool) -> Vec<String> {
         let mut out = Vec::new();
-        let mut not = |flag: &str, id: &str, why: &str| {
+        // `id` is the field's name, as clap knows the flag.
+        let mut not = |id: &str, why: &str| {
             if given(id) {
-                out.push(format!("{flag} does not apply: {why}"));
+                out.push(format!("--{} does not apply: {why}", id.replace('_', "-")));
             }
         };
         match &self.source {
             SourceKind::Folder(_) => {
                 let why = "the folder's JPEG files are sent as they are";
-                not("--width", "width", why);
-                not("--height", "height", why);
-                not("--quality", "quality", why);
-                not("--camera", "camera", "the source is a folder");
-                not("--camera-format", "camera_format", "the source is a folder");
+                not("width", why);
+                not("height", why);
+                not("quality", why);
+                not("camera", "the source is a folder");
+                not("camera_format", "the source is a folder");
             }
             SourceKind::TestPattern => {
-                not("--camera", "camera", "the source is the test pattern");
-                not(
-                    "--camera-format",
-                    "camera_format",
-                    "the source is the test pattern",
-                );
+                not("camera", "the source is the test pattern");
+                not("camera_format", "the source is the test pattern");
             }
             SourceKind::Camera => {}
         }
@@ -350,9 +347,6 @@ impl ClientOpts {
     }
 
     pub fn config(&self) -> Result<ClientConfig> {
-        if !(1..=100).contains(&self.quality) {
-            bail!("--quality must be 1..=100, got {}", self.quality);
-        }
         if !(self.fps >= 0.0 && self.fps <= 1000.0) {
             bail!("--fps must be 0..=1000, got {}", self.fps);
         }
@@ -394,14 +388,14 @@ impl ClientOpts {
             save_results: self.save_results.clone(),
             adapt: self.adapt == OnOff::On,
             token: self.common.token()?,
+            // Both are 1..=100 by their value parsers.
             min_quality: match self.min_quality {
                 q if q > self.quality => bail!(
                     "--min-quality {q} is above --quality {}: adaptation lowers quality from \
                      --quality down to --min-quality",
                     self.quality
                 ),
-                q @ 1..=100 => q,
-                q => bail!("--min-quality must be 1..=100, got {q}"),
+                q => q,
             },
             min_width: match self.min_width {
                 w @ 16..=65535 => w,

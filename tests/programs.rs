@@ -3,20 +3,13 @@
 mod support;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Waits for `child` to exit; kills it and fails the test after `WAIT`.
+/// Waits for `child` to exit; kills it and fails the test after `support::WAIT`.
 fn wait(mut child: Child) -> std::process::Output {
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("program did not exit within {WAIT:?}");
-        }
-        std::thread::park_timeout(Duration::from_millis(20));
-    }
+    support::wait_exit(&mut child, "the program");
     child.wait_with_output().unwrap()
 }
 
@@ -169,7 +162,7 @@ fn flags_are_checked_before_the_server_listens() {
             &[],
         );
         let status = support::wait_exit(&mut srv, "the server");
-        err.wait_for("\u{0}", WAIT);
+        err.wait_end(WAIT);
         assert!(!status.success(), "{args:?}");
         assert!(err.text().contains(args[0]), "{args:?}: {}", err.text());
         assert!(
@@ -206,12 +199,7 @@ fn a_closed_standard_output_stops_the_status_lines_not_the_programs() {
     std::io::BufReader::new(srv.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap(); // the reader is dropped here: standard output is closed
-    let addr = first
-        .split("listening on ")
-        .nth(1)
-        .and_then(|s| s.split(';').next())
-        .expect(&first)
-        .to_string();
+    let addr = support::address_in(&first).to_string();
     // The client's standard output is closed from the start.
     let cli = client()
         .args(["--width", "160", "--height", "120", "--duration", "2"])
@@ -265,7 +253,7 @@ fn a_closed_standard_output_stops_the_status_lines_not_the_programs() {
     // SAFETY: kill(2) with SIGINT on our own child.
     unsafe { libc::kill(srv.id() as i32, libc::SIGINT) };
     let status = support::wait_exit(&mut srv, "the server");
-    srv_err.wait_for("\u{0}", WAIT);
+    srv_err.wait_end(WAIT);
     let err = srv_err.text();
     assert!(status.success(), "{status}: {err}");
     assert!(!err.contains("panicked"), "{err}");

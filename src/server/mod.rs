@@ -18,10 +18,10 @@ mod pipeline;
 mod registry;
 mod session;
 
-use pipeline::*;
+use pipeline::{pipeline, Joined};
 pub use registry::ClientNow;
-use registry::*;
-use session::*;
+use registry::Registry;
+use session::{refuse_full, serve, Slot};
 pub mod gate;
 pub mod live_view;
 pub mod process;

@@ -29,14 +29,15 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, info_span, warn};
 
 /// Most connections being turned away (server full) at once; more are just closed.
-pub(super) const MAX_REFUSING: usize = 16;
+const MAX_REFUSING: usize = 16;
 /// Accepted frames of one client whose RESULT is not written yet, at most.
 /// At the cap the connection stops taking frames (no verdict, no ticket)
 /// until the results writer catches up, and ends after `--io-timeout`: so
 /// every accepted frame gets its RESULT, and the queue stays bounded.
-pub(super) const RESULTS_OWED: usize = 64;
+const RESULTS_OWED: usize = 64;
 
-/// One taken `--max-clients` place, given back when dropped.
+/// One taken place in a counter of connections (`--max-clients`, or those
+/// being turned away), given back when dropped, however the work ends.
 pub(super) struct Slot<'a>(pub(super) &'a AtomicUsize);
 
 impl Drop for Slot<'_> {
@@ -47,10 +48,7 @@ impl Drop for Slot<'_> {
 
 /// The connection's stream: the socket itself, or the plaintext end of a
 /// TLS bridge when the server has a certificate.
-pub(super) fn wrap(
-    tcp: TcpStream,
-    shared: &Shared,
-) -> std::io::Result<(Stream, Option<tls::BridgeError>)> {
+fn wrap(tcp: TcpStream, shared: &Shared) -> std::io::Result<(Stream, Option<tls::BridgeError>)> {
     match &shared.config.tls {
         None => Ok((Stream::Tcp(tcp), None)),
         Some(cfg) => {
@@ -71,28 +69,25 @@ pub(super) fn refuse_full<'s>(
     shared: &'s Shared,
 ) {
     warn!(%peer, max_clients = shared.config.max_clients, "refused: server full");
+    let place = Slot(&shared.refusing);
     if shared.refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
-        shared.refusing.fetch_sub(1, Ordering::SeqCst);
         return;
     }
-    let spawned = std::thread::Builder::new()
+    let _ = std::thread::Builder::new()
         .name(format!("refuse {peer}"))
         .spawn_scoped(s, move || {
+            let _place = place;
             let text = format!(
                 "server full: {} clients are connected (--max-clients)",
                 shared.config.max_clients
             );
             let Ok((stream, _)) = wrap(stream, shared) else {
-                shared.refusing.fetch_sub(1, Ordering::SeqCst);
                 return;
             };
-            let mut reader = match stream.try_clone() {
-                Ok(r) => Reader::new(r, Limits::handshake()),
-                Err(_) => {
-                    shared.refusing.fetch_sub(1, Ordering::SeqCst);
-                    return;
-                }
+            let Ok(r) = stream.try_clone() else {
+                return;
             };
+            let mut reader = Reader::new(r, Limits::handshake());
             let mut writer = Writer::new(stream);
             if writer.goodbye(true, GoodbyeCode::ServerFull, text).is_ok() {
                 // Drain until the client closes (it reads the goodbye, then
@@ -102,11 +97,7 @@ pub(super) fn refuse_full<'s>(
                     while let Ok(Some(_)) = reader.read_message_by(deadline, &shared.shutdown) {}
                 }
             }
-            shared.refusing.fetch_sub(1, Ordering::SeqCst);
         });
-    if spawned.is_err() {
-        shared.refusing.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// One connection, start to end. Logs how it ended; never panics on input.
@@ -168,7 +159,7 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, accepted: Instant, shar
 /// Writes results to the client as they come. Unblocked by a result or by
 /// the connection ending (`done` disconnects); a write blocks at most the
 /// I/O timeout.
-pub(super) fn write_results(
+fn write_results(
     (results, owed): &(Receiver<ProcessResult>, Receiver<()>),
     done: &Receiver<()>,
     writer: &Mutex<Writer>,
@@ -191,25 +182,25 @@ pub(super) fn write_results(
 }
 
 /// A connection after a successful handshake.
-pub(super) struct Connection<'a> {
-    pub(super) id: ClientId,
-    pub(super) shared: &'a Shared,
-    pub(super) reader: Reader,
+struct Connection<'a> {
+    id: ClientId,
+    shared: &'a Shared,
+    reader: Reader,
     /// Shared with the results writer.
-    pub(super) writer: Arc<Mutex<Writer>>,
-    pub(super) live: Arc<Live>,
+    writer: Arc<Mutex<Writer>>,
+    live: Arc<Live>,
     /// Hand-off to the processing thread.
-    pub(super) to_processing: LatestSender<ArrivedFrame>,
+    to_processing: LatestSender<ArrivedFrame>,
     /// Hand-off to the display thread, if there is one.
-    pub(super) to_display: Option<LatestSender<ArrivedFrame>>,
+    to_display: Option<LatestSender<ArrivedFrame>>,
     /// Where this client's results go (None: it did not ask for results),
     /// and one credit per accepted frame whose result is owed: the writer
     /// takes a credit back for each result it writes.
-    pub(super) results: Option<(Sender<ProcessResult>, Sender<()>)>,
-    pub(super) results_rx: Option<(Receiver<ProcessResult>, Receiver<()>)>,
+    results: Option<(Sender<ProcessResult>, Sender<()>)>,
+    results_rx: Option<(Receiver<ProcessResult>, Receiver<()>)>,
     /// Tickets handed out and not yet answered, oldest first.
-    pub(super) outstanding: VecDeque<Ticket>,
-    pub(super) next_ticket: u32,
+    outstanding: VecDeque<Ticket>,
+    next_ticket: u32,
 }
 
 impl<'a> Connection<'a> {
@@ -220,7 +211,7 @@ impl<'a> Connection<'a> {
     /// until WELCOME only handshake-sized messages are read
     /// ([`Limits::handshake`]): an unauthenticated peer holds a place for at
     /// most `--io-timeout` and a few kilobytes, whatever it trickles.
-    pub(super) fn start(
+    fn start(
         stream: Stream,
         peer: SocketAddr,
         deadline: Instant,
@@ -352,7 +343,7 @@ impl<'a> Connection<'a> {
         };
         let welcome = Message::Welcome(Welcome {
             capabilities: if wants_results { wire::CAP_RESULTS } else { 0 },
-            max_age_us: crate::wire::micros_u32(shared.config.max_age),
+            max_age_us: wire::micros_u32(shared.config.max_age),
             max_frame_bytes: shared.config.max_frame_bytes,
             window: shared.config.window,
             proof: shared
@@ -378,7 +369,7 @@ impl<'a> Connection<'a> {
         Ok(conn)
     }
 
-    pub(super) fn issue_ticket(&mut self) -> Ticket {
+    fn issue_ticket(&mut self) -> Ticket {
         let t = Ticket {
             id: self.next_ticket,
             issued_us: self.shared.now_us(),
@@ -390,7 +381,7 @@ impl<'a> Connection<'a> {
 
     /// The frame loop: FRAME in, VERDICT and a new TICKET out. Returns why it
     /// ended cleanly, or the error that ended it (after telling the client).
-    pub(super) fn stream_frames(&mut self) -> Result<String, ConnError> {
+    fn stream_frames(&mut self) -> Result<String, ConnError> {
         let io = self.shared.config.io_timeout;
         loop {
             let msg = match self.reader.read_message(None, io, &self.shared.shutdown) {
@@ -452,7 +443,7 @@ impl<'a> Connection<'a> {
     /// [`RESULTS_OWED`] are. Unblocked by the results writer taking a credit
     /// back, by shutdown, or after `--io-timeout`, which ends the connection
     /// (the client is not reading its results).
-    pub(super) fn owe_result(&mut self) -> Result<(), ConnError> {
+    fn owe_result(&mut self) -> Result<(), ConnError> {
         let Some((_, owed)) = &self.results else {
             return Ok(());
         };
@@ -483,7 +474,7 @@ impl<'a> Connection<'a> {
     /// Gives an accepted frame to the recorder, the live view, the display
     /// and the processing thread; none of them can block this thread. A
     /// frame the processor never got to is answered `skipped`.
-    pub(super) fn hand_on(&mut self, frame: ArrivedFrame) {
+    fn hand_on(&mut self, frame: ArrivedFrame) {
         self.live.accepted(frame.age, frame.arrived);
         if let Some(r) = &self.shared.recorder {
             r.offer(&frame);
@@ -501,10 +492,11 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Checks one frame, measures its age and decides its fate; hands an
-    /// accepted frame on. A frame echoing a ticket we did not issue is a
-    /// protocol error (the age could not be trusted).
-    pub(super) fn judge(
+    /// Checks one frame, measures its age and decides its fate: returns the
+    /// VERDICT, and the frame to hand on when it was accepted. A frame
+    /// echoing a ticket we did not issue is a protocol error (the age could
+    /// not be trusted).
+    fn judge(
         &mut self,
         frame: wire::Frame,
         arrived: Instant,
@@ -555,8 +547,8 @@ impl<'a> Connection<'a> {
             ticket_id: frame.ticket.id,
             outcome,
             reason,
-            age_us: crate::wire::micros_u32(m.age),
-            transit_us: crate::wire::micros_u32(m.transit),
+            age_us: wire::micros_u32(m.age),
+            transit_us: wire::micros_u32(m.transit),
             result_kind: 0,
             result: Default::default(),
         };
@@ -590,7 +582,7 @@ impl<'a> Connection<'a> {
 }
 
 /// Tells the peer why its connection is being closed, where there is a code for it.
-pub(super) fn refuse_for(writer: &Mutex<Writer>, e: &ConnError) {
+fn refuse_for(writer: &Mutex<Writer>, e: &ConnError) {
     let code = match e {
         ConnError::Protocol(wire::Error::TooLarge { .. }) => GoodbyeCode::TooLarge,
         ConnError::Protocol(_) => GoodbyeCode::ProtocolError,

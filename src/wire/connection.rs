@@ -5,7 +5,7 @@
 //! its payload, in a single system call with TCP_NODELAY set, so nothing waits
 //! on Nagle's algorithm.
 
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, TICK};
 use crate::wire::stream::Stream;
 use crate::wire::{self, Limits, Message};
 use bytes::BytesMut;
@@ -13,7 +13,6 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::shutdown::TICK;
 /// Largest read done in one go when the next message's size is not known yet.
 const READ_CHUNK: usize = 64 * 1024;
 /// A wait with no deadline (a year).

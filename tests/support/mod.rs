@@ -342,7 +342,14 @@ pub fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
 /// A child process's standard output or error, collected by a thread as it
 /// comes, so a test can wait for a line and read everything afterwards.
 #[derive(Clone, Default)]
-pub struct Collected(std::sync::Arc<(std::sync::Mutex<String>, std::sync::Condvar)>);
+pub struct Collected(std::sync::Arc<(std::sync::Mutex<Lines>, std::sync::Condvar)>);
+
+/// What a [`Collected`] stream said so far, and whether it has ended.
+#[derive(Default)]
+pub struct Lines {
+    text: String,
+    ended: bool,
+}
 
 impl Collected {
     /// Starts a thread reading `from` to its end.
@@ -355,41 +362,52 @@ impl Collected {
             let mut line = String::new();
             loop {
                 line.clear();
-                match r.read_line(&mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        c2.0 .0.lock().unwrap().push_str(&line);
-                        c2.0 .1.notify_all();
-                    }
+                let more = matches!(r.read_line(&mut line), Ok(n) if n > 0);
+                let mut state = c2.0 .0.lock().unwrap();
+                state.text.push_str(&line);
+                state.ended = !more;
+                c2.0 .1.notify_all();
+                if !more {
+                    break;
                 }
             }
-            // The end: wake waiters so they can see it is over.
-            c2.0 .0.lock().unwrap().push('\u{0}');
-            c2.0 .1.notify_all();
         });
         c
     }
 
     /// Everything so far.
     pub fn text(&self) -> String {
-        self.0 .0.lock().unwrap().replace('\u{0}', "")
+        self.0 .0.lock().unwrap().text.clone()
+    }
+
+    /// Waits until `done` holds for what was said (and whether the stream
+    /// ended), at most `within`; returns the text then, or None.
+    fn wait_until(&self, within: Duration, done: impl Fn(&Lines) -> bool) -> Option<String> {
+        let deadline = Instant::now() + within;
+        let mut state = self.0 .0.lock().unwrap();
+        loop {
+            if done(&state) {
+                return Some(state.text.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if state.ended || left.is_zero() {
+                return None;
+            }
+            state = self.0 .1.wait_timeout(state, left).unwrap().0;
+        }
     }
 
     /// Waits until the text contains `needle` and returns it; None when the
     /// stream ended or `within` passed without it.
     pub fn wait_for(&self, needle: &str, within: Duration) -> Option<String> {
-        let deadline = Instant::now() + within;
-        let mut text = self.0 .0.lock().unwrap();
-        loop {
-            if text.contains(needle) {
-                return Some(text.replace('\u{0}', ""));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if text.ends_with('\u{0}') || left.is_zero() {
-                return None;
-            }
-            text = self.0 .1.wait_timeout(text, left).unwrap().0;
-        }
+        self.wait_until(within, |l| l.text.contains(needle))
+    }
+
+    /// Waits for the stream's end (the program closed it or exited), at most
+    /// `within`, and returns everything it said.
+    pub fn wait_end(&self, within: Duration) -> String {
+        self.wait_until(within, |l| l.ended)
+            .unwrap_or_else(|| self.text())
     }
 }
 
@@ -452,6 +470,11 @@ pub fn listening_address(out: &Collected) -> SocketAddr {
     let text = out
         .wait_for("clients can connect", WAIT)
         .unwrap_or_else(|| panic!("the server printed no address: {:?}", out.text()));
+    address_in(&text)
+}
+
+/// The address in a server's "listening on ADDR; ..." line.
+pub fn address_in(text: &str) -> SocketAddr {
     text.split("listening on ")
         .nth(1)
         .and_then(|r| r.split(';').next())
@@ -555,8 +578,8 @@ impl ServerProcess {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let status = wait_exit(&mut self.child, "the server");
         // Both streams are read to their end before they are judged.
-        self.stdout.wait_for("\u{0}", WAIT);
-        let stderr = self.stderr.wait_for("\u{0}", WAIT).unwrap_or_default();
+        self.stdout.wait_end(WAIT);
+        let stderr = self.stderr.wait_end(WAIT);
         assert!(
             status.success(),
             "the server exited with {status}; its standard error:\n{}",
