@@ -77,12 +77,37 @@ impl Shutdown {
         let me = self.clone();
         ctrlc::set_handler(move || {
             if me.is_triggered() {
+                kill_child_groups();
                 std::process::exit(130);
             }
             tracing::info!("stopping (Ctrl-C again to force)");
             me.trigger();
         })
         .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))
+    }
+}
+
+/// Process groups of children (an `exec:` processor and what it started)
+/// that must not outlive this program: killed on a forced exit.
+static CHILD_GROUPS: parking_lot::Mutex<Vec<i32>> = parking_lot::Mutex::new(Vec::new());
+
+/// Remembers a child's process group, to be killed on a forced exit.
+pub fn own_child_group(pgid: i32) {
+    CHILD_GROUPS.lock().push(pgid);
+}
+
+/// Kills a child's process group with SIGKILL and forgets it.
+pub fn kill_child_group(pgid: i32) {
+    CHILD_GROUPS.lock().retain(|&g| g != pgid);
+    // SAFETY: plain kill(2) on a process group this program created.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+}
+
+/// Kills every child group still remembered (on a forced exit).
+fn kill_child_groups() {
+    for pgid in CHILD_GROUPS.lock().drain(..) {
+        // SAFETY: plain kill(2) on a process group this program created.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
     }
 }
 

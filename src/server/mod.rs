@@ -233,7 +233,7 @@ impl Server {
             .context("cannot make the listening socket non-blocking")?;
         let processor = match processor {
             Some(p) => p,
-            None => process::build(&config.processor)?,
+            None => process::build(&config.processor, &shutdown)?,
         };
         let (recorder, record_writer) = match &config.record {
             Some(rc) => {

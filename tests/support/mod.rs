@@ -560,6 +560,10 @@ impl ServerProcess {
             .count()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether it is still running (it did not crash).
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

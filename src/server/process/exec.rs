@@ -24,10 +24,17 @@
 //! started) and started again on a later frame, after 0.1 s at first and up
 //! to 5 s while it keeps failing. Each such frame gets a `failed` result that
 //! says why; streaming is not affected.
+//!
+//! The program never outlives the server: on shutdown its process group is
+//! killed at once (a frame in hand is answered `failed`), also on a second
+//! Ctrl-C. If the server itself is killed (`kill -9`), the kernel sends the
+//! shell that runs COMMAND a SIGTERM (`PR_SET_PDEATHSIG`), on which it kills
+//! its whole process group (see [`SUPERVISOR`]).
 
 use super::Output;
 use super::Processor;
 use crate::server::sink::FrameView;
+use crate::shutdown::{Shutdown, TICK};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -41,6 +48,13 @@ use tracing::{info, warn};
 pub const MAX_LINE: usize = 1 << 20;
 /// Largest picture accepted from the program.
 pub const MAX_JPEG: usize = 16 << 20;
+
+/// The shell script COMMAND runs under (as `$1`): COMMAND in a subshell with
+/// the frames pipe as its standard input, and a shell that waits for it,
+/// passes on its exit status, and kills the process group (COMMAND and all
+/// it started) on SIGTERM, which the kernel sends when the server dies.
+pub const SUPERVISOR: &str =
+    r#"exec 3<&0; trap 'kill -KILL 0' TERM; (eval "$1") <&3 3<&- & wait $!; exit $?"#;
 
 /// What the program is fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,6 +70,8 @@ pub struct ExecProcessor {
     command: String,
     input: ExecInput,
     timeout: Duration,
+    /// Stops a wait for the program's answer, and any restart.
+    stop: Shutdown,
     child: Option<Running>,
     /// Failures in a row; sets the restart delay.
     failures: u32,
@@ -71,11 +87,18 @@ struct Running {
 
 impl ExecProcessor {
     /// Starts COMMAND. Fails only if no process can be started at all.
-    pub fn start(command: &str, input: ExecInput, timeout: Duration) -> Result<Self> {
+    /// Triggering `stop` kills the program and ends the wait on it.
+    pub fn start(
+        command: &str,
+        input: ExecInput,
+        timeout: Duration,
+        stop: Shutdown,
+    ) -> Result<Self> {
         let mut p = ExecProcessor {
             command: command.to_string(),
             input,
             timeout,
+            stop,
             child: None,
             failures: 0,
             restart_at: None,
@@ -86,15 +109,32 @@ impl ExecProcessor {
     }
 
     fn spawn(&self) -> Result<Running> {
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
+            .arg(SUPERVISOR)
+            .arg("framelink-exec")
             .arg(&self.command)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .process_group(0)
+            .process_group(0);
+        // SAFETY: prctl(2) only, between fork and exec: the kernel sends
+        // SIGTERM when the thread that started the shell ends (the server's
+        // main or processing thread: both live as long as the server), also
+        // on `kill -9`.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
             .spawn()
             .with_context(|| format!("cannot start the exec processor `{}`", self.command))?;
+        crate::shutdown::own_child_group(child.id() as i32);
         let mut stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let (to_child, frames) = crossbeam_channel::bounded::<Vec<u8>>(1);
@@ -128,16 +168,21 @@ impl ExecProcessor {
         })
     }
 
+    /// Kills the program and everything it started; returns how it ended.
+    fn kill(&mut self) -> String {
+        let Some(mut r) = self.child.take() else {
+            return String::new();
+        };
+        crate::shutdown::kill_child_group(r.child.id() as i32);
+        match r.child.wait() {
+            Ok(s) => format!(" ({s})"),
+            Err(_) => String::new(),
+        }
+    }
+
     /// Kills the program and everything it started; schedules a restart.
     fn fail(&mut self, why: String) -> anyhow::Error {
-        let mut status = String::new();
-        if let Some(mut r) = self.child.take() {
-            // SAFETY: plain kill(2) on the process group we created.
-            unsafe { libc::kill(-(r.child.id() as i32), libc::SIGKILL) };
-            if let Ok(s) = r.child.wait() {
-                status = format!(" ({s})");
-            }
-        }
+        let status = self.kill();
         self.failures += 1;
         let delay = Duration::from_millis(100 << self.failures.min(6).saturating_sub(1))
             .min(Duration::from_secs(5));
@@ -230,8 +275,13 @@ impl Processor for ExecProcessor {
         "exec"
     }
 
-    /// Blocks until the program answers, `--process-timeout` passes, or it exits.
+    /// Blocks until the program answers, `--process-timeout` passes, it
+    /// exits, or the server shuts down (checked every [`TICK`]).
     fn process(&mut self, view: &mut FrameView) -> Result<Output> {
+        if self.stop.is_triggered() {
+            self.kill();
+            bail!("not run: the server is shutting down");
+        }
         if self.child.is_none() {
             if let Some(at) = self.restart_at {
                 if Instant::now() < at {
@@ -246,7 +296,20 @@ impl Processor for ExecProcessor {
         if r.to_child.try_send(input).is_err() {
             return Err(self.fail("is not reading its input".into()));
         }
-        match r.replies.recv_timeout(self.timeout) {
+        let deadline = Instant::now() + self.timeout;
+        let reply = loop {
+            let wait = deadline.saturating_duration_since(Instant::now()).min(TICK);
+            match r.replies.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) if self.stop.is_triggered() => {
+                    let status = self.kill();
+                    info!("exec processor `{}` stopped{status}", self.command);
+                    bail!("stopped: the server is shutting down");
+                }
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
+                other => break other,
+            }
+        };
+        match reply {
             Ok(Ok(out)) => {
                 self.failures = 0;
                 Ok(out)
@@ -263,11 +326,7 @@ impl Processor for ExecProcessor {
 
 impl Drop for ExecProcessor {
     fn drop(&mut self) {
-        if let Some(mut r) = self.child.take() {
-            // SAFETY: plain kill(2) on the process group we created.
-            unsafe { libc::kill(-(r.child.id() as i32), libc::SIGKILL) };
-            let _ = r.child.wait();
-        }
+        self.kill();
     }
 }
 
@@ -311,7 +370,7 @@ mod tests {
     fn a_program_gets_the_header_and_bytes_and_answers() {
         // Echoes the header line back as its result, and skips the bytes.
         let cmd = r#"while IFS= read -r line; do n=$(printf '%s' "$line" | sed 's/.*"bytes":\([0-9]*\).*/\1/'); dd bs=1 count="$n" status=none >/dev/null; printf '%s\n' "$line"; done"#;
-        let mut p = ExecProcessor::start(cmd, ExecInput::Jpeg, Duration::from_secs(10)).unwrap();
+        let mut p = ExecProcessor::start(cmd, ExecInput::Jpeg, Duration::from_secs(10), Shutdown::new()).unwrap();
         let mut v = view();
         for _ in 0..3 {
             let Output::Json(j) = p.process(&mut v).unwrap() else {
@@ -332,7 +391,7 @@ mod tests {
     #[test]
     fn a_hung_program_is_killed_and_restarted() {
         let mut p =
-            ExecProcessor::start("sleep 30", ExecInput::Jpeg, Duration::from_millis(200)).unwrap();
+            ExecProcessor::start("sleep 30", ExecInput::Jpeg, Duration::from_millis(200), Shutdown::new()).unwrap();
         let started = Instant::now();
         let e = p.process(&mut view()).unwrap_err().to_string();
         assert!(e.contains("--process-timeout"), "{e}");
@@ -347,7 +406,7 @@ mod tests {
     #[test]
     fn a_crashing_program_is_reported() {
         let mut p =
-            ExecProcessor::start("exit 3", ExecInput::Gray, Duration::from_secs(10)).unwrap();
+            ExecProcessor::start("exit 3", ExecInput::Gray, Duration::from_secs(10), Shutdown::new()).unwrap();
         let e = p.process(&mut view()).unwrap_err().to_string();
         assert!(e.contains("exited") || e.contains("not reading"), "{e}");
     }

@@ -14,6 +14,7 @@ pub mod exec;
 pub mod motion;
 
 use crate::server::sink::{ClientId, FrameView, Sink};
+use crate::shutdown::Shutdown;
 use crate::wire::micros_u32;
 use crate::wire::{ProcessResult, ResultKind, ResultStatus};
 use anyhow::{bail, Result};
@@ -110,8 +111,8 @@ impl Default for ProcessorConfig {
     }
 }
 
-/// Makes the processor `config` names.
-pub fn build(config: &ProcessorConfig) -> Result<Box<dyn Processor>> {
+/// Makes the processor `config` names; `stop` ends an `exec` program's run.
+pub fn build(config: &ProcessorConfig, stop: &Shutdown) -> Result<Box<dyn Processor>> {
     Ok(match &config.kind {
         ProcessorKind::Count => Box::new(CountProcessor::default()),
         ProcessorKind::Motion => Box::new(motion::MotionProcessor::default()),
@@ -119,6 +120,7 @@ pub fn build(config: &ProcessorConfig) -> Result<Box<dyn Processor>> {
             cmd,
             config.exec_input,
             config.timeout,
+            stop.clone(),
         )?),
     })
 }
