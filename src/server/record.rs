@@ -284,15 +284,11 @@ impl RecordWriter {
             let index = open_append(&dir.join("index.jsonl"))?;
             self.indexes.insert(client.clone(), index);
         }
-        fs::write(&path, &frame.jpeg)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_whole(&path, &frame.jpeg)?;
         // The files are listed only for the budget to delete the oldest: with
         // no budget, nothing is kept per file (memory stays flat however
         // long the recording runs).
-        if self.config.max_bytes.is_some() {
-            self.files.push_back((path, size));
-        }
-        self.on_disk += size;
+        let listed = self.config.max_bytes.is_some();
         let mut line = serde_json::to_vec(&IndexLine {
             file: &file,
             frame_id: frame.frame_id,
@@ -305,15 +301,40 @@ impl RecordWriter {
         })?;
         line.push(b'\n');
         let index = self.indexes.get_mut(&client).expect("opened above");
-        index
-            .write_all(&line)
-            .with_context(|| format!("cannot write {}", dir.join("index.jsonl").display()))?;
+        if let Err(e) = append_whole(index, &line) {
+            // No picture without its index line.
+            let _ = fs::remove_file(&path);
+            return Err(e)
+                .with_context(|| format!("cannot write {}", dir.join("index.jsonl").display()));
+        }
+        if listed {
+            self.files.push_back((path, size));
+        }
+        self.on_disk += size;
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
         self.stats
             .bytes_on_disk
             .store(self.on_disk, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Writes a whole file, or none: a failed write (a full disk) removes what
+/// it left, so the recording never holds a cut JPEG.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Err(e) = fs::write(path, bytes) {
+        let _ = fs::remove_file(path);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Appends a whole line, or none: a failed append is cut back off.
+fn append_whole(file: &mut File, line: &[u8]) -> std::io::Result<()> {
+    let before = file.metadata()?.len();
+    file.write_all(line).inspect_err(|_| {
+        let _ = file.set_len(before);
+    })
 }
 
 fn open_append(path: &Path) -> Result<File> {
@@ -335,6 +356,20 @@ mod tests {
         assert_eq!(dir_name("../etc/passwd"), ".._etc_passwd");
         assert_eq!(dir_name(".."), "client");
         assert_eq!(dir_name("a b/c"), "a_b_c");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_cut_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A file that takes no bytes, as on a full disk.
+        let path = tmp.path().join("1-000001.jpg");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let e = write_whole(&path, b"\xFF\xD8 a JPEG").unwrap_err();
+        assert!(format!("{e:#}").contains("1-000001.jpg"), "{e:#}");
+        assert!(fs::symlink_metadata(&path).is_err(), "the cut file is gone");
+        // A whole write goes through.
+        write_whole(&path, b"whole").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"whole");
     }
 
     #[test]
