@@ -303,6 +303,18 @@ pub struct ClientOpts {
     /// Longest wait, in seconds, between reconnection attempts.
     #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
     pub max_backoff: f64,
+
+    /// Status lines: `compact` (link state, accepted fps, drops, age p99, rate, setting,
+    /// results) or `detailed` (every figure: sent, superseded, transit, age p50, last result).
+    #[arg(long, value_enum, default_value_t = StatusStyle::Compact)]
+    pub status: StatusStyle,
+}
+
+/// How much a client status line says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusStyle {
+    Compact,
+    Detailed,
 }
 
 impl ClientOpts {
@@ -387,6 +399,7 @@ impl ClientOpts {
             results_jsonl: self.results_jsonl.clone(),
             save_results: self.save_results.clone(),
             adapt: self.adapt == OnOff::On,
+            detailed_status: self.status == StatusStyle::Detailed,
             token: self.common.token()?,
             // Both are 1..=100 by their value parsers.
             min_quality: match self.min_quality {

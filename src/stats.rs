@@ -31,6 +31,8 @@ pub struct Counts {
     pub superseded: u64,
     /// Payload bytes of the frames in `sent`.
     pub bytes: u64,
+    /// Client: frames over the server's size limit, so not sent.
+    pub too_large: u64,
 }
 
 /// Processing results a client got back, and how long they took.
@@ -58,7 +60,7 @@ impl Default for Results {
 }
 
 impl Results {
-    fn any(&self) -> bool {
+    pub fn any(&self) -> bool {
         self.processed + self.skipped + self.failed > 0
     }
 
@@ -126,6 +128,11 @@ impl Tally {
         self.counts.bytes += bytes as u64;
     }
 
+    /// A frame over the server's size limit (client): not sent.
+    pub fn record_too_large(&mut self) {
+        self.counts.too_large += 1;
+    }
+
     /// The server's verdict on one frame, with the figures it was judged by.
     pub fn record_verdict(
         &mut self,
@@ -186,6 +193,7 @@ impl Tally {
         c.rejected += o.rejected;
         c.superseded += o.superseded;
         c.bytes += o.bytes;
+        c.too_large += o.too_large;
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.age.add(&other.age);
         let _ = self.transit.add(&other.transit);
@@ -202,9 +210,18 @@ impl Tally {
     /// Accepted frames per second between the first and the last accepted
     /// frame (0 with fewer than two).
     pub fn fps_accepted(&self) -> f64 {
+        self.fps_accepted_besides(Duration::ZERO)
+    }
+
+    /// [`fps_accepted`](Self::fps_accepted) leaving out `outages` (time
+    /// without a connection between the first and the last accepted frame).
+    pub fn fps_accepted_besides(&self, outages: Duration) -> f64 {
         match (self.first_accepted, self.last_accepted) {
             (Some(a), Some(b)) if b > a && self.counts.accepted > 1 => {
-                (self.counts.accepted - 1) as f64 / (b - a).as_secs_f64()
+                let span = (b - a)
+                    .saturating_sub(outages)
+                    .max(Duration::from_millis(1));
+                (self.counts.accepted - 1) as f64 / span.as_secs_f64()
             }
             _ => 0.0,
         }
@@ -228,6 +245,11 @@ impl Tally {
             frames_dropped_stale: c.dropped_stale,
             frames_rejected: c.rejected,
             frames_superseded: c.superseded,
+            frames_too_large: client_side.then_some(c.too_large),
+            frames_unanswered: client_side.then(|| {
+                c.sent
+                    .saturating_sub(c.accepted + c.dropped_stale + c.rejected)
+            }),
             fps_accepted: round2(self.fps_accepted()),
             age_ms: self.age_ms(),
             transit_ms: self.transit_ms(),
@@ -241,15 +263,17 @@ impl Tally {
         }
     }
 
-    /// One status line over `elapsed` (the interval this tally covers).
-    pub fn status_line(&self, elapsed: Duration) -> String {
+    /// One status line over `elapsed` (the interval this tally covers):
+    /// frames "sent" on the client's side, "received" on the server's.
+    pub fn status_line(&self, elapsed: Duration, client_side: bool) -> String {
         let secs = elapsed.as_secs_f64().max(1e-9);
         let c = self.counts;
         let age = self.age_ms();
         let transit = self.transit_ms();
         let mut line = format!(
-            "{:6.1} fps sent {:6.1} fps accepted | drops: superseded {} stale {} rejected {} | age p50 {} p99 {} ms | transit p50 {} p99 {} ms | {:.2} MB/s",
+            "{:6.1} fps {} {:6.1} fps accepted | drops: superseded {} stale {} rejected {} | age p50 {} p99 {} ms | transit p50 {} p99 {} ms | {:.2} MB/s",
             c.sent as f64 / secs,
+            if client_side { "sent" } else { "received" },
             c.accepted as f64 / secs,
             c.superseded,
             c.dropped_stale,
@@ -324,6 +348,12 @@ pub struct Figures {
     pub frames_dropped_stale: u64,
     pub frames_rejected: u64,
     pub frames_superseded: u64,
+    /// Client: frames over the server's `max_frame_bytes`, never sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_too_large: Option<u64>,
+    /// Client: frames sent that got no VERDICT (the connection ended first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_unanswered: Option<u64>,
     pub fps_accepted: f64,
     pub age_ms: Percentiles,
     pub transit_ms: Percentiles,
@@ -414,6 +444,11 @@ impl Running {
             .record_result(status, capture_to_result, shown.clone());
         self.interval
             .record_result(status, capture_to_result, shown);
+    }
+
+    pub fn record_too_large(&mut self) {
+        self.total.record_too_large();
+        self.interval.record_too_large();
     }
 
     pub fn add_superseded(&mut self, n: u64) {

@@ -82,7 +82,13 @@ fn server_and_test_pattern_client_as_the_readme_runs_them() {
     let status = support::wait_exit(&mut cli, "the client");
     assert!(status.success(), "{}", cli_err.text());
     let cli_out = cli_out.wait_for("summary:", WAIT).expect("a summary");
-    assert!(cli_out.contains("fps accepted"), "status lines: {cli_out}");
+    // The compact status line: the link's state first, within 100 columns.
+    let status_line = cli_out
+        .lines()
+        .find(|l| l.starts_with("connected"))
+        .unwrap_or_else(|| panic!("a status line saying connected: {cli_out}"));
+    assert!(status_line.contains("fps ok"), "{status_line}");
+    assert!(status_line.chars().count() <= 100, "{status_line}");
 
     let status = support::wait_exit(&mut srv, "the server");
     assert!(status.success(), "{}", srv_err.text());
@@ -296,5 +302,57 @@ fn flags_the_source_does_not_use_are_named_not_silently_ignored() {
     assert!(
         !said.contains("--height does not apply"),
         "only flags given: {said}"
+    );
+}
+
+#[test]
+fn a_client_that_is_always_refused_exits_with_an_error_and_the_server_warns_once() {
+    let server = support::ServerProcess::start(&["--token", "right-token"]);
+    let addr = server.addr.to_string();
+    let run_client = || {
+        support::spawn_program(
+            env!("CARGO_BIN_EXE_framelink-client"),
+            &[
+                "--source",
+                "test-pattern",
+                "--token",
+                "wrong-token",
+                "--duration",
+                "1",
+                "--stats-interval",
+                "0.2",
+                &addr,
+            ],
+            None,
+            &[],
+        )
+    };
+    // Two runs from the same address: each refused.
+    for _ in 0..2 {
+        let (mut cli, out, err) = run_client();
+        let status = support::wait_exit(&mut cli, "the client");
+        let err = err.wait_end(WAIT);
+        let out = out.wait_end(WAIT);
+        assert!(!status.success(), "nothing was ever accepted: {err}");
+        assert!(err.contains("no connection to"), "{err}");
+        assert!(err.contains("token"), "the reason is named: {err}");
+        assert!(out.contains("summary: "), "the summary still comes: {out}");
+        assert!(
+            out.contains("refused"),
+            "the status line says refused: {out}"
+        );
+    }
+    let stderr = server.stderr.clone();
+    server.stop();
+    let warnings = stderr
+        .text()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("wrong token"))
+        .count();
+    assert_eq!(
+        warnings,
+        1,
+        "once per address and reason: {}",
+        stderr.text()
     );
 }

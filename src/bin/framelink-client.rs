@@ -34,5 +34,8 @@ fn run(opts: ClientOpts) -> Result<()> {
     let line = format!("summary: {}", summary.figures.describe());
     // Standard output carries results only when they go there.
     output::line_to(results_on_stdout, &line);
-    Ok(())
+    match summary.never_connected() {
+        Some(why) => anyhow::bail!("{why}"),
+        None => Ok(()),
+    }
 }

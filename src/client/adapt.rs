@@ -213,6 +213,29 @@ impl Controller {
         self.decide(took, now)
     }
 
+    /// A frame encoded at `level` came out at `bytes`, over the server's
+    /// `limit`: it cannot be sent, so step down at once, by as many steps
+    /// as the size is over (quality and size both shrink the bytes). At the
+    /// leanest setting there is nothing left to do.
+    pub fn too_large(
+        &mut self,
+        level: usize,
+        bytes: usize,
+        limit: u32,
+        now: Instant,
+    ) -> Option<usize> {
+        let last = self.ladder.steps.len() - 1;
+        if level != self.level || self.level == last {
+            return None;
+        }
+        let over = bytes as f64 / (limit.max(1)) as f64;
+        let n = (2.0 * over.log2()).ceil().clamp(1.0, 6.0) as usize;
+        self.reason = format!("frames of {bytes} bytes over the server's limit of {limit} bytes");
+        self.last_up = None;
+        self.summary.steps_down += 1;
+        Some(self.change((self.level + n).min(last), now))
+    }
+
     fn decide(&mut self, age: Duration, now: Instant) -> Option<usize> {
         while self.recent.len() > UP_AFTER {
             self.recent.pop_front();
@@ -253,7 +276,12 @@ impl Controller {
                 }
             }
             self.last_up = None;
-            self.reason = format!("frames {:.0} ms old against {:.0} ms", worst * 1e3, t * 1e3);
+            self.reason = format!(
+                "frames up to {:.1} ms old, over {:.0} % of the {:.1} ms threshold",
+                worst * 1e3,
+                LATE * 100.0,
+                t * 1e3
+            );
             self.summary.steps_down += 1;
             return Some(self.change(to, now));
         }
@@ -364,6 +392,17 @@ impl Adapter {
         }
     }
 
+    /// A frame too large for the server (see [`Controller::too_large`]).
+    pub fn too_large(&self, level: usize, bytes: usize, limit: u32) {
+        if !self.enabled {
+            return;
+        }
+        let mut c = self.controller.lock();
+        if let Some(l) = c.too_large(level, bytes, limit, Instant::now()) {
+            self.changed(&c, l);
+        }
+    }
+
     pub fn send_took(&self, level: usize, took: Duration) {
         if !self.enabled {
             return;
@@ -377,6 +416,16 @@ impl Adapter {
     fn changed(&self, c: &Controller, level: usize) {
         self.level.store(level, Ordering::Relaxed);
         tracing::info!("adapting: now {} ({})", c.setting(), c.reason);
+    }
+
+    /// For the compact status line: the setting, marked `*` when adapted.
+    pub fn setting_text(&self) -> String {
+        let c = self.controller.lock();
+        if c.level() == 0 {
+            c.setting().to_string()
+        } else {
+            format!("{}*", c.setting())
+        }
     }
 
     /// For the status line: the setting, changes, and why the last one.

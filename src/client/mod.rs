@@ -10,6 +10,7 @@ pub mod source;
 
 pub use capture::EncodedFrame;
 use session::{connect_loop, Tracking};
+pub use session::{Link, REFUSED_RETRY};
 
 use crate::client::adapt::{AdaptSummary, Adapter, Ladder, Setting};
 use crate::latest::{self};
@@ -58,6 +59,8 @@ pub struct ClientConfig {
     pub save_results: Option<PathBuf>,
     /// Lower quality, size and rate to keep frames fresh on a thin link.
     pub adapt: bool,
+    /// Status lines with every figure instead of the compact one.
+    pub detailed_status: bool,
     /// The lowest quality adaptation may use.
     pub min_quality: u8,
     /// The narrowest frame adaptation may send.
@@ -108,6 +111,7 @@ impl ClientConfig {
             adapt: true,
             min_quality: 30,
             min_width: 320,
+            detailed_status: false,
             token: None,
             tls: None,
         }
@@ -123,9 +127,12 @@ pub struct ClientSummary {
     /// Successful connections (1 when the link never broke).
     pub connections: u64,
     pub duration_s: f64,
-    /// Times the connection was lost and came back.
+    /// Seconds connected.
+    pub connected_s: f64,
+    /// Times the connection was lost after the first one (and came back, or
+    /// the run ended while it was lost).
     pub gaps: u64,
-    /// Seconds without a connection between them.
+    /// Seconds without a connection after the first one, to the end.
     pub offline_s: f64,
     /// What adaptation did.
     pub adapt: AdaptSummary,
@@ -142,6 +149,67 @@ pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     check_size(config.source.width, config.source.height)?;
     let source = source::open(&config.source)?;
     run_with_source(config, source, shutdown)
+}
+
+impl ClientSummary {
+    /// Why the run did nothing, if it did nothing: no connection was ever
+    /// made (a wrong token, TLS, a full or absent server). The program then
+    /// exits with an error after its summary.
+    pub fn never_connected(&self) -> Option<String> {
+        (self.connections == 0).then(|| {
+            format!(
+                "no connection to {} was ever made{}",
+                self.server,
+                self.last_problem
+                    .as_ref()
+                    .map(|p| format!(": {p}"))
+                    .unwrap_or_default()
+            )
+        })
+    }
+}
+
+/// The default status line: link state and the figures a user watches, in
+/// about 80 columns (`--status detailed` has every figure).
+fn compact_status(
+    link: &Link,
+    t: &crate::stats::Tally,
+    elapsed: Duration,
+    setting: &str,
+) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let c = t.counts;
+    let mut line = format!(
+        "{:<10} {:5.1} fps ok",
+        link.word(),
+        c.accepted as f64 / secs
+    );
+    let dropped = c.dropped_stale + c.rejected + c.too_large;
+    if dropped > 0 {
+        line += &format!(", {} stale {} rejected", c.dropped_stale, c.rejected);
+        if c.too_large > 0 {
+            line += &format!(" {} too large", c.too_large);
+        }
+    }
+    if let Some(p99) = t.age_ms().p99 {
+        line += &format!(" | age p99 {p99:.1} ms");
+    }
+    line += &format!(" | {:.2} MB/s | {setting}", c.bytes as f64 / secs / 1e6);
+    let r = &t.results;
+    if r.any() {
+        line += &format!(" | results {}", r.processed);
+        if r.skipped + r.failed > 0 {
+            line += &format!(" ({} skipped, {} failed)", r.skipped, r.failed);
+        }
+    }
+    if let Link::Retrying(why) | Link::Refused(why) = link {
+        let mut short: String = why.chars().take(60).collect();
+        if short.len() < why.len() {
+            short.push('…');
+        }
+        line += &format!(" | {short}");
+    }
+    line
 }
 
 /// The largest frame side the client makes (the JPEG format allows 65 500,
@@ -206,6 +274,8 @@ pub fn run_with_source(
     let adapter = Arc::new(Adapter::new(ladder, config.adapt));
     let stats = Arc::new(Mutex::new(Running::default()));
     let tracking = Tracking {
+        link: Mutex::new(Link::Connecting),
+        connected: Mutex::default(),
         gaps: Mutex::default(),
         stats: stats.clone(),
         adapter: adapter.clone(),
@@ -247,7 +317,9 @@ pub fn run_with_source(
     let mut last_problem = None;
     let outcome = std::thread::scope(|s| {
         if let Some(every) = config.stats_interval {
-            let (stats, superseded, shutdown, adapter) = (&stats, &superseded, &shutdown, &adapter);
+            let (stats, superseded, shutdown, adapter, tracking) =
+                (&stats, &superseded, &shutdown, &adapter, &tracking);
+            let detailed = config.detailed_status;
             // Standard output then carries results only.
             let results_on_stdout = config.results_on_stdout();
             s.spawn(move || {
@@ -259,7 +331,17 @@ pub fn run_with_source(
                     reported = now;
                     let (t, elapsed) = st.take_interval();
                     drop(st);
-                    let line = format!("{} | {}", t.status_line(elapsed), adapter.status());
+                    let link = tracking.link.lock().clone();
+                    let line = if detailed {
+                        format!(
+                            "{} | {} | {}",
+                            link.word(),
+                            t.status_line(elapsed, true),
+                            adapter.status()
+                        )
+                    } else {
+                        compact_status(&link, &t, elapsed, &adapter.setting_text())
+                    };
                     if !crate::output::line_to(results_on_stdout, &line) {
                         return;
                     }
@@ -282,19 +364,30 @@ pub fn run_with_source(
         let _ = capture.join();
     }
 
-    let (gaps, offline) = {
+    let (gaps, offline, between) = {
         let g = tracking.gaps.lock();
-        (g.count, g.total)
+        // Ended while disconnected: that last outage counts too.
+        let open = g.lost_at.map_or(Duration::ZERO, |t| t.elapsed());
+        (
+            g.count + u64::from(g.lost_at.is_some()),
+            g.total + open,
+            g.total,
+        )
     };
+    let connected = tracking.connected_time();
     let mut total = stats.lock().total.clone();
     total.counts.superseded = superseded.load(std::sync::atomic::Ordering::Relaxed);
+    let mut figures = total.figures(true);
+    // Outages between connections do not dilute the rate.
+    figures.fps_accepted = (total.fps_accepted_besides(between) * 100.0).round() / 100.0;
     let summary = ClientSummary {
-        figures: total.figures(true),
+        figures,
         server: config.server.clone(),
         connections,
-        duration_s: started.elapsed().as_secs_f64(),
+        duration_s: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        connected_s: (connected.as_secs_f64() * 1000.0).round() / 1000.0,
         gaps,
-        offline_s: (offline.as_secs_f64() * 100.0).round() / 100.0,
+        offline_s: (offline.as_secs_f64() * 1000.0).round() / 1000.0,
         adapt: adapter.summary(),
         last_problem,
     };

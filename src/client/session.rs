@@ -6,7 +6,7 @@ use super::adapt::Adapter;
 use super::results::{self, InFlight, ResultsOut};
 use super::{ClientConfig, EncodedFrame};
 use crate::latest::LatestReceiver;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, TICK};
 use crate::stats::Running;
 use crate::wire::auth::{self};
 use crate::wire::connection::{self, ConnError, Reader, Writer};
@@ -32,8 +32,40 @@ pub(super) struct Gaps {
     pub(super) total: Duration,
 }
 
+/// Where the link to the server stands, for the status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Before the first connection attempt ends.
+    Connecting,
+    Connected,
+    /// Lost or not reached: retrying with backoff.
+    Retrying(String),
+    /// The server will not take us until something changes (a token, TLS,
+    /// a full server): retrying slowly.
+    Refused(String),
+}
+
+impl Link {
+    /// One word for the status line.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Link::Connecting => "connecting",
+            Link::Connected => "connected",
+            Link::Retrying(_) => "retrying",
+            Link::Refused(_) => "refused",
+        }
+    }
+}
+
+/// How long a refused client waits before trying again (or `--max-backoff`
+/// if that is longer): the reason will not go away in 100 ms.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(5);
+
 /// What the sender, the reader and the status line keep count with.
 pub(super) struct Tracking {
+    pub(super) link: Mutex<Link>,
+    /// Time spent connected, sessions that ended; plus when the current one began.
+    pub(super) connected: Mutex<(Duration, Option<Instant>)>,
     pub(super) gaps: Mutex<Gaps>,
     pub(super) stats: Arc<Mutex<Running>>,
     pub(super) adapter: Arc<Adapter>,
@@ -75,7 +107,9 @@ pub(super) fn connect_loop(
                     if connected {
                         *connections += 1;
                         backoff = Duration::from_millis(100);
-                        tracking.gaps.lock().lost_at = Some(Instant::now());
+                        if !matches!(end, SessionEnd::Stopped) {
+                            tracking.gaps.lock().lost_at = Some(Instant::now());
+                        }
                     }
                     end
                 }
@@ -83,11 +117,20 @@ pub(super) fn connect_loop(
             },
             Err(e) => SessionEnd::Lost(format!("{e:#}")),
         };
+        tracking.session_over();
         let problem = match end {
             SessionEnd::Stopped => return Ok(()),
             SessionEnd::Lost(why) => (why, false),
             SessionEnd::Refused(why) => (why, true),
         };
+        *tracking.link.lock() = if problem.1 {
+            Link::Refused(problem.0.clone())
+        } else {
+            Link::Retrying(problem.0.clone())
+        };
+        if problem.1 {
+            backoff = backoff.max(REFUSED_RETRY).max(config.max_backoff);
+        }
         if last_problem.as_deref() != Some(problem.0.as_str()) {
             if problem.1 {
                 warn!("{}; retrying", problem.0);
@@ -101,9 +144,33 @@ pub(super) fn connect_loop(
         if shutdown.wait_timeout(backoff) {
             return Ok(());
         }
-        backoff = (backoff * 2).min(config.max_backoff);
+        if !problem.1 {
+            backoff = (backoff * 2).min(config.max_backoff);
+        }
     }
     Ok(())
+}
+
+impl Tracking {
+    /// The handshake succeeded.
+    fn session_began(&self) {
+        *self.link.lock() = Link::Connected;
+        self.connected.lock().1 = Some(Instant::now());
+    }
+
+    /// A session ended (or an attempt failed): its time is counted.
+    fn session_over(&self) {
+        let mut c = self.connected.lock();
+        if let Some(t) = c.1.take() {
+            c.0 += t.elapsed();
+        }
+    }
+
+    /// Time connected so far.
+    pub(super) fn connected_time(&self) -> Duration {
+        let c = self.connected.lock();
+        c.0 + c.1.map_or(Duration::ZERO, |t| t.elapsed())
+    }
 }
 
 pub(super) fn resolve(server: &str) -> Result<SocketAddr> {
@@ -165,7 +232,12 @@ pub(super) fn session(
     let handshake = reader
         .read_preface(Instant::now() + io, shutdown)
         .and_then(|version| {
-            let msg = reader.read_message(Some(io), io, shutdown)?;
+            let msg = reader.read_message(Some(io), io, shutdown);
+            if version != wire::VERSION {
+                // Stop and report: retrying cannot help.
+                return Ok((version, msg.ok().flatten()));
+            }
+            let msg = msg?;
             let Some(Message::Challenge(c)) = msg else {
                 return Ok((version, msg));
             };
@@ -184,12 +256,16 @@ pub(super) fn session(
             Ok((version, reader.read_message(Some(io), io, shutdown)?))
         });
     let welcome = match handshake {
+        Ok((version, msg)) if version != wire::VERSION => {
+            let said = match msg {
+                Some(Message::Goodbye(g)) => format!(" (it said: {})", g.text),
+                _ => String::new(),
+            };
+            bail!("the server at {server} speaks framelink protocol version {version}; this client speaks version {}{said}: upgrade the older side", wire::VERSION);
+        }
         Ok((_, Some(Message::Welcome(w)))) if server_nonce.is_some() => w,
         Ok((_, Some(Message::Goodbye(g)))) => return goodbye_end(server, g).map(|e| (e, false)),
-        Ok((version, other)) => {
-            if version != wire::VERSION {
-                bail!("the server at {server} speaks framelink protocol version {version}; this client speaks version {}: upgrade the older side", wire::VERSION);
-            }
+        Ok((_, other)) => {
             let got = other.map(|m| m.name()).unwrap_or("end of stream");
             let expected = if server_nonce.is_some() {
                 "WELCOME"
@@ -237,6 +313,7 @@ pub(super) fn session(
     tracking
         .adapter
         .set_threshold(Duration::from_micros(welcome.max_age_us as u64));
+    tracking.session_began();
     info!(
         "connected to {server}: frames older than {:.0} ms are dropped, window {}",
         welcome.max_age_us as f64 / 1000.0,
@@ -261,16 +338,25 @@ pub(super) fn session(
     }
 
     // The reader thread takes tickets and verdicts; this thread sends frames.
+    let watch = Watch::new(io);
     let session_stop = Shutdown::new();
-    let reader_done = Shutdown::new();
+    let reader_done = &watch.reader_done;
     let (tickets_tx, tickets) =
         crossbeam_channel::bounded::<(Ticket, Instant)>(welcome.window as usize);
     let end = std::thread::scope(|s| {
         let reader_thread = {
-            let (session_stop, reader_done) = (&session_stop, &reader_done);
+            let (session_stop, watch) = (&session_stop, &watch);
             s.spawn(move || {
-                let end = read_loop(reader, tickets_tx, tracking, session_stop, server, io);
-                reader_done.trigger();
+                let end = read_loop(
+                    reader,
+                    tickets_tx,
+                    tracking,
+                    session_stop,
+                    server,
+                    io,
+                    watch,
+                );
+                watch.reader_done.trigger();
                 end
             })
         };
@@ -281,7 +367,7 @@ pub(super) fn session(
             welcome.max_frame_bytes,
             tracking,
             shutdown,
-            &reader_done,
+            &watch,
         );
         let stopping = matches!(sent, SendEnd::Stopped);
         if stopping {
@@ -309,6 +395,71 @@ pub(super) fn session(
         }
     });
     Ok((end, true))
+}
+
+/// Notices a server that stopped answering (frozen, or a link that died
+/// without a reset): frames were sent, and nothing came back for longer
+/// than the bound (`--io-timeout`). A server owes a VERDICT for every
+/// frame within a round trip, so silence while one is owed is not normal;
+/// silence while nothing is owed (no frame to send) is.
+pub(super) struct Watch {
+    /// Triggered when the reader thread has ended (a GOODBYE, EOF, silence).
+    pub(super) reader_done: Shutdown,
+    bound: Duration,
+    state: Mutex<WatchState>,
+}
+
+struct WatchState {
+    /// The last message from the server.
+    heard: Instant,
+    /// Frames sent without a VERDICT yet, and since when one has been owed.
+    owed: u64,
+    owed_since: Instant,
+}
+
+impl Watch {
+    pub(super) fn new(bound: Duration) -> Self {
+        let now = Instant::now();
+        Watch {
+            reader_done: Shutdown::new(),
+            bound,
+            state: Mutex::new(WatchState {
+                heard: now,
+                owed: 0,
+                owed_since: now,
+            }),
+        }
+    }
+
+    fn sent(&self) {
+        let mut s = self.state.lock();
+        if s.owed == 0 {
+            s.owed_since = Instant::now();
+        }
+        s.owed += 1;
+    }
+
+    fn heard(&self, verdict: bool) {
+        let mut s = self.state.lock();
+        s.heard = Instant::now();
+        if verdict {
+            s.owed = s.owed.saturating_sub(1);
+        }
+    }
+
+    /// Why the server counts as gone, if it does.
+    fn silent(&self, server: &str) -> Option<String> {
+        let s = self.state.lock();
+        let quiet = s.heard.max(s.owed_since).elapsed();
+        (s.owed > 0 && quiet > self.bound).then(|| {
+            format!(
+                "server {server} sent nothing for {:.1} s with {} frame{} unanswered (over --io-timeout): frozen, or the link died; reconnecting",
+                quiet.as_secs_f64(),
+                s.owed,
+                if s.owed == 1 { "" } else { "s" }
+            )
+        })
+    }
 }
 
 /// What a GOODBYE from the server means for us.
@@ -347,10 +498,15 @@ pub(super) fn send_loop(
     max_frame_bytes: u32,
     tracking: &Tracking,
     shutdown: &Shutdown,
-    reader_done: &Shutdown,
+    watch: &Watch,
 ) -> SendEnd {
+    let reader_done = &watch.reader_done;
     let mut warned_too_large = false;
     loop {
+        // The reader saw the end (a GOODBYE): no frame goes after it.
+        if reader_done.is_triggered() {
+            return SendEnd::ReaderEnded;
+        }
         let (ticket, received) = loop {
             if shutdown.is_triggered() {
                 return SendEnd::Stopped;
@@ -368,9 +524,17 @@ pub(super) fn send_loop(
             match frames.recv_timeout(crate::shutdown::TICK) {
                 Ok(f) if f.jpeg.len() as u64 > max_frame_bytes as u64 => {
                     if !warned_too_large {
-                        warn!("frame of {} bytes is over the server's limit of {max_frame_bytes} bytes: not sent (lower --quality or the size)", f.jpeg.len());
+                        warn!("frame of {} bytes is over the server's limit of {max_frame_bytes} bytes: not sent (counted as too_large; adaptation steps down if on, else lower --quality or the size)", f.jpeg.len());
                         warned_too_large = true;
                     }
+                    tracking.stats.lock().record_too_large();
+                    tracking
+                        .adapter
+                        .too_large(f.level, f.jpeg.len(), max_frame_bytes);
+                }
+                Ok(f) if reader_done.is_triggered() => {
+                    let _ = f;
+                    return SendEnd::ReaderEnded;
                 }
                 Ok(f) => break f,
                 Err(RecvTimeoutError::Timeout) => {
@@ -394,6 +558,7 @@ pub(super) fn send_loop(
         tracking
             .in_flight
             .sent(frame.id, frame.captured_at, frame.level);
+        watch.sent();
         if let Err(e) = writer.send_frame(&header, &frame.jpeg, ticket) {
             return SendEnd::Failed(e.to_string());
         }
@@ -411,9 +576,21 @@ pub(super) fn read_loop(
     stop: &Shutdown,
     server: &str,
     stall: Duration,
+    watch: &Watch,
 ) -> SessionEnd {
     loop {
-        match reader.read_message(None, stall, stop) {
+        let read = reader.read_message(Some(TICK), stall, stop);
+        match &read {
+            Err(ConnError::TimedOut(_, connection::WAITING)) => {
+                if let Some(why) = watch.silent(server) {
+                    return SessionEnd::Lost(why);
+                }
+                continue;
+            }
+            Ok(Some(m)) => watch.heard(matches!(m, Message::Verdict(_))),
+            _ => {}
+        }
+        match read {
             Ok(Some(Message::Ticket(t))) => {
                 if tickets.try_send((t, Instant::now())).is_err() {
                     return SessionEnd::Refused(format!(

@@ -147,6 +147,8 @@ struct Shared {
     active: AtomicUsize,
     refusing: AtomicUsize,
     next_id: AtomicU64,
+    /// Refusals already logged, per address and reason.
+    notices: session::Notices,
     shutdown: Shutdown,
 }
 
@@ -261,6 +263,7 @@ impl Server {
             active: AtomicUsize::new(0),
             refusing: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
+            notices: session::Notices::default(),
             shutdown: shutdown.clone(),
             config,
         };

@@ -143,7 +143,7 @@ impl Registry {
             "{} client{} | {}",
             live.len(),
             if live.len() == 1 { "" } else { "s" },
-            sum.status_line(elapsed)
+            sum.status_line(elapsed, false)
         ))
     }
 

@@ -68,7 +68,11 @@ pub(super) fn refuse_full<'s>(
     peer: SocketAddr,
     shared: &'s Shared,
 ) {
-    warn!(%peer, max_clients = shared.config.max_clients, "refused: server full");
+    if shared.notices.first(peer, "server full") {
+        warn!(%peer, max_clients = shared.config.max_clients, "refused: server full{}", Notices::NOTE);
+    } else {
+        debug!(%peer, "refused again: server full");
+    }
     let place = Slot(&shared.refusing);
     if shared.refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
         return;
@@ -152,7 +156,54 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, accepted: Instant, shar
                 Err(e) => warn!("disconnected: {e}"),
             }
         }
-        Err(e) => warn!("rejected: {e}{}", tls_failed()),
+        // Already logged where it was decided, once per address and reason.
+        Err(e @ ConnError::Refused(_)) => debug!("rejected: {e}"),
+        Err(e) => {
+            let why = format!("{e}{}", tls_failed());
+            if shared.notices.first(peer, &why) {
+                warn!("rejected: {why}{}", Notices::NOTE);
+            } else {
+                debug!("rejected again: {why}");
+            }
+        }
+    }
+}
+
+/// Remembers which refusals were logged, per peer address and reason, so a
+/// misconfigured client retrying every few seconds shows once a minute, not
+/// on every retry. Bounded: forgets everything past [`Notices::MAX`] entries.
+#[derive(Default)]
+pub(super) struct Notices {
+    logged: parking_lot::Mutex<std::collections::HashMap<(std::net::IpAddr, String), Instant>>,
+}
+
+impl Notices {
+    /// How long a logged refusal keeps its repeats at debug level.
+    pub const QUIET: Duration = Duration::from_secs(60);
+    const MAX: usize = 4096;
+    pub const NOTE: &'static str =
+        " (repeats from this address for 60 s are logged at debug level)";
+
+    /// True when this refusal of this address was not logged in the last
+    /// [`QUIET`](Self::QUIET): log it at warning level then.
+    pub fn first(&self, peer: SocketAddr, why: &str) -> bool {
+        let mut logged = self.logged.lock();
+        let now = Instant::now();
+        let key = (peer.ip(), why.to_string());
+        if logged
+            .get(&key)
+            .is_some_and(|t| now.duration_since(*t) < Self::QUIET)
+        {
+            return false;
+        }
+        if logged.len() >= Self::MAX {
+            logged.retain(|_, t| now.duration_since(*t) < Self::QUIET);
+            if logged.len() >= Self::MAX {
+                logged.clear();
+            }
+        }
+        logged.insert(key, now);
+        true
     }
 }
 
@@ -272,7 +323,11 @@ impl<'a> Connection<'a> {
                 } else {
                     "wrong token"
                 };
-                warn!(%peer, client = %hello.name, "refused: {text}");
+                if shared.notices.first(peer, text) {
+                    warn!(%peer, client = %hello.name, "refused: {text}{}", Notices::NOTE);
+                } else {
+                    debug!(%peer, client = %hello.name, "refused again: {text}");
+                }
                 refuse(&mut writer, GoodbyeCode::Unauthorized, text.into());
                 return Err(ConnError::Refused(text.into()));
             }
@@ -301,7 +356,11 @@ impl<'a> Connection<'a> {
         let (to_processing, to_display) = match joined {
             Ok(j) => j,
             Err(text) => {
-                warn!(%peer, client = %hello.name, "refused: {text}");
+                if shared.notices.first(peer, &text) {
+                    warn!(%peer, client = %hello.name, "refused: {text}{}", Notices::NOTE);
+                } else {
+                    debug!(%peer, client = %hello.name, "refused again: {text}");
+                }
                 refuse(&mut writer, GoodbyeCode::ServerFull, text.clone());
                 return Err(ConnError::Refused(text));
             }

@@ -65,6 +65,10 @@ pub fn configure_local(stream: &Stream, write_timeout: Duration) -> io::Result<(
     stream.set_read_timeout(Some(TICK))
 }
 
+/// What [`ConnError::TimedOut`] says when the idle limit passed between
+/// messages (nothing of a next message had arrived).
+pub const WAITING: &str = "waiting for a message";
+
 /// The reading half of a connection.
 pub struct Reader {
     stream: Stream,
@@ -187,7 +191,7 @@ impl Reader {
             }
             let want = wire::needed(&self.buf, &self.limits)?.unwrap_or(wire::ENVELOPE_LEN);
             let (deadline, what, since) = match started {
-                None => (idle_until, "waiting for a message", called),
+                None => (idle_until, WAITING, called),
                 Some(t) => (Some(after(t, whole)), "in the middle of a message", t),
             };
             let deadline = match (deadline, by) {

@@ -370,7 +370,13 @@ mod tests {
     fn a_program_gets_the_header_and_bytes_and_answers() {
         // Echoes the header line back as its result, and skips the bytes.
         let cmd = r#"while IFS= read -r line; do n=$(printf '%s' "$line" | sed 's/.*"bytes":\([0-9]*\).*/\1/'); dd bs=1 count="$n" status=none >/dev/null; printf '%s\n' "$line"; done"#;
-        let mut p = ExecProcessor::start(cmd, ExecInput::Jpeg, Duration::from_secs(10), Shutdown::new()).unwrap();
+        let mut p = ExecProcessor::start(
+            cmd,
+            ExecInput::Jpeg,
+            Duration::from_secs(10),
+            Shutdown::new(),
+        )
+        .unwrap();
         let mut v = view();
         for _ in 0..3 {
             let Output::Json(j) = p.process(&mut v).unwrap() else {
@@ -390,8 +396,13 @@ mod tests {
 
     #[test]
     fn a_hung_program_is_killed_and_restarted() {
-        let mut p =
-            ExecProcessor::start("sleep 30", ExecInput::Jpeg, Duration::from_millis(200), Shutdown::new()).unwrap();
+        let mut p = ExecProcessor::start(
+            "sleep 30",
+            ExecInput::Jpeg,
+            Duration::from_millis(200),
+            Shutdown::new(),
+        )
+        .unwrap();
         let started = Instant::now();
         let e = p.process(&mut view()).unwrap_err().to_string();
         assert!(e.contains("--process-timeout"), "{e}");
@@ -405,8 +416,13 @@ mod tests {
 
     #[test]
     fn a_crashing_program_is_reported() {
-        let mut p =
-            ExecProcessor::start("exit 3", ExecInput::Gray, Duration::from_secs(10), Shutdown::new()).unwrap();
+        let mut p = ExecProcessor::start(
+            "exit 3",
+            ExecInput::Gray,
+            Duration::from_secs(10),
+            Shutdown::new(),
+        )
+        .unwrap();
         let e = p.process(&mut view()).unwrap_err().to_string();
         assert!(e.contains("exited") || e.contains("not reading"), "{e}");
     }
