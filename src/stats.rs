@@ -45,6 +45,8 @@ pub struct Results {
     capture_to_result: Histogram<u64>,
     /// The newest result, shortened, for the status line.
     pub last: Option<String>,
+    /// The newest note on a skipped frame (the processor is busy), if any.
+    pub busy: Option<String>,
 }
 
 impl Default for Results {
@@ -55,6 +57,7 @@ impl Default for Results {
             failed: 0,
             capture_to_result: new_histogram(),
             last: None,
+            busy: None,
         }
     }
 }
@@ -71,6 +74,9 @@ impl Results {
         let _ = self.capture_to_result.add(&o.capture_to_result);
         if o.last.is_some() {
             self.last.clone_from(&o.last);
+        }
+        if o.busy.is_some() {
+            self.busy.clone_from(&o.busy);
         }
     }
 
@@ -177,7 +183,11 @@ impl Tally {
             r.capture_to_result
                 .saturating_record((d.as_micros() as u64).clamp(1, MAX_RECORDED_US));
         }
-        if shown.is_some() {
+        if status == ResultStatus::Skipped {
+            if shown.is_some() {
+                r.busy = shown;
+            }
+        } else if shown.is_some() {
             r.last = shown;
         }
     }
@@ -297,6 +307,9 @@ impl Tally {
             );
             if let Some(last) = &r.last {
                 line += &format!(" | last: {last}");
+            }
+            if let Some(busy) = &r.busy {
+                line += &format!(" | {busy}");
             }
         }
         line

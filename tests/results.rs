@@ -117,6 +117,14 @@ fn a_frame_the_processor_never_saw_is_answered_skipped_once() {
     );
     let skipped = lines.iter().filter(|l| l["status"] == "skipped").count();
     let done = processed(&lines).len();
+    // A processor busy 250 ms a frame is slow, not stuck: no note.
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["status"] == "skipped")
+            .all(|l| l["kind"] == "none"),
+        "{lines:?}"
+    );
     assert!(
         done >= 1 && skipped > done * 5,
         "{done} processed, {skipped} skipped"
@@ -128,6 +136,49 @@ fn a_frame_the_processor_never_saw_is_answered_skipped_once() {
         lines.len(),
         c.figures.frames_accepted
     );
+}
+
+/// Stuck on its first frame until the test lets it go.
+struct Stuck(crossbeam_channel::Receiver<()>);
+
+impl Processor for Stuck {
+    fn name(&self) -> &str {
+        "stuck"
+    }
+    fn process(&mut self, _view: &mut FrameView) -> anyhow::Result<Output> {
+        let _ = self.0.recv_timeout(support::WAIT);
+        Ok(Output::None)
+    }
+}
+
+#[test]
+fn frames_skipped_behind_a_stuck_processor_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("r.jsonl");
+    let (release, held) = crossbeam_channel::bounded(1);
+    let server = TestServer::start_processor(server_config(), Box::new(Stuck(held)));
+    let client = client_with_results(&server, "cam", 30.0, &jsonl);
+    // After a second on one frame, skipped frames carry the server's note.
+    let deadline = std::time::Instant::now() + support::WAIT;
+    let note = loop {
+        let lines = if jsonl.exists() {
+            json_lines(&jsonl)
+        } else {
+            Vec::new()
+        };
+        if let Some(l) = lines
+            .iter()
+            .find(|l| l["status"] == "skipped" && l["kind"] == "text")
+        {
+            break l["result"].as_str().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no note: {lines:?}");
+        std::thread::park_timeout(Duration::from_millis(50));
+    };
+    assert!(note.starts_with("processor busy for "), "{note}");
+    drop(release); // every later wait ends at once
+    client.stop().unwrap();
+    server.stop();
 }
 
 fn exec_server(command: String, input: ExecInput) -> TestServer {

@@ -201,6 +201,9 @@ fn compact_status(
         if r.skipped + r.failed > 0 {
             line += &format!(" ({} skipped, {} failed)", r.skipped, r.failed);
         }
+        if let Some(busy) = &r.busy {
+            line += &format!(" | {busy}");
+        }
     }
     if let Link::Retrying(why) | Link::Refused(why) = link {
         let mut short: String = why.chars().take(60).collect();

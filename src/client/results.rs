@@ -152,6 +152,10 @@ pub fn shown(r: &ProcessResult) -> Option<String> {
         (ResultStatus::Processed, ResultKind::Json | ResultKind::Text) => {
             String::from_utf8_lossy(&r.result).into_owned()
         }
+        // The server's note on why: the processor is stuck or slow.
+        (ResultStatus::Skipped, ResultKind::Text) => {
+            format!("skipped: {}", String::from_utf8_lossy(&r.result))
+        }
         _ => return None,
     };
     Some(text.chars().take(SHOWN_CHARS).collect())

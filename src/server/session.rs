@@ -546,7 +546,8 @@ impl<'a> Connection<'a> {
         }
         if let Some(old) = self.to_processing.send(frame) {
             if let Some((results, _)) = &self.results {
-                let _ = results.send(process::skipped(old.frame_id));
+                let busy = self.shared.processing.busy_for();
+                let _ = results.send(process::skipped(old.frame_id, busy));
             }
         }
     }

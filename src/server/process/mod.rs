@@ -153,6 +153,20 @@ impl Processor for CountProcessor {
 pub struct ProcessingCounts {
     pub processed: AtomicU64,
     pub failed: AtomicU64,
+    /// When the processor started on the frame in hand (None: idle).
+    busy_since: parking_lot::Mutex<Option<Instant>>,
+}
+
+/// A processor busy on one frame for longer than this has its skipped
+/// frames answered with a note saying so: the client can tell a hung or
+/// slow processor from frames that were merely replaced.
+pub const BUSY_NOTE_AFTER: Duration = Duration::from_secs(1);
+
+impl ProcessingCounts {
+    /// How long the processor has been on the frame in hand, if it is on one.
+    pub fn busy_for(&self) -> Option<Duration> {
+        self.busy_since.lock().map(|t| t.elapsed())
+    }
 }
 
 /// Runs a [`Processor`] as a sink on the processing thread: times it and
@@ -175,6 +189,7 @@ impl Sink for ProcessingSink {
 
     fn frame(&mut self, view: &mut FrameView) -> Result<()> {
         let started = Instant::now();
+        *self.counts.busy_since.lock() = Some(started);
         // A processor is user code: a panic in it fails this frame (answered
         // `failed` with the panic's message), not the processing of every client.
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -187,6 +202,7 @@ impl Sink for ProcessingSink {
             ))
         });
         let took = started.elapsed();
+        *self.counts.busy_since.lock() = None;
         let (status, (kind, result), err) = match out {
             Ok(o) => {
                 self.counts.processed.fetch_add(1, Ordering::Relaxed);
@@ -224,15 +240,28 @@ impl Sink for ProcessingSink {
     }
 }
 
-/// The RESULT for a frame that was replaced before the processor took it.
-pub(crate) fn skipped(frame_id: u64) -> ProcessResult {
+/// The RESULT for a frame that was replaced before the processor took it,
+/// with a note when the processor has been `busy` on one frame for over
+/// [`BUSY_NOTE_AFTER`] (the frame was replaced because the processor is
+/// stuck or slow, not because frames come faster than it works).
+pub(crate) fn skipped(frame_id: u64, busy: Option<Duration>) -> ProcessResult {
+    let (kind, result) = match busy {
+        Some(d) if d >= BUSY_NOTE_AFTER => (
+            ResultKind::Text,
+            Bytes::from(format!(
+                "processor busy for {:.1} s on one frame",
+                d.as_secs_f64()
+            )),
+        ),
+        _ => (ResultKind::None, Bytes::new()),
+    };
     ProcessResult {
         frame_id,
         status: ResultStatus::Skipped,
         wait_us: 0,
         processing_us: 0,
-        kind: ResultKind::None,
-        result: Bytes::new(),
+        kind,
+        result,
     }
 }
 
