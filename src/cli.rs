@@ -68,12 +68,15 @@ impl CommonOpts {
 #[derive(Debug, Parser)]
 #[command(name = "framelink-server", version)]
 pub struct ServerOpts {
-    /// Address and port to listen on.
-    #[arg(long, default_value = "0.0.0.0:1998")]
+    /// Address and port to listen on: ADDRESS:PORT, HOST:PORT, :PORT or PORT (all addresses),
+    /// or ADDRESS (port 1998).
+    #[arg(long, default_value = "0.0.0.0:1998", value_parser = listen_address)]
     pub listen: SocketAddr,
 
-    /// Frames older than this on arrival (capture to fully received) are dropped as stale.
-    #[arg(long, default_value_t = 80, value_name = "MS")]
+    /// Frames older than this on arrival (capture to fully received) are dropped as stale
+    /// (1 to 3 600 000: an hour).
+    #[arg(long, default_value_t = 80, value_name = "MS",
+          value_parser = clap::value_parser!(u32).range(1..=3_600_000))]
     pub max_latency_ms: u32,
 
     /// Largest frame accepted, in bytes; a client announcing a larger one is disconnected.
@@ -126,8 +129,9 @@ pub struct ServerOpts {
     pub record_max_mb: Option<u64>,
 
     /// Serve the live view on this address: a page with every client's video and figures,
-    /// `/stats.json` and `/metrics` (Prometheus). Example: 0.0.0.0:8080.
-    #[arg(long, value_name = "ADDR")]
+    /// `/stats.json` and `/metrics` (Prometheus). Example: 0.0.0.0:8080, or 8080 for all
+    /// addresses.
+    #[arg(long, value_name = "ADDR", value_parser = listen_address)]
     pub http: Option<SocketAddr>,
 
     /// Serve TLS with this certificate chain (PEM); needs --tls-key.
@@ -144,9 +148,6 @@ pub struct ServerOpts {
 
 impl ServerOpts {
     pub fn config(&self) -> Result<ServerConfig> {
-        if self.max_latency_ms == 0 {
-            bail!("--max-latency-ms must be at least 1");
-        }
         if self.max_frame_bytes < 64 {
             bail!("--max-frame-bytes must be at least 64");
         }
@@ -468,6 +469,53 @@ pub fn server_address(server: &str) -> Result<String> {
     Ok(with_default_port(server))
 }
 
+/// Parses an address to listen on: `ADDRESS:PORT`, `HOST:PORT` (resolved),
+/// `:PORT` or `PORT` (all IPv4 addresses), or an IP address alone (port 1998).
+pub fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+    let form = "give ADDRESS:PORT, HOST:PORT, :PORT or PORT, e.g. 0.0.0.0:1998 or 1998";
+    let text = text.trim();
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
+    }
+    let port_only = text.strip_prefix(':').unwrap_or(text);
+    if !port_only.is_empty() && port_only.chars().all(|c| c.is_ascii_digit()) {
+        return match port_only.parse::<u16>() {
+            Ok(p) => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p)),
+            Err(_) => Err(format!("the port in {text:?} is not 0-65535: {form}")),
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => text
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {host:?}: {e}: {form}"))?
+            .next()
+            .ok_or_else(|| format!("{host:?} resolves to no address: {form}")),
+        _ => Err(format!("{text:?} is not an address to listen on: {form}")),
+    }
+}
+
+/// Says why binding `addr` failed in words that name the fix.
+pub fn bind_error(addr: SocketAddr, flag: &str, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "cannot listen on {addr}: the port is in use (another server?); choose another with {flag}"
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "cannot listen on {addr}: this machine has no address {}; use one of its own, or 0.0.0.0 for all, with {flag}",
+            addr.ip()
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "cannot listen on {addr}: permission denied (ports below 1024 need privileges); choose another with {flag}"
+        ),
+        _ => format!("cannot listen on {addr}: {e}"),
+    }
+}
+
 /// `HOST` → `HOST:1998`; `HOST:PORT` and `[v6]:PORT` stay; a bare IPv6
 /// address gets brackets.
 pub fn with_default_port(server: &str) -> String {
@@ -543,6 +591,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn listen_addresses_take_the_forms_people_type() {
+        let all = |p| SocketAddr::from(([0, 0, 0, 0], p));
+        assert_eq!(listen_address("21997"), Ok(all(21997)));
+        assert_eq!(listen_address(":21997"), Ok(all(21997)));
+        assert_eq!(listen_address("0.0.0.0:1998"), Ok(all(1998)));
+        assert_eq!(
+            listen_address("127.0.0.1"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 1998)))
+        );
+        assert_eq!(listen_address("localhost:5").unwrap().port(), 5);
+        assert_eq!(listen_address("[::1]:7").unwrap().port(), 7);
+        for bad in ["", "abc", "99999", "host:port", "tcp://1.2.3.4:5"] {
+            let e = listen_address(bad).unwrap_err();
+            assert!(e.contains("give ADDRESS:PORT"), "{bad:?}: {e}");
+        }
+        let in_use = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        assert!(bind_error(all(1), "--listen", &in_use).contains("in use"));
+        let absent = std::io::Error::from(std::io::ErrorKind::AddrNotAvailable);
+        assert!(bind_error(all(1), "--listen", &absent).contains("no address 0.0.0.0"));
+    }
+
+    #[test]
     fn a_malformed_server_address_is_refused_at_start() {
         for bad in [
             "",
@@ -601,6 +671,15 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("--quality") && e.contains("1..=100"), "{e}");
+        }
+        for ms in ["0", "1000000000"] {
+            let e = ServerOpts::try_parse_from(["s", "--max-latency-ms", ms])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--max-latency-ms") && e.contains("1..=3600000"),
+                "{e}"
+            );
         }
         let e = ClientOpts::parse_from(["c", "h", "--quality", "50", "--min-quality", "90"])
             .config()

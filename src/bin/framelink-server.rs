@@ -1,12 +1,12 @@
 //! `framelink-server`: parse the command line, bind, run. The work is in the library.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use framelink::cli::ServerOpts;
 use framelink::server::display::DisplaySink;
 use framelink::server::Server;
 use framelink::shutdown::Shutdown;
-use framelink::{logging, output, server};
+use framelink::{cli, logging, output, server};
 use std::net::TcpListener;
 use std::process::ExitCode;
 
@@ -25,20 +25,15 @@ fn run(opts: ServerOpts) -> Result<()> {
     // Every flag is checked before anything is bound or printed.
     let config = opts.config()?;
     let duration = opts.duration()?;
-    let listener = TcpListener::bind(opts.listen).with_context(|| {
-        format!(
-            "cannot listen on {}: is another server using that port? choose another with --listen",
-            opts.listen
-        )
-    })?;
+    let listener = TcpListener::bind(opts.listen)
+        .map_err(|e| anyhow::anyhow!(cli::bind_error(opts.listen, "--listen", &e)))?;
     let local = listener.local_addr()?;
     // Bound before anything is printed, so a taken port fails at once.
     let http = opts
         .http
         .map(|addr| {
-            TcpListener::bind(addr).with_context(|| {
-                format!("cannot serve the live view on {addr}: is the port taken? choose another with --http")
-            })
+            TcpListener::bind(addr)
+                .map_err(|e| anyhow::anyhow!(cli::bind_error(addr, "--http", &e)))
         })
         .transpose()?;
     let addrs: Vec<String> = server::advertised_addresses(local)

@@ -67,7 +67,11 @@ impl std::fmt::Display for Setting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "q{} {}x{}", self.quality, self.width, self.height)?;
         if self.fps > 0.0 {
-            write!(f, " {:.0} fps", self.fps)?;
+            if self.fps.fract() == 0.0 {
+                write!(f, " {:.0} fps", self.fps)?;
+            } else {
+                write!(f, " {:.1} fps", self.fps)?;
+            }
         }
         Ok(())
     }
