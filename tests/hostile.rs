@@ -54,9 +54,11 @@ fn handshaken(server: &TestServer, name: &str) -> (RawPeer, Ticket) {
     (peer, tickets[0])
 }
 
+/// A FRAME header with a fresh frame id (ids must increase on a connection).
 fn header(payload_len: usize) -> FrameHeader {
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     FrameHeader {
-        frame_id: 1,
+        frame_id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         encoding: Encoding::Jpeg,
         width: 16,
         height: 8,
@@ -380,6 +382,50 @@ fn a_ticket_held_longer_than_it_existed_is_rejected() {
         .unwrap();
     let (v, _) = verdict_and_ticket(&mut peer);
     assert_eq!(v.outcome, Outcome::Accepted);
+    good_client_goes_on(&server, Instant::now());
+    good.stop().unwrap();
+    server.stop();
+}
+
+#[test]
+fn a_repeated_frame_id_is_rejected_and_tickets_may_be_answered_in_any_order() {
+    let (server, good) = with_good_client(server_config());
+    let mut peer = RawPeer::connect(server.addr);
+    let window = match peer.hello("repeat", None) {
+        Some(Message::Welcome(w)) => w.window as usize,
+        other => panic!("expected WELCOME, got {other:?}"),
+    };
+    assert!(window >= 2, "this test needs two tickets at once");
+    let mut tickets = std::collections::VecDeque::new();
+    while tickets.len() < window {
+        match peer.read() {
+            Some(Message::Ticket(t)) => tickets.push_back(t),
+            other => panic!("expected a TICKET, got {other:?}"),
+        }
+    }
+    let jpeg = support::jpeg(64, 48);
+    let first = sized(&jpeg, 64, 48);
+    let mut send = |frame_id: u64, ticket: Ticket| {
+        let h = FrameHeader { frame_id, ..first };
+        peer.writer.send_frame(&h, &jpeg, ticket).unwrap();
+        let (v, t) = verdict_and_ticket(&mut peer);
+        assert_eq!(v.frame_id, frame_id);
+        (v.outcome, v.reason, t)
+    };
+    // The newest ticket first: allowed.
+    let newest = tickets.pop_back().unwrap();
+    let (o, r, t) = send(first.frame_id, newest);
+    assert_eq!((o, r), (Outcome::Accepted, Reason::None));
+    tickets.push_back(t);
+    // The same id again, then a lower one: rejected with reason 7.
+    for id in [first.frame_id, first.frame_id - 1] {
+        let (o, r, t) = send(id, tickets.pop_front().unwrap());
+        assert_eq!((o, r), (Outcome::Rejected, Reason::FrameIdNotIncreasing));
+        tickets.push_back(t);
+    }
+    // A higher one is fine.
+    let (o, _, _) = send(first.frame_id + 1, tickets.pop_front().unwrap());
+    assert_eq!(o, Outcome::Accepted);
     good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     server.stop();

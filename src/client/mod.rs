@@ -291,6 +291,8 @@ pub fn run_with_source(
 
     // Not scoped: a camera can block in the driver forever; it must not keep
     // the client from exiting. It ends by itself when the slot is orphaned.
+    // Says the capture thread has ended and stored its error, if any.
+    let (ended_tx, ended) = crossbeam_channel::bounded::<()>(1);
     let capture = {
         let (shutdown, capture_error, adapter) =
             (shutdown.clone(), capture_error.clone(), adapter.clone());
@@ -313,6 +315,7 @@ pub fn run_with_source(
                     *capture_error.lock() = Some(e);
                     shutdown.trigger();
                 }
+                let _ = ended_tx.send(());
             })?
     };
 
@@ -362,6 +365,15 @@ pub fn run_with_source(
         shutdown.trigger();
         r
     });
+    // A capture thread that ended by itself (the slot is closed) stores its
+    // error just after closing the slot: wait for that. One blocked in a
+    // camera driver is not waited for.
+    if matches!(
+        frames.try_recv(),
+        Err(crossbeam_channel::TryRecvError::Disconnected)
+    ) {
+        let _ = ended.recv_timeout(Duration::from_secs(5));
+    }
     drop(frames); // orphans the slot: the capture thread stops at its next frame
     if capture.is_finished() {
         let _ = capture.join();

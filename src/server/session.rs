@@ -251,6 +251,8 @@ struct Connection<'a> {
     results_rx: Option<(Receiver<ProcessResult>, Receiver<()>)>,
     /// Tickets handed out and not yet answered, oldest first.
     outstanding: VecDeque<Ticket>,
+    /// The previous FRAME's id on this connection: ids must increase.
+    last_frame_id: Option<u64>,
     next_ticket: u32,
 }
 
@@ -398,6 +400,7 @@ impl<'a> Connection<'a> {
             results,
             results_rx,
             outstanding: VecDeque::new(),
+            last_frame_id: None,
             next_ticket: 0,
         };
         let welcome = Message::Welcome(Welcome {
@@ -584,7 +587,11 @@ impl<'a> Connection<'a> {
             held,
             Duration::from_micros(h.capture_to_send_us as u64),
         );
-        let reason = gate::check_frame(&h, &frame.payload, self.shared.config.max_pixels)
+        let repeated = self.last_frame_id.is_some_and(|last| h.frame_id <= last);
+        self.last_frame_id = Some(self.last_frame_id.map_or(h.frame_id, |l| l.max(h.frame_id)));
+        let reason = repeated
+            .then_some(Reason::FrameIdNotIncreasing)
+            .or_else(|| gate::check_frame(&h, &frame.payload, self.shared.config.max_pixels))
             .unwrap_or_else(|| {
                 if gate::plausible_hold(now.saturating_sub(issued), held) {
                     Reason::None

@@ -138,6 +138,9 @@ pub enum Reason {
     /// `ticket_held_us` is longer than the ticket has existed on the
     /// server's clock: the frame's age cannot be trusted.
     ImplausibleTiming,
+    /// `frame_id` is not above the previous FRAME's on this connection: a
+    /// repeated id would make two RESULTs indistinguishable.
+    FrameIdNotIncreasing,
     /// A code this version does not know.
     Other(u8),
 }
@@ -152,6 +155,7 @@ impl Reason {
             Reason::BrokenJpeg => 4,
             Reason::TooManyPixels => 5,
             Reason::ImplausibleTiming => 6,
+            Reason::FrameIdNotIncreasing => 7,
             Reason::Other(c) => c,
         }
     }
@@ -164,6 +168,7 @@ impl Reason {
             4 => Reason::BrokenJpeg,
             5 => Reason::TooManyPixels,
             6 => Reason::ImplausibleTiming,
+            7 => Reason::FrameIdNotIncreasing,
             c => Reason::Other(c),
         }
     }
@@ -179,6 +184,9 @@ impl Reason {
             Reason::TooManyPixels => "width x height is over the server's --max-pixels",
             Reason::ImplausibleTiming => {
                 "ticket_held_us is longer than the ticket has existed: the age cannot be trusted"
+            }
+            Reason::FrameIdNotIncreasing => {
+                "frame_id is not above the previous frame's on this connection"
             }
             Reason::Other(_) => "unknown reason",
         }
