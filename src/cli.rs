@@ -164,6 +164,7 @@ impl ServerOpts {
             bail!("--window must be 1..=64");
         }
         Ok(ServerConfig {
+            kernel_arrival: true,
             max_age: Duration::from_millis(self.max_latency_ms as u64),
             max_frame_bytes: self.max_frame_bytes,
             max_pixels: self.max_pixels,

@@ -356,3 +356,39 @@ fn a_client_that_is_always_refused_exits_with_an_error_and_the_server_warns_once
         stderr.text()
     );
 }
+
+#[test]
+fn a_link_slower_than_the_threshold_is_named_once_in_both_programs() {
+    use framelink::testkit::delay_proxy::DelayProxy;
+    let server = support::ServerProcess::start(&["--max-latency-ms", "50"]);
+    // 40 ms each way: the round trip alone is 80 ms, over 50.
+    let link = DelayProxy::start(server.addr, std::time::Duration::from_millis(40)).unwrap();
+    let (mut cli, _out, err) = support::spawn_program(
+        env!("CARGO_BIN_EXE_framelink-client"),
+        &[
+            "--source",
+            "test-pattern",
+            "--adapt",
+            "off",
+            "--stats-interval",
+            "0",
+            &link.addr.to_string(),
+        ],
+        None,
+        &[],
+    );
+    let said = err
+        .wait_for("round trip alone", WAIT)
+        .unwrap_or_else(|| panic!("the client names the link: {}", err.text()));
+    assert!(said.contains("--max-latency-ms of 1"), "{said}");
+    server
+        .stderr
+        .wait_for("round trip alone", WAIT)
+        .unwrap_or_else(|| panic!("the server names the link: {}", server.stderr.text()));
+    // SAFETY: kill(2) with SIGINT on our own child.
+    unsafe { libc::kill(cli.id() as i32, libc::SIGINT) };
+    support::wait_exit(&mut cli, "the client");
+    let text = server.stderr.clone();
+    server.stop();
+    assert_eq!(text.text().matches("round trip alone").count(), 1, "once");
+}

@@ -217,6 +217,8 @@ pub(super) fn session(
             })
     };
     let mut reader = Reader::new(stream.try_clone()?, limits);
+    // A ticket's hold starts when it landed, not when this thread read it.
+    reader.stamp_arrivals();
     let mut writer = Writer::new(stream);
     // Our preface goes at once, so a server of another version can say so;
     // the server opens with its preface and a challenge.
@@ -338,7 +340,7 @@ pub(super) fn session(
     }
 
     // The reader thread takes tickets and verdicts; this thread sends frames.
-    let watch = Watch::new(io);
+    let watch = Watch::new(io, Duration::from_micros(welcome.max_age_us as u64));
     let session_stop = Shutdown::new();
     let reader_done = &watch.reader_done;
     let (tickets_tx, tickets) =
@@ -405,6 +407,10 @@ pub(super) fn session(
 pub(super) struct Watch {
     /// Triggered when the reader thread has ended (a GOODBYE, EOF, silence).
     pub(super) reader_done: Shutdown,
+    /// The server's threshold, and the check that the link's round trip
+    /// alone is not over it.
+    threshold: Duration,
+    link_check: Mutex<crate::server::gate::LinkCheck>,
     bound: Duration,
     state: Mutex<WatchState>,
 }
@@ -418,10 +424,12 @@ struct WatchState {
 }
 
 impl Watch {
-    pub(super) fn new(bound: Duration) -> Self {
+    pub(super) fn new(bound: Duration, threshold: Duration) -> Self {
         let now = Instant::now();
         Watch {
             reader_done: Shutdown::new(),
+            threshold,
+            link_check: Mutex::default(),
             bound,
             state: Mutex::new(WatchState {
                 heard: now,
@@ -592,7 +600,9 @@ pub(super) fn read_loop(
         }
         match read {
             Ok(Some(Message::Ticket(t))) => {
-                if tickets.try_send((t, Instant::now())).is_err() {
+                let now = Instant::now();
+                let landed = reader.arrival().map_or(now, |a| a.min(now));
+                if tickets.try_send((t, landed)).is_err() {
                     return SessionEnd::Refused(format!(
                         "{server} sent more tickets than its window"
                     ));
@@ -607,6 +617,20 @@ pub(super) fn read_loop(
                     .stats
                     .lock()
                     .record_verdict(v.outcome, age, transit, Instant::now());
+                if v.outcome != Outcome::Rejected {
+                    let works = watch
+                        .link_check
+                        .lock()
+                        .observe(transit, age, watch.threshold);
+                    if let Some(works) = works {
+                        warn!(
+                            "the link's round trip alone ({:.1} ms) is over the server's threshold of {} ms: every frame will be stale whatever this client does; a server --max-latency-ms of {} would let frames through",
+                            transit.as_secs_f64() * 1e3,
+                            watch.threshold.as_millis(),
+                            works.as_millis()
+                        );
+                    }
+                }
                 if let Some(level) = tracking.in_flight.level_of(v.frame_id) {
                     tracking.adapter.verdict(level, v.outcome, age);
                 }

@@ -32,6 +32,50 @@ pub struct Measure {
     pub transit: Duration,
 }
 
+/// Notices a link whose round trip alone is over the threshold: then every
+/// frame is stale whatever the camera or encoder do, and only a higher
+/// threshold helps. Both programs keep one per connection and say so once.
+#[derive(Debug, Default)]
+pub struct LinkCheck {
+    over: u32,
+    worst: Duration,
+    told: bool,
+}
+
+impl LinkCheck {
+    /// Frames in a row whose transit alone was over the threshold before
+    /// it is said.
+    pub const IN_A_ROW: u32 = 10;
+
+    /// One judged frame's `transit` and `age` against `threshold`. Returns,
+    /// once, a threshold that would work (the worst age seen, plus a
+    /// quarter, rounded up to 10 ms) when [`IN_A_ROW`](Self::IN_A_ROW)
+    /// frames in a row had a transit over `threshold`.
+    pub fn observe(
+        &mut self,
+        transit: Duration,
+        age: Duration,
+        threshold: Duration,
+    ) -> Option<Duration> {
+        if self.told {
+            return None;
+        }
+        if transit <= threshold {
+            self.over = 0;
+            self.worst = Duration::ZERO;
+            return None;
+        }
+        self.over += 1;
+        self.worst = self.worst.max(age);
+        if self.over < Self::IN_A_ROW {
+            return None;
+        }
+        self.told = true;
+        let ms = (self.worst.as_secs_f64() * 1.25 * 1e3 / 10.0).ceil() * 10.0;
+        Some(Duration::from_millis(ms as u64))
+    }
+}
+
 /// Computes [`Measure`] from the server's clock readings and the client's two
 /// reported durations. A client that reports a `held` longer than the whole
 /// round trip gets a transit of zero, never a negative one.
@@ -110,6 +154,23 @@ pub fn check_frame(h: &FrameHeader, payload: &[u8], max_pixels: u64) -> Option<R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_trip_over_the_threshold_is_told_once_with_a_threshold_that_works() {
+        let ms = Duration::from_millis;
+        let mut c = LinkCheck::default();
+        // A fast frame resets the run.
+        for _ in 0..LinkCheck::IN_A_ROW - 1 {
+            assert_eq!(c.observe(ms(100), ms(110), ms(80)), None);
+        }
+        assert_eq!(c.observe(ms(10), ms(20), ms(80)), None);
+        for _ in 0..LinkCheck::IN_A_ROW - 1 {
+            assert_eq!(c.observe(ms(100), ms(110), ms(80)), None);
+        }
+        // 110 ms x 1.25 = 137.5 → 140 ms.
+        assert_eq!(c.observe(ms(100), ms(105), ms(80)), Some(ms(140)));
+        assert_eq!(c.observe(ms(100), ms(110), ms(80)), None, "once");
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -80,6 +80,10 @@ pub struct ServerConfig {
     pub token: Option<Token>,
     /// TLS with this certificate (None: plain TCP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// A frame's arrival is the kernel's receive stamp of its last bytes
+    /// (plain TCP on Linux), not the instant the connection's thread read
+    /// them. Off only to measure what it saves.
+    pub kernel_arrival: bool,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +101,7 @@ impl Default for ServerConfig {
             record: None,
             token: None,
             tls: None,
+            kernel_arrival: true,
         }
     }
 }

@@ -253,6 +253,8 @@ struct Connection<'a> {
     outstanding: VecDeque<Ticket>,
     /// The previous FRAME's id on this connection: ids must increase.
     last_frame_id: Option<u64>,
+    /// Says once when the link's round trip alone is over the threshold.
+    link_check: gate::LinkCheck,
     next_ticket: u32,
 }
 
@@ -272,6 +274,9 @@ impl<'a> Connection<'a> {
         span: &tracing::Span,
     ) -> Result<Self, ConnError> {
         let mut reader = Reader::new(stream.try_clone()?, Limits::handshake());
+        if shared.config.kernel_arrival {
+            reader.stamp_arrivals();
+        }
         let mut writer = Writer::new(stream);
         // The server speaks first: its preface and a fresh challenge.
         let server_nonce = auth::nonce();
@@ -401,6 +406,7 @@ impl<'a> Connection<'a> {
             results_rx,
             outstanding: VecDeque::new(),
             last_frame_id: None,
+            link_check: gate::LinkCheck::default(),
             next_ticket: 0,
         };
         let welcome = Message::Welcome(Welcome {
@@ -464,7 +470,10 @@ impl<'a> Connection<'a> {
             };
             match msg {
                 Message::Frame(frame) => {
-                    let arrived = Instant::now();
+                    // When its last bytes landed, by the kernel's stamp if
+                    // there is one (never later than now).
+                    let now = Instant::now();
+                    let arrived = self.reader.arrival().map_or(now, |a| a.min(now));
                     let (verdict, accepted) = self.judge(frame, arrived)?;
                     let ticket = Message::Ticket(self.issue_ticket());
                     // The VERDICT leaves before the frame is handed on, so
@@ -604,6 +613,17 @@ impl<'a> Connection<'a> {
         } else {
             Outcome::Rejected
         };
+        if reason == Reason::None {
+            let max_age = self.shared.config.max_age;
+            if let Some(works) = self.link_check.observe(m.transit, m.age, max_age) {
+                warn!(
+                    "the link's round trip alone ({:.1} ms) is over --max-latency-ms {}: every frame from this client is stale; --max-latency-ms {} would let its frames through",
+                    m.transit.as_secs_f64() * 1e3,
+                    max_age.as_millis(),
+                    works.as_millis()
+                );
+            }
+        }
         {
             let mut stats = self.live.stats.lock();
             stats.record_sent(frame.payload.len());

@@ -6,6 +6,7 @@
 //! on Nagle's algorithm.
 
 use crate::shutdown::{Shutdown, TICK};
+use crate::wire::rx_time;
 use crate::wire::stream::Stream;
 use crate::wire::{self, Limits, Message};
 use bytes::BytesMut;
@@ -74,6 +75,10 @@ pub struct Reader {
     stream: Stream,
     buf: BytesMut,
     limits: Limits,
+    /// Reads take the kernel's receive stamps ([`rx_time`]).
+    stamped: bool,
+    /// When the newest bytes read landed, by the kernel's stamp.
+    arrival: Option<Instant>,
 }
 
 impl Reader {
@@ -83,7 +88,27 @@ impl Reader {
             stream: stream.into(),
             buf: BytesMut::with_capacity(READ_CHUNK),
             limits,
+            stamped: false,
+            arrival: None,
         }
+    }
+
+    /// Takes the kernel's receive stamp with every read, for
+    /// [`arrival`](Self::arrival). Returns false where there is none: not a
+    /// TCP socket (the TLS bridge), or not Linux.
+    pub fn stamp_arrivals(&mut self) -> bool {
+        self.stamped = match &self.stream {
+            Stream::Tcp(s) => rx_time::enable(s).is_ok(),
+            Stream::Local(_) => false,
+        };
+        self.stamped
+    }
+
+    /// When the bytes of the newest read landed, by the kernel's stamp (so
+    /// a message just returned had fully arrived by then); None without
+    /// [`stamp_arrivals`](Self::stamp_arrivals) or when the kernel gave none.
+    pub fn arrival(&self) -> Option<Instant> {
+        self.arrival
     }
 
     /// Reads the peer's 6-byte preface and returns its version.
@@ -236,7 +261,14 @@ impl Reader {
                 self.buf.truncate(have);
                 return Err(ConnError::TimedOut(since.elapsed(), what));
             }
-            match self.stream.read(&mut self.buf[have..]) {
+            let read = match (&self.stream, self.stamped) {
+                (Stream::Tcp(s), true) => rx_time::read(s, &mut self.buf[have..]).map(|(n, t)| {
+                    self.arrival = t.and_then(rx_time::to_instant);
+                    n
+                }),
+                _ => self.stream.read(&mut self.buf[have..]),
+            };
+            match read {
                 Ok(0) => {
                     self.buf.truncate(have);
                     return Ok(false);

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod codec;
 pub mod connection;
 pub mod message;
+pub mod rx_time;
 pub mod stream;
 pub mod tls;
 

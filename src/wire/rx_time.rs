@@ -1,0 +1,186 @@
+//! When bytes really arrived: the kernel's receive timestamp of a TCP
+//! socket's data (`SO_TIMESTAMPING`, software receive stamps, read with
+//! `recvmsg`), so a frame's arrival is the instant its bytes landed, not
+//! the later instant a busy server's thread got round to reading them.
+//!
+//! 64-bit Linux only; elsewhere, and where the kernel gives no stamp (behind the
+//! TLS bridge, whose plaintext side is a local socket), the reader's own
+//! clock is used.
+
+use std::io;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// `SO_TIMESTAMPING` with 64-bit `timespec`s in its messages on 64-bit
+/// targets (`SO_TIMESTAMPING_OLD` in the kernel's headers; the same number
+/// on x86, ARM and RISC-V).
+#[cfg(all(
+    target_os = "linux",
+    target_pointer_width = "64",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+))]
+const SO_TIMESTAMPING: libc::c_int = 37;
+
+/// Asks the kernel to stamp received data on `stream`.
+#[cfg(all(
+    target_os = "linux",
+    target_pointer_width = "64",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+))]
+pub fn enable(stream: &TcpStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let flags: libc::c_int =
+        (libc::SOF_TIMESTAMPING_RX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE) as libc::c_int;
+    // SAFETY: setsockopt(2) with a pointer to a live c_int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_TIMESTAMPING,
+            (&flags as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    target_pointer_width = "64",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+)))]
+pub fn enable(_stream: &TcpStream) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "kernel receive timestamps are read on 64-bit Linux only",
+    ))
+}
+
+/// Reads like `read(2)`, and returns with the bytes the kernel's stamp of
+/// the newest data read (time since the Unix epoch, `CLOCK_REALTIME`), if
+/// it gave one.
+#[cfg(all(
+    target_os = "linux",
+    target_pointer_width = "64",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+))]
+pub fn read(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
+    use std::os::fd::AsRawFd;
+    // Room for one SCM_TIMESTAMPING (three timespecs) and spare.
+    let mut control = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: recvmsg(2) on our socket with buffers that live through the call.
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: walking the control messages the kernel wrote, with the libc
+    // macros, within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == SO_TIMESTAMPING {
+                // struct scm_timestamping { struct timespec ts[3]; }: ts[0] is
+                // the software stamp.
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                if ts.tv_sec > 0 {
+                    stamp = Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    target_pointer_width = "64",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+)))]
+pub fn read(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
+    use std::io::Read;
+    Ok((Read::read(&mut &*stream, buf)?, None))
+}
+
+/// The instant (on the monotonic clock) of a kernel stamp taken on the
+/// wall clock: now, less how long ago the stamp was. A stamp from the
+/// future or from over a second ago (the wall clock was stepped) gives
+/// None: the caller then uses its own clock.
+pub fn to_instant(stamp: Duration) -> Option<Instant> {
+    let now = Instant::now();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let ago = wall.checked_sub(stamp)?;
+    (ago < Duration::from_secs(1)).then(|| now - ago)
+}
+
+#[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    #[test]
+    fn data_read_carries_the_instant_it_arrived() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tx = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (rx, _) = listener.accept().unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        enable(&rx).unwrap();
+        tx.write_all(b"hello").unwrap();
+        let sent = Instant::now();
+        // Read well after it landed: the stamp says when it landed.
+        std::thread::sleep(Duration::from_millis(30)); // the delay being measured
+        let mut buf = [0u8; 16];
+        let (n, stamp) = read(&rx, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        let arrived = to_instant(stamp.expect("a kernel stamp")).unwrap();
+        let read_at = Instant::now();
+        assert!(
+            read_at.duration_since(arrived) >= Duration::from_millis(25),
+            "the stamp is the arrival, not the read: {:?} before the read",
+            read_at.duration_since(arrived)
+        );
+        assert!(
+            arrived.saturating_duration_since(sent) < Duration::from_millis(5)
+                && sent.saturating_duration_since(arrived) < Duration::from_millis(5),
+            "arrival within a few ms of the send"
+        );
+    }
+}
