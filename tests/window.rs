@@ -22,7 +22,13 @@ impl Drop for Killed {
 
 /// Starts Xvfb on a free display number and waits for its socket.
 fn xvfb() -> (Killed, String) {
-    for n in 90..110 {
+    // Tests run in parallel: each takes its own numbers to try.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(90);
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n >= 130 {
+            break;
+        }
         if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
             || Path::new(&format!("/tmp/.X{n}-lock")).exists()
         {
@@ -49,7 +55,7 @@ fn xvfb() -> (Killed, String) {
         }
         return (child, format!(":{n}"));
     }
-    panic!("no free X display number in 90..110");
+    panic!("no free X display number in 90..130");
 }
 
 /// A screenshot of the whole screen as (width, height, RGB bytes), from `xwd`.
@@ -167,4 +173,68 @@ fn the_window_shows_the_moving_test_pattern() {
     )
     .unwrap();
     eprintln!("screenshot: {}", out.display());
+}
+
+#[test]
+#[ignore = "needs Xvfb: run with --ignored (scripts/test.sh does)"]
+fn losing_the_display_leaves_the_server_serving_headless() {
+    let (x, display) = xvfb();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("s.json");
+    let (mut server, out, err) = support::spawn_program(
+        env!("CARGO_BIN_EXE_framelink-server"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--stats-interval",
+            "0",
+            "--summary-json",
+            summary.to_str().unwrap(),
+        ],
+        None,
+        &[("DISPLAY", display.as_str())],
+    );
+    let addr = support::listening_address(&out);
+    let client = support::TestClient::pattern(addr, "cam", 320, 240, 30.0);
+    err.wait_for("connected: cam", WAIT)
+        .expect("the client connected");
+    drop(x); // the X server goes away
+    err.wait_for("the display went away", WAIT)
+        .unwrap_or_else(|| panic!("a warning, not an exit: {}", err.text()));
+    // Still serving: a frame from a new client is accepted.
+    let mut peer = support::RawPeer::connect(addr);
+    let Some(framelink::wire::Message::Welcome(_)) = peer.hello("late", None) else {
+        panic!("a client after the loss is welcomed")
+    };
+    let Some(framelink::wire::Message::Ticket(ticket)) = peer.read() else {
+        panic!("a TICKET")
+    };
+    let jpeg = support::jpeg(64, 48);
+    let h = framelink::wire::FrameHeader {
+        frame_id: 1,
+        encoding: framelink::wire::Encoding::Jpeg,
+        width: 64,
+        height: 48,
+        capture_to_send_us: 0,
+        ticket_held_us: 0,
+        payload_len: jpeg.len() as u32,
+    };
+    peer.writer.send_frame(&h, &jpeg, ticket).unwrap();
+    loop {
+        match peer.read() {
+            Some(framelink::wire::Message::Verdict(v)) => {
+                assert_eq!(v.outcome, framelink::wire::Outcome::Accepted);
+                break;
+            }
+            Some(framelink::wire::Message::Ticket(_)) => continue,
+            other => panic!("expected a VERDICT, got {other:?}"),
+        }
+    }
+    client.stop().unwrap();
+    // SAFETY: kill(2) with SIGINT on our own child.
+    unsafe { libc::kill(server.id() as i32, libc::SIGINT) };
+    let status = support::wait_exit(&mut server, "the server");
+    assert!(status.success(), "{}", err.text());
+    assert!(out.wait_end(WAIT).contains("summary: "));
+    assert!(summary.exists());
 }

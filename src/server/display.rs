@@ -1,6 +1,12 @@
 //! The server's window: every client's newest frame in a grid of tiles, each
 //! labelled with the client's name, the frames a second the window shows,
 //! and the frame's age on arrival. Closing the window (or Esc) stops the server.
+//!
+//! The X display going away (the X server stopped, an SSH session with X
+//! forwarding closed) does not: Xlib would end the process, so the window
+//! asks Xlib (`XSetIOErrorExitHandler`, libX11 1.7 and later) to tell it
+//! instead, warns, and the server goes on headless: processing, recording
+//! and the live view are unaffected.
 
 use crate::media::draw;
 use crate::server::sink::{ClientId, FrameView, Sink};
@@ -157,9 +163,65 @@ fn blit_fit(
     }
 }
 
+/// Set by Xlib's fatal-error exit handler: the X display connection is gone.
+static DISPLAY_LOST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Xlib's fatal I/O error handler (the default one prints and exits):
+/// notes the loss and returns, so Xlib goes on to the exit handler below.
+extern "C" fn display_io_error(_display: *mut std::ffi::c_void) -> std::ffi::c_int {
+    DISPLAY_LOST.store(true, std::sync::atomic::Ordering::SeqCst);
+    0
+}
+
+/// Called by Xlib instead of `exit(1)` when the display connection fails.
+extern "C" fn display_lost(_display: *mut std::ffi::c_void, _data: *mut std::ffi::c_void) {
+    DISPLAY_LOST.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Asks Xlib to call [`display_lost`] instead of exiting when the window's
+/// display connection fails. Returns false where that cannot be done (not
+/// X11, or a libX11 older than 1.7): the old behaviour (exit) stays.
+fn survive_display_loss(window: &Window) -> bool {
+    use raw_window_handle::{HasDisplayHandle, RawDisplayHandle};
+    let Ok(handle) = window.display_handle() else {
+        return false;
+    };
+    let RawDisplayHandle::Xlib(xlib) = handle.as_raw() else {
+        return false;
+    };
+    let Some(display) = xlib.display else {
+        return false;
+    };
+    type IoHandler = extern "C" fn(*mut std::ffi::c_void) -> std::ffi::c_int;
+    type SetIoHandler = unsafe extern "C" fn(IoHandler) -> *mut std::ffi::c_void;
+    type ExitHandler = extern "C" fn(*mut std::ffi::c_void, *mut std::ffi::c_void);
+    type SetExitHandler =
+        unsafe extern "C" fn(*mut std::ffi::c_void, ExitHandler, *mut std::ffi::c_void);
+    // SAFETY: dlopen/dlsym of the libX11 minifb already loaded (NOLOAD: never
+    // a second copy); the symbol has the signature above in libX11 >= 1.7.
+    unsafe {
+        let lib = libc::dlopen(c"libX11.so.6".as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+        if lib.is_null() {
+            return false;
+        }
+        let set_exit = libc::dlsym(lib, c"XSetIOErrorExitHandler".as_ptr());
+        let set_io = libc::dlsym(lib, c"XSetIOErrorHandler".as_ptr());
+        if set_exit.is_null() || set_io.is_null() {
+            return false;
+        }
+        let set_exit: SetExitHandler = std::mem::transmute(set_exit);
+        let set_io: SetIoHandler = std::mem::transmute(set_io);
+        set_exit(display.as_ptr(), display_lost, std::ptr::null_mut());
+        set_io(display_io_error);
+    }
+    true
+}
+
 /// The display sink: a [`Mosaic`] shown in a minifb window.
 pub struct DisplaySink {
-    window: Window,
+    /// None once the display is lost (the window is then left alone, never
+    /// dropped: closing it would talk to a dead connection).
+    window: Option<Window>,
     mosaic: Mosaic,
     last_draw: Instant,
     dirty: bool,
@@ -177,8 +239,11 @@ impl DisplaySink {
         let mut window = Window::new(title, CANVAS_W, CANVAS_H, opts)
             .map_err(|e| anyhow!("cannot open a window: {e}"))?;
         window.set_target_fps(0);
+        if !survive_display_loss(&window) {
+            tracing::debug!("cannot ask Xlib to report a lost display (libX11 < 1.7?): losing it will end the server");
+        }
         Ok(DisplaySink {
-            window,
+            window: Some(window),
             mosaic: Mosaic::new(CANVAS_W, CANVAS_H),
             last_draw: Instant::now() - REFRESH,
             dirty: true,
@@ -192,6 +257,9 @@ impl Sink for DisplaySink {
     }
 
     fn frame(&mut self, view: &mut FrameView) -> Result<()> {
+        if self.window.is_none() {
+            return Ok(()); // headless since the display went away: nothing to decode for
+        }
         self.mosaic.update(view)?;
         self.dirty = true;
         Ok(())
@@ -203,7 +271,17 @@ impl Sink for DisplaySink {
     }
 
     fn tick(&mut self) -> bool {
-        if !self.window.is_open() || self.window.is_key_down(Key::Escape) {
+        if DISPLAY_LOST.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(w) = self.window.take() {
+                std::mem::forget(w);
+                tracing::warn!("the display went away: the window is gone, the server goes on headless (processing, recording and the live view go on)");
+            }
+            return true;
+        }
+        let Some(window) = self.window.as_mut() else {
+            return true;
+        };
+        if !window.is_open() || window.is_key_down(Key::Escape) {
             return false;
         }
         if self.last_draw.elapsed() < REFRESH {
@@ -213,11 +291,11 @@ impl Sink for DisplaySink {
         if self.dirty {
             self.dirty = false;
             let canvas = self.mosaic.render();
-            if let Err(e) = self.window.update_with_buffer(canvas, CANVAS_W, CANVAS_H) {
+            if let Err(e) = window.update_with_buffer(canvas, CANVAS_W, CANVAS_H) {
                 tracing::warn!("window update failed: {e}");
             }
         } else {
-            self.window.update();
+            window.update();
         }
         true
     }

@@ -143,10 +143,24 @@ pub fn read(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<Dur
 /// future or from over a second ago (the wall clock was stepped) gives
 /// None: the caller then uses its own clock.
 pub fn to_instant(stamp: Duration) -> Option<Instant> {
-    let now = Instant::now();
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
+    // The two clocks are read back to back; a thread preempted between the
+    // reads would shift the result by the preemption, so the pair is read
+    // again when they are over 50 µs apart. The wall clock is read first:
+    // what error remains puts the instant later (an age over-, never
+    // under-estimated).
+    let mut pair = None;
+    for _ in 0..4 {
+        let before = Instant::now();
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        let after = Instant::now();
+        pair = Some((wall, after));
+        if after.duration_since(before) < Duration::from_micros(50) {
+            break;
+        }
+    }
+    let (wall, now) = pair?;
     let ago = wall.checked_sub(stamp)?;
     (ago < Duration::from_secs(1)).then(|| now - ago)
 }
