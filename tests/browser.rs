@@ -89,3 +89,45 @@ fn the_page_shows_every_client_live() {
     b.stop().unwrap();
     server.stop();
 }
+
+#[test]
+#[ignore = "needs chromium: run by scripts/test.sh"]
+fn a_camera_whose_frames_are_all_stale_is_said_to_be_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = server_config();
+    config.max_age = std::time::Duration::from_micros(1); // nothing is that fresh
+    let server = TestServer::start_http(config);
+    let url = format!("http://{}/", server.http.unwrap());
+    let cam = TestClient::pattern(server.addr, "late-cam", 320, 240, 30.0);
+    // The page after its scripts ran, as the browser has it.
+    let deadline = std::time::Instant::now() + support::WAIT;
+    let dom = loop {
+        let out = Command::new("timeout")
+            .args([
+                "60",
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--virtual-time-budget=3000",
+                "--dump-dom",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                tmp.path().join("profile").display()
+            ))
+            .arg(&url)
+            .output()
+            .expect("chromium is installed");
+        let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+        if dom.contains("late-cam") || std::time::Instant::now() > deadline {
+            break dom;
+        }
+    };
+    assert!(dom.contains("all frames stale: age p99"), "{dom}");
+    assert!(dom.contains("threshold 0.0 ms"), "{dom}");
+    assert!(dom.contains("320×240"), "the frame size is shown: {dom}");
+    cam.stop().unwrap();
+    server.stop();
+}

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 /// Window size in pixels.
 const CANVAS_W: usize = 1280;
 const CANVAS_H: usize = 720;
+/// Height of the band above each tile's picture that holds its label.
+const LABEL_BAND: usize = 22;
 /// How often the window is redrawn.
 const REFRESH: Duration = Duration::from_millis(16);
 
@@ -112,7 +114,18 @@ impl Mosaic {
         let (tw, th) = (self.width / cols, self.height / rows);
         for (i, tile) in self.tiles.values().enumerate() {
             let (ox, oy) = ((i % cols) * tw, (i / cols) * th);
-            blit_fit(&mut self.canvas, self.width, &tile.rgb, ox, oy, tw, th);
+            // The label has a band of its own above the picture, never
+            // drawn over it (nor over the picture's own text).
+            let band = LABEL_BAND.min(th / 2);
+            blit_fit(
+                &mut self.canvas,
+                self.width,
+                &tile.rgb,
+                ox,
+                oy + band,
+                tw,
+                th - band,
+            );
             let label = format!(
                 "{}  {:.1} fps  age {:.1} ms",
                 tile.name, tile.fps, tile.age_ms
@@ -122,7 +135,7 @@ impl Mosaic {
                 self.width,
                 self.height,
                 ox + 4,
-                oy + 4,
+                oy + (band.saturating_sub(16)) / 2,
                 2,
                 &label,
             );
@@ -355,6 +368,32 @@ mod tests {
             .filter(|&&p| (p >> 16) & 0xFF > 200 && (p >> 8) & 0xFF < 50)
             .count();
         assert_eq!(reddish, 0);
+    }
+
+    #[test]
+    fn the_label_sits_in_its_own_band_never_over_the_picture() {
+        let (w, h) = (320, 180);
+        let mut m = Mosaic::new(w, h);
+        let img = image::RgbImage::from_pixel(32, 16, image::Rgb([250, 0, 0]));
+        let mut red = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut red, 95)
+            .encode(&img, 32, 16, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        m.update(&mut view(1, red)).unwrap();
+        let canvas = m.render().to_vec();
+        let bright = |p: u32| (p >> 8) & 0xFF > 150 && p & 0xFF > 150;
+        let (band_rows, picture_rows) = canvas.split_at(LABEL_BAND * w);
+        assert!(band_rows.iter().any(|&p| bright(p)), "the label is drawn");
+        assert!(
+            !picture_rows.iter().any(|&p| bright(p)),
+            "no label pixel over the picture"
+        );
+        // The picture fills the rest: 32x16 scaled to 316x158 below the band.
+        let reddish = picture_rows
+            .iter()
+            .filter(|&&p| (p >> 16) & 0xFF > 200 && (p >> 8) & 0xFF < 50)
+            .count();
+        assert!(reddish >= 316 * 158 * 9 / 10, "{reddish}");
     }
 
     #[test]

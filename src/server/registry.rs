@@ -37,6 +37,8 @@ pub(super) struct Live {
     pub(super) recent: Mutex<VecDeque<Instant>>,
     /// The newest result, shortened, for the live view.
     pub(super) last_result: Mutex<Option<serde_json::Value>>,
+    /// Width and height of the newest frame received (width << 16 | height).
+    pub(super) last_size: std::sync::atomic::AtomicU32,
 }
 
 impl Live {
@@ -169,6 +171,8 @@ impl Registry {
                     frames_dropped_stale: c.dropped_stale,
                     frames_rejected: c.rejected,
                     frames_superseded: l.superseded.load(Ordering::Relaxed),
+                    width: l.last_size.load(Ordering::Relaxed) >> 16,
+                    height: l.last_size.load(Ordering::Relaxed) & 0xFFFF,
                     bytes: c.bytes,
                     last_result: l.last_result.lock().clone(),
                 }
@@ -231,6 +235,9 @@ pub struct ClientNow {
     pub frames_dropped_stale: u64,
     pub frames_rejected: u64,
     pub frames_superseded: u64,
+    /// Size of the newest frame received (0 before the first).
+    pub width: u32,
+    pub height: u32,
     pub bytes: u64,
     /// The newest processing result, shortened.
     pub last_result: Option<serde_json::Value>,

@@ -381,6 +381,7 @@ impl<'a> Connection<'a> {
             last_age_us: AtomicU64::new(0),
             recent: Mutex::default(),
             last_result: Mutex::default(),
+            last_size: std::sync::atomic::AtomicU32::new(0),
         });
         shared.registry.add(id, live.clone());
         let wants_results = hello.capabilities & wire::CAP_RESULTS != 0;
@@ -624,6 +625,9 @@ impl<'a> Connection<'a> {
                 );
             }
         }
+        self.live
+            .last_size
+            .store((h.width as u32) << 16 | h.height as u32, Ordering::Relaxed);
         {
             let mut stats = self.live.stats.lock();
             stats.record_sent(frame.payload.len());
