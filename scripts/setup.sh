@@ -9,7 +9,7 @@
 # Rust itself (cargo) must already be installed: https://rustup.rs
 set -euo pipefail
 
-packages=(libclang-dev pkg-config cmake nasm xvfb x11-apps chromium)
+packages=(libclang-dev pkg-config cmake nasm xvfb x11-apps chromium ffmpeg)
 command -v python3 >/dev/null || packages+=(python3)
 
 missing=()

@@ -213,8 +213,10 @@ pub struct ClientOpts {
     /// The server, as HOST or HOST:PORT (default port 1998).
     pub server: String,
 
-    /// Where frames come from: `camera`, `test-pattern` (synthetic, needs nothing),
-    /// or the path of a folder of JPEG files (sent in name order, looped).
+    /// Where frames come from: `camera`, `test-pattern` (synthetic, needs nothing), `-` (an
+    /// MJPEG stream on standard input, e.g. from `rpicam-vid --codec mjpeg -o -` or ffmpeg),
+    /// an `http://` MJPEG stream (IP camera, ESP32-CAM, mjpg-streamer), a JPEG or PNG file
+    /// (sent again and again), or a folder of them (sent in name order, looped).
     #[arg(long, default_value = "camera")]
     pub source: SourceKind,
 
@@ -344,16 +346,28 @@ impl ClientOpts {
         };
         match &self.source {
             SourceKind::Folder(_) => {
-                let why = "the folder's JPEG files are sent as they are";
+                let why = "the folder's files are sent at their own size";
                 not("width", why);
                 not("height", why);
-                not("quality", why);
+                not(
+                    "quality",
+                    "JPEG files are sent as they are (only PNG files are encoded at --quality)",
+                );
                 not("camera", "the source is a folder");
                 not("camera_format", "the source is a folder");
             }
             SourceKind::TestPattern => {
                 not("camera", "the source is the test pattern");
                 not("camera_format", "the source is the test pattern");
+            }
+            SourceKind::Stdin | SourceKind::Http(_) => {
+                let why = "the stream's JPEG frames are sent as they are";
+                not("width", why);
+                not("height", why);
+                not("quality", why);
+                not("fps", "the stream sets the rate");
+                not("camera", "the source is a stream");
+                not("camera_format", "the source is a stream");
             }
             SourceKind::Camera => {}
         }

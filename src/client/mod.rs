@@ -310,10 +310,19 @@ pub fn run_with_source(
                         crate::logging::panic_text(&*panic)
                     ))
                 });
-                if let Err(e) = ran {
-                    error!("capture stopped: {e:#}");
-                    *capture_error.lock() = Some(e);
-                    shutdown.trigger();
+                match ran {
+                    // A stream source that ended (its writer closed the
+                    // pipe): the run is over, not failed.
+                    Err(e) if e.downcast_ref::<source::mjpeg::Ended>().is_some() => {
+                        info!("{e:#}: stopping");
+                        shutdown.trigger();
+                    }
+                    Err(e) => {
+                        error!("capture stopped: {e:#}");
+                        *capture_error.lock() = Some(e);
+                        shutdown.trigger();
+                    }
+                    Ok(()) => {}
                 }
                 let _ = ended_tx.send(());
             })?

@@ -27,6 +27,8 @@ pub struct Seen {
     pub frame_id: u64,
     pub age: Duration,
     pub jpeg_len: usize,
+    /// The frame's bytes as they arrived.
+    pub jpeg: bytes::Bytes,
     pub width: u16,
     pub height: u16,
     /// When the server accepted it.
@@ -47,6 +49,7 @@ impl Sink for ChannelSink {
             frame_id: f.frame_id,
             age: f.age,
             jpeg_len: f.jpeg.len(),
+            jpeg: f.jpeg.clone(),
             width: f.width,
             height: f.height,
             at: f.arrived,

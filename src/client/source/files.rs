@@ -1,5 +1,7 @@
-//! A folder of JPEG files, sent in name order and looped, as they are (no
-//! re-encode). For replaying recorded footage through the pipeline.
+//! A folder of JPEG (and PNG) files, sent in name order and looped, or one
+//! file sent again and again, at `--fps`. JPEG files go as they are (no
+//! re-encode); PNG files are decoded and encoded like camera frames. For
+//! replaying recorded footage through the pipeline.
 
 use super::{Captured, Image, Pacer, Source};
 use crate::media::jpeg;
@@ -23,26 +25,40 @@ pub struct Folder {
 }
 
 impl Folder {
-    /// Lists the `.jpg`/`.jpeg` files in `dir`; fails if there are none.
+    /// Lists the `.jpg`/`.jpeg`/`.png` files in `dir` (or takes `dir` itself
+    /// when it is such a file); fails if there are none.
     pub fn open(dir: &Path, fps: f64) -> Result<Self> {
-        let entries = std::fs::read_dir(dir).with_context(|| {
-            format!(
-                "cannot read --source {}: give `camera`, `test-pattern`, or a folder of JPEG files",
+        let usable = |p: &Path| {
+            p.is_file()
+                && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    ["jpg", "jpeg", "png"]
+                        .iter()
+                        .any(|x| e.eq_ignore_ascii_case(x))
+                })
+        };
+        if dir.is_file() && !usable(dir) {
+            bail!(
+                "--source {}: a file source must be a .jpg, .jpeg or .png file",
                 dir.display()
-            )
-        })?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg")
-                    })
-            })
-            .collect();
+            );
+        }
+        let mut files: Vec<PathBuf> = if dir.is_file() {
+            vec![dir.to_path_buf()]
+        } else {
+            let entries = std::fs::read_dir(dir).with_context(|| {
+                format!(
+                    "cannot read --source {}: give `camera`, `test-pattern`, `-` (MJPEG on standard input), an http:// MJPEG stream, a JPEG or PNG file, or a folder of them",
+                    dir.display()
+                )
+            })?;
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| usable(p))
+                .collect()
+        };
         if files.is_empty() {
             bail!(
-                "no .jpg or .jpeg files in {}: put JPEG frames there, or use --source test-pattern",
+                "no .jpg, .jpeg or .png files in {}: put frames there, or use --source test-pattern",
                 dir.display()
             );
         }
@@ -58,26 +74,36 @@ impl Folder {
         })
     }
 
-    /// Loads file `i` into `self.data`, cut at its end-of-image marker;
-    /// returns its dimensions, or why it cannot be sent.
-    fn load(&mut self, i: usize) -> Result<(u32, u32)> {
+    /// Loads file `i` into `self.data`: a JPEG cut at its end-of-image
+    /// marker, or a PNG's RGB pixels; returns its dimensions and whether it
+    /// is a JPEG, or why it cannot be sent.
+    fn load(&mut self, i: usize) -> Result<(u32, u32, bool)> {
         let path = &self.files[i];
         let len = std::fs::metadata(path)?.len();
         if len > MAX_FILE_BYTES {
             bail!("{len} bytes is over the {MAX_FILE_BYTES}-byte limit");
         }
         self.data = std::fs::read(path)?;
+        if self.data.starts_with(b"\x89PNG") {
+            let img = image::load_from_memory_with_format(&self.data, image::ImageFormat::Png)
+                .context("not a readable PNG")?;
+            crate::client::check_size(img.width(), img.height())?;
+            let rgb = img.into_rgb8();
+            let (w, h) = rgb.dimensions();
+            self.data = rgb.into_raw();
+            return Ok((w, h, false));
+        }
         let end = jpeg::whole_len(&self.data).context("not a whole JPEG (no SOI..EOI)")?;
         self.data.truncate(end);
         let (w, h) = jpeg::dimensions(&self.data).context("no frame header (SOF) with a size")?;
-        Ok((w as u32, h as u32))
+        Ok((w as u32, h as u32, true))
     }
 }
 
 impl Source for Folder {
     fn describe(&self) -> String {
         format!(
-            "{} JPEG files in {} @ {} fps",
+            "{} image files in {} @ {} fps",
             self.files.len(),
             self.dir.display(),
             self.fps
@@ -92,13 +118,23 @@ impl Source for Folder {
             let i = self.next;
             self.next = (self.next + 1) % self.files.len();
             match self.load(i) {
-                Ok((width, height)) => {
-                    return Ok(Captured {
-                        image: Image::Jpeg {
-                            data: &self.data,
+                Ok((width, height, is_jpeg)) => {
+                    let data = &self.data;
+                    let image = if is_jpeg {
+                        Image::Jpeg {
+                            data,
                             width,
                             height,
-                        },
+                        }
+                    } else {
+                        Image::Rgb {
+                            data,
+                            width,
+                            height,
+                        }
+                    };
+                    return Ok(Captured {
+                        image,
                         at: Instant::now(),
                     });
                 }

@@ -1,6 +1,7 @@
-//! Where frames come from: a camera, the synthetic test pattern, or a folder
-//! of JPEG files. The [`Source`] trait makes them interchangeable, so tests and
-//! benchmarks run the same client with a deterministic source.
+//! Where frames come from: a camera, the synthetic test pattern, a folder of
+//! JPEG or PNG files (or one file), an MJPEG stream on standard input, or
+//! MJPEG over HTTP. The [`Source`] trait makes them interchangeable, so tests
+//! and benchmarks run the same client with a deterministic source.
 
 use anyhow::Result;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::time::Instant;
 
 pub mod camera;
 pub mod files;
+pub mod mjpeg;
 pub mod test_pattern;
 
 /// One captured image, borrowed from the source until the next capture.
@@ -60,7 +62,12 @@ pub trait Source: Send {
 pub enum SourceKind {
     Camera,
     TestPattern,
+    /// A folder of JPEG/PNG files, or one such file.
     Folder(PathBuf),
+    /// An MJPEG byte stream on standard input (`-`).
+    Stdin,
+    /// MJPEG over HTTP.
+    Http(String),
 }
 
 impl std::str::FromStr for SourceKind {
@@ -69,6 +76,10 @@ impl std::str::FromStr for SourceKind {
         Ok(match s {
             "camera" => SourceKind::Camera,
             "test-pattern" => SourceKind::TestPattern,
+            "-" | "stdin" => SourceKind::Stdin,
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                SourceKind::Http(url.to_string())
+            }
             path => SourceKind::Folder(PathBuf::from(path)),
         })
     }
@@ -80,6 +91,8 @@ impl std::fmt::Display for SourceKind {
             SourceKind::Camera => f.write_str("camera"),
             SourceKind::TestPattern => f.write_str("test-pattern"),
             SourceKind::Folder(p) => write!(f, "{}", p.display()),
+            SourceKind::Stdin => f.write_str("-"),
+            SourceKind::Http(url) => f.write_str(url),
         }
     }
 }
@@ -122,6 +135,8 @@ pub fn open(cfg: &SourceConfig) -> Result<Box<dyn Source>> {
             cfg.width, cfg.height, cfg.fps,
         )),
         SourceKind::Folder(dir) => Box::new(files::Folder::open(dir, cfg.fps)?),
+        SourceKind::Stdin => Box::new(mjpeg::StreamSource::stdin()),
+        SourceKind::Http(url) => Box::new(mjpeg::HttpSource::open(url)?),
     })
 }
 
