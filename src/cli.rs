@@ -211,7 +211,8 @@ impl ServerOpts {
 #[command(name = "framelink-client", version)]
 pub struct ClientOpts {
     /// The server, as HOST or HOST:PORT (default port 1998).
-    pub server: String,
+    #[arg(required_unless_present = "list_cameras")]
+    pub server: Option<String>,
 
     /// Where frames come from: `camera`, `test-pattern` (synthetic, needs nothing), `-` (an
     /// MJPEG stream on standard input, e.g. from `rpicam-vid --codec mjpeg -o -` or ffmpeg),
@@ -220,9 +221,15 @@ pub struct ClientOpts {
     #[arg(long, default_value = "camera")]
     pub source: SourceKind,
 
-    /// Which camera, by index (see the list printed when a camera cannot be opened).
-    #[arg(long, default_value_t = 0, value_name = "INDEX")]
-    pub camera: u32,
+    /// Which camera: an index, a device path (`/dev/video2`), or part of its name
+    /// (`--list-cameras` shows them).
+    #[arg(long, default_value = "0", value_name = "INDEX|PATH|NAME")]
+    pub camera: String,
+
+    /// List the cameras (index, name, device path, and every format, size and rate each
+    /// offers), then exit.
+    #[arg(long)]
+    pub list_cameras: bool,
 
     /// Pixel format to ask the camera for: `auto` prefers MJPEG, which is sent as the camera
     /// made it (no decode, no re-encode).
@@ -390,11 +397,11 @@ impl ClientOpts {
             );
         }
         Ok(ClientConfig {
-            server: server_address(&self.server)?,
+            server: server_address(self.server.as_deref().unwrap_or_default())?,
             name,
             source: SourceConfig {
                 kind: self.source.clone(),
-                camera_index: self.camera,
+                camera: self.camera.clone(),
                 camera_format: self.camera_format,
                 width: self.width,
                 height: self.height,
@@ -433,11 +440,9 @@ impl ClientOpts {
             tls: match &self.tls_ca {
                 Some(ca) => Some(crate::client::ClientTls {
                     config: crate::wire::tls::client_config(ca)?,
-                    name: crate::wire::tls::server_name(
-                        self.tls_name
-                            .as_deref()
-                            .unwrap_or(&with_default_port(&self.server)),
-                    )?,
+                    name: crate::wire::tls::server_name(self.tls_name.as_deref().unwrap_or(
+                        &with_default_port(self.server.as_deref().unwrap_or_default()),
+                    ))?,
                 }),
                 None => None,
             },

@@ -22,6 +22,10 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: ClientOpts) -> Result<()> {
+    if opts.list_cameras {
+        output::stdout_line(&client::source::camera::list()?);
+        return Ok(());
+    }
     let config = opts.config()?;
     let duration = opts.duration()?;
     let shutdown = Shutdown::new();

@@ -91,7 +91,7 @@ impl ClientConfig {
             name: "test-pattern".into(),
             source: SourceConfig {
                 kind: source::SourceKind::TestPattern,
-                camera_index: 0,
+                camera: "0".into(),
                 camera_format: source::CameraFormat::Auto,
                 width,
                 height,

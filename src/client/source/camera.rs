@@ -13,10 +13,70 @@
 //! grey and raw RGB/BGR frames are converted to RGB for the encoder.
 
 #[cfg(feature = "camera")]
-pub use imp::{open, CameraSource};
+pub use imp::{list, open, CameraSource};
 
 #[cfg(not(feature = "camera"))]
-pub use disabled::open;
+pub use disabled::{list, open};
+
+/// A camera as the system lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraEntry {
+    pub index: u32,
+    pub name: String,
+    /// The device node (`/dev/videoN` on Linux).
+    pub path: String,
+}
+
+/// Picks the camera `spec` names among `cameras`: an index (`2`), a device
+/// path (`/dev/video2`), or a case-insensitive part of the name (`c920`).
+/// An index or a path is taken as it is even when the list is empty (the
+/// open then says what is wrong); a name must match exactly one camera.
+pub fn select(spec: &str, cameras: &[CameraEntry]) -> Result<u32, String> {
+    let spec = spec.trim();
+    if let Ok(i) = spec.parse::<u32>() {
+        return Ok(i);
+    }
+    if let Some(n) = spec
+        .strip_prefix("/dev/video")
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        return Ok(n);
+    }
+    if let Some(c) = cameras.iter().find(|c| c.path == spec) {
+        return Ok(c.index);
+    }
+    let want = spec.to_lowercase();
+    let hits: Vec<&CameraEntry> = cameras
+        .iter()
+        .filter(|c| c.name.to_lowercase().contains(&want))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(one.index),
+        [] if cameras.is_empty() => Err(format!(
+            "no camera is named like {spec:?}: no cameras were found on this machine"
+        )),
+        [] => Err(format!(
+            "no camera is named like {spec:?}; cameras: {}",
+            describe_all(cameras)
+        )),
+        many => Err(format!(
+            "{spec:?} names {} cameras ({}): give more of the name, or an index",
+            many.len(),
+            many.iter()
+                .map(|c| format!("{} = {}", c.index, c.name))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    }
+}
+
+fn describe_all(cameras: &[CameraEntry]) -> String {
+    cameras
+        .iter()
+        .map(|c| format!("{} = {} ({})", c.index, c.name, c.path))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 /// How long the camera may stay quiet before a warning, and before failing.
 pub const STALL_WARN: std::time::Duration = std::time::Duration::from_secs(2);
@@ -31,8 +91,8 @@ pub fn no_camera_message(index: u32, found: &[String], cause: &str) -> String {
     };
     format!(
         "cannot open camera {index}: {cause}\n  {listing}\n  \
-         to stream without a camera use --source test-pattern (or --source DIR for a folder of JPEG files); \
-         to pick another camera use --camera INDEX; on Linux check that /dev/video{index} exists and that you are in the `video` group"
+         to stream without a camera use --source test-pattern (or a file, a folder, `-` for MJPEG on standard input, or an http:// MJPEG stream); \
+         to pick another camera use --camera INDEX|PATH|NAME (--list-cameras lists them); on Linux check that /dev/video{index} exists and that you are in the `video` group"
     )
 }
 
@@ -40,18 +100,22 @@ pub fn no_camera_message(index: u32, found: &[String], cause: &str) -> String {
 mod disabled {
     use anyhow::{bail, Result};
 
+    const NOT_BUILT: &str =
+        "this framelink was built without the `camera` feature (rebuild with default features)";
+
     pub fn open(
-        index: u32,
+        spec: &str,
         _format: super::super::CameraFormat,
         _w: u32,
         _h: u32,
         _fps: f64,
     ) -> Result<Box<dyn super::super::Source>> {
-        bail!(super::no_camera_message(
-            index,
-            &[],
-            "this framelink was built without the `camera` feature (rebuild with default features)"
-        ))
+        let index = super::select(spec, &[]).unwrap_or(0);
+        bail!(super::no_camera_message(index, &[], NOT_BUILT))
+    }
+
+    pub fn list() -> Result<String> {
+        bail!("cannot list cameras: {NOT_BUILT}")
     }
 }
 
@@ -130,26 +194,91 @@ mod imp {
         jpeg: Vec<u8>,
     }
 
-    fn list_cameras() -> Vec<String> {
+    /// The cameras the system lists (empty when it lists none or cannot).
+    fn entries() -> Vec<super::CameraEntry> {
         nokhwa::query(ApiBackend::Auto)
             .map(|list| {
                 list.iter()
-                    .map(|c| format!("{} = {}", c.index(), c.human_name()))
+                    .filter_map(|c| {
+                        let index = c.index().as_index().ok()?;
+                        Some(super::CameraEntry {
+                            index,
+                            name: c.human_name(),
+                            path: if cfg!(target_os = "linux") {
+                                format!("/dev/video{index}")
+                            } else {
+                                c.misc()
+                            },
+                        })
+                    })
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    fn list_cameras() -> Vec<String> {
+        entries()
+            .iter()
+            .map(|c| format!("{} = {} ({})", c.index, c.name, c.path))
+            .collect()
+    }
+
+    /// `--list-cameras`: every camera with each format, size and rate it
+    /// offers (a camera that cannot be opened says why).
+    pub fn list() -> Result<String> {
+        let cams = entries();
+        if cams.is_empty() {
+            return Ok("no cameras found (on Linux: is there a /dev/video* device, and are you in the `video` group?)".into());
+        }
+        let mut out = String::new();
+        for c in cams {
+            out += &format!("{}  {}  {}\n", c.index, c.path, c.name);
+            let request =
+                RequestedFormat::new::<nokhwa::pixel_format::RgbFormat>(RequestedFormatType::None);
+            match nokhwa::Camera::new(CameraIndex::Index(c.index), request)
+                .and_then(|mut cam| cam.compatible_camera_formats())
+            {
+                Ok(mut formats) => {
+                    formats.sort_by_key(|f| {
+                        (
+                            f.format().to_string(),
+                            f.width(),
+                            f.height(),
+                            f.frame_rate(),
+                        )
+                    });
+                    for f in formats {
+                        out += &format!(
+                            "    {} {}x{} @ {} fps\n",
+                            f.format(),
+                            f.width(),
+                            f.height(),
+                            f.frame_rate()
+                        );
+                    }
+                }
+                Err(e) => out += &format!("    (cannot read its formats: {e})\n"),
+            }
+        }
+        Ok(out.trim_end().to_string())
     }
 
     /// Opens camera `index`, asking for the closest mode to `width`×`height`
     /// at `fps`, preferring MJPEG (sent without re-encoding). Fails now, with
     /// the list of cameras found, if the camera cannot be opened.
     pub fn open(
-        index: u32,
+        spec: &str,
         format: super::super::CameraFormat,
         width: u32,
         height: u32,
         fps: f64,
     ) -> Result<Box<dyn Source>> {
+        let index = match spec.trim().parse::<u32>() {
+            Ok(i) => i,
+            Err(_) => super::select(spec, &entries()).map_err(|e| {
+                anyhow!("{e}\n  to stream without a camera use --source test-pattern")
+            })?,
+        };
         let (tx, frames) = crate::latest::channel();
         let (opened_tx, opened) = crossbeam_channel::bounded::<Result<String, String>>(1);
         let fps_u = fps.round().max(1.0) as u32;
@@ -171,6 +300,9 @@ mod imp {
                     ),
                     Wanted::Mjpeg => (FrameFormat::MJPEG, &[FrameFormat::MJPEG]),
                     Wanted::Yuyv => (FrameFormat::YUYV, &[FrameFormat::YUYV]),
+                    Wanted::Nv12 => (FrameFormat::NV12, &[FrameFormat::NV12]),
+                    Wanted::Gray => (FrameFormat::GRAY, &[FrameFormat::GRAY]),
+                    Wanted::Rgb => (FrameFormat::RAWRGB, &[FrameFormat::RAWRGB]),
                 };
                 let wanted = CameraFormat::new_from(width, height, first, fps_u);
                 let request =
@@ -319,6 +451,42 @@ mod imp {
 
 #[cfg(test)]
 mod tests {
+    use super::{select, CameraEntry};
+
+    fn cams() -> Vec<CameraEntry> {
+        [
+            (0, "Integrated Webcam"),
+            (2, "HD Pro Webcam C920"),
+            (4, "C920 second"),
+        ]
+        .into_iter()
+        .map(|(index, name)| CameraEntry {
+            index,
+            name: name.into(),
+            path: format!("/dev/video{index}"),
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_camera_is_picked_by_index_path_or_name() {
+        assert_eq!(select("2", &cams()), Ok(2));
+        assert_eq!(select("/dev/video4", &cams()), Ok(4));
+        assert_eq!(
+            select("/dev/video9", &[]),
+            Ok(9),
+            "a path is tried as given"
+        );
+        assert_eq!(select("integrated", &cams()), Ok(0));
+        assert_eq!(select("HD Pro", &cams()), Ok(2));
+        let e = select("c920", &cams()).unwrap_err();
+        assert!(e.contains("names 2 cameras"), "{e}");
+        let e = select("logitech", &cams()).unwrap_err();
+        assert!(e.contains("2 = HD Pro Webcam C920 (/dev/video2)"), "{e}");
+        let e = select("logitech", &[]).unwrap_err();
+        assert!(e.contains("no cameras were found"), "{e}");
+    }
+
     use super::*;
 
     #[test]

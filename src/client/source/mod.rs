@@ -104,8 +104,14 @@ pub enum CameraFormat {
     Auto,
     /// MJPEG only: the camera's own JPEG frames, passed through.
     Mjpeg,
-    /// YUYV only: raw frames, encoded by the client.
+    /// YUYV (4:2:2) only: raw frames, encoded by the client.
     Yuyv,
+    /// NV12 (4:2:0) only: raw frames, encoded by the client.
+    Nv12,
+    /// 8-bit grey only.
+    Gray,
+    /// Raw RGB only.
+    Rgb,
 }
 
 /// What a source is asked for. The camera treats size and rate as wishes and
@@ -113,7 +119,8 @@ pub enum CameraFormat {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceConfig {
     pub kind: SourceKind,
-    pub camera_index: u32,
+    /// Which camera: an index, a `/dev/videoN` path, or part of its name.
+    pub camera: String,
     pub camera_format: CameraFormat,
     pub width: u32,
     pub height: u32,
@@ -125,7 +132,7 @@ pub struct SourceConfig {
 pub fn open(cfg: &SourceConfig) -> Result<Box<dyn Source>> {
     Ok(match &cfg.kind {
         SourceKind::Camera => camera::open(
-            cfg.camera_index,
+            &cfg.camera,
             cfg.camera_format,
             cfg.width,
             cfg.height,
