@@ -256,8 +256,9 @@ pub struct ClientOpts {
     #[arg(long, value_enum, default_value_t = EncoderKind::Auto)]
     pub encoder: EncoderKind,
 
-    /// Threads encoding frames. More than one can help a multi-core device with a large
-    /// frame size and a fast camera; on 2 cores it measured slower (see BENCHMARKS.md).
+    /// Threads encoding frames, released in capture order. More than one helps only a
+    /// device with idle cores and a source faster than one encoder (1080p above ~150 fps
+    /// here); on 2 cores shared with the server it costs more CPU per frame (BENCHMARKS.md).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub encode_threads: usize,
 

@@ -2,15 +2,18 @@
 //! publish each to the latest-only slot the sender takes from.
 //!
 //! With one encoder, the capture thread encodes each frame itself. With more
-//! (spare cores), the capture thread copies each raw frame into a second
-//! latest-only slot, from which the encoder threads take the newest; a frame
-//! that finishes encoding after a newer one was published is dropped, so the
-//! sender still only ever sees frames newer than the last. Buffers are reused
-//! through a small pool: no full-frame allocation per frame.
+//! (`--encode-threads N`, spare cores), the capture thread hands successive
+//! raw frames to the N encoder threads, and the frames are released into the
+//! latest-only slot in capture order: a frame that finishes before an
+//! earlier one waits for it, so no finished encode is thrown away just for
+//! finishing late, and the sender still only ever sees frames newer than the
+//! last. Buffers are reused through a pool of N + 1: the capture thread waits
+//! for a free one, so at most N + 1 raw frames exist and nothing queues up
+//! (a camera keeps its own newest frame meanwhile).
 
 use crate::client::adapt::Adapter;
 use crate::client::source::{Image, Source};
-use crate::latest::{self, LatestSender};
+use crate::latest::LatestSender;
 use crate::media::encode::{self, Encoder};
 use crate::shutdown::Shutdown;
 use crate::shutdown::TICK;
@@ -38,9 +41,35 @@ struct Publisher {
     slot: Mutex<(LatestSender<EncodedFrame>, Option<u64>)>,
     /// Frames that never reach the sender: replaced or finished too late.
     superseded: Arc<AtomicU64>,
+    /// Frames handed to encoder threads, by id, in capture order: None while
+    /// encoding, then the result (None: it failed).
+    order: Mutex<std::collections::BTreeMap<u64, Option<Option<EncodedFrame>>>>,
 }
 
 impl Publisher {
+    /// Frame `id` went to an encoder thread: frames after it wait for it.
+    fn expect(&self, id: u64) {
+        self.order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, None);
+    }
+
+    /// Frame `id` is encoded (or failed): publishes every frame now ready
+    /// in capture order.
+    fn finish(&self, id: u64, frame: Option<EncodedFrame>) {
+        let mut order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        order.insert(id, Some(frame));
+        while let Some(entry) = order.first_entry() {
+            if entry.get().is_none() {
+                break; // an earlier frame is still encoding
+            }
+            if let Some(Some(frame)) = entry.remove() {
+                self.publish(frame);
+            }
+        }
+    }
+
     fn publish(&self, frame: EncodedFrame) {
         let mut guard = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         let (slot, last) = &mut *guard;
@@ -230,6 +259,7 @@ pub fn run(
     let publisher = Arc::new(Publisher {
         slot: Mutex::new((slot, None)),
         superseded: superseded.clone(),
+        order: Mutex::default(),
     });
     let mut id = 0u64;
 
@@ -274,18 +304,19 @@ pub fn run(
         return Ok(());
     }
 
-    let (raw_tx, raw_rx) = latest::channel::<RawFrame>();
     // One buffer per encoder plus one being filled: the capture thread waits
     // for a free buffer, so it never renders or copies frames faster than they
-    // can be encoded (a camera keeps its own newest frame meanwhile).
+    // can be encoded (a camera keeps its own newest frame meanwhile), and this
+    // queue never holds more than the buffers there are.
     let buffers = encoders.len() + 1;
+    let (raw_tx, raw_rx) = crossbeam_channel::bounded::<RawFrame>(buffers);
     let (pool_tx, pool_rx) = crossbeam_channel::bounded::<Vec<u8>>(buffers);
     for _ in 0..buffers {
         let _ = pool_tx.try_send(Vec::new());
     }
     for (i, mut encoder) in encoders.into_iter().enumerate() {
         let (rx, publisher, pool, shutdown) = (
-            (*raw_rx).clone(),
+            raw_rx.clone(),
             publisher.clone(),
             pool_tx.clone(),
             shutdown.clone(),
@@ -317,15 +348,21 @@ pub fn run(
                         .and_then(|_| encoder.encode(&raw.rgb, raw.width, raw.height, &mut buf))
                         .and_then(|_| dims(raw.width, raw.height))
                     {
-                        Ok((width, height)) => publisher.publish(EncodedFrame {
-                            id: raw.id,
-                            jpeg: Bytes::copy_from_slice(&buf),
-                            width,
-                            height,
-                            captured_at: raw.at,
-                            level: raw.level,
-                        }),
-                        Err(e) => tracing::warn!("frame {} not encoded: {e:#}", raw.id),
+                        Ok((width, height)) => publisher.finish(
+                            raw.id,
+                            Some(EncodedFrame {
+                                id: raw.id,
+                                jpeg: Bytes::copy_from_slice(&buf),
+                                width,
+                                height,
+                                captured_at: raw.at,
+                                level: raw.level,
+                            }),
+                        ),
+                        Err(e) => {
+                            tracing::warn!("frame {} not encoded: {e:#}", raw.id);
+                            publisher.finish(raw.id, None);
+                        }
                     }
                     let _ = pool.try_send(raw.rgb);
                 }
@@ -345,14 +382,19 @@ pub fn run(
             }
             (level, Shaped::Jpeg(data, width, height)) => {
                 let (width, height) = dims(width, height)?;
-                publisher.publish(EncodedFrame {
+                // After the frames still encoding: in capture order.
+                publisher.expect(id);
+                publisher.finish(
                     id,
-                    jpeg: Bytes::copy_from_slice(data),
-                    width,
-                    height,
-                    captured_at: at,
-                    level,
-                });
+                    Some(EncodedFrame {
+                        id,
+                        jpeg: Bytes::copy_from_slice(data),
+                        width,
+                        height,
+                        captured_at: at,
+                        level,
+                    }),
+                );
                 let _ = pool_tx.try_send(rgb);
             }
             (
@@ -366,17 +408,21 @@ pub fn run(
             ) => {
                 rgb.clear();
                 rgb.extend_from_slice(data);
-                if let Some(old) = raw_tx.send(RawFrame {
-                    id,
-                    rgb,
-                    width,
-                    height,
-                    at,
-                    quality,
-                    level,
-                }) {
-                    superseded.fetch_add(1, Ordering::Relaxed);
-                    let _ = pool_tx.try_send(old.rgb);
+                publisher.expect(id);
+                // Never full: there are only as many buffers as it holds.
+                if raw_tx
+                    .try_send(RawFrame {
+                        id,
+                        rgb,
+                        width,
+                        height,
+                        at,
+                        quality,
+                        level,
+                    })
+                    .is_err()
+                {
+                    publisher.finish(id, None);
                 }
             }
         }
@@ -389,6 +435,7 @@ pub fn run(
 mod tests {
     use super::*;
     use crate::client::source::test_pattern::TestPattern;
+    use crate::latest;
     use crate::media::encode::{encoder, EncoderKind, Subsampling};
     use std::time::Duration;
 
@@ -420,6 +467,40 @@ mod tests {
         shutdown.trigger();
         stage.join().unwrap().unwrap();
         (got, superseded.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn frames_encoded_out_of_order_are_released_in_capture_order_none_wasted() {
+        let (slot, rx) = latest::channel();
+        let p = Publisher {
+            superseded: slot.superseded_counter(),
+            slot: Mutex::new((slot, None)),
+            order: Mutex::default(),
+        };
+        let frame = |id| EncodedFrame {
+            id,
+            jpeg: Bytes::new(),
+            width: 1,
+            height: 1,
+            captured_at: Instant::now(),
+            level: 0,
+        };
+        for id in 1..=4 {
+            p.expect(id);
+        }
+        p.finish(3, Some(frame(3)));
+        p.finish(2, Some(frame(2)));
+        assert!(rx.try_recv().is_err(), "2 and 3 wait for 1");
+        p.finish(1, Some(frame(1)));
+        // 1, 2, 3 went out in order: the slot keeps the newest of them.
+        assert_eq!(rx.try_recv().unwrap().id, 3);
+        p.finish(4, None); // a failed encode does not hold the others up
+        p.expect(5);
+        p.finish(5, Some(frame(5)));
+        assert_eq!(rx.try_recv().unwrap().id, 5);
+        // Only the slot's own replacing (the sender was not reading), no
+        // encode dropped for finishing late.
+        assert_eq!(p.superseded.load(Ordering::Relaxed), 2);
     }
 
     #[test]
