@@ -9,12 +9,12 @@ use std::path::Path;
 use std::process::Command;
 use support::{server_config, TestClient, TestServer};
 
-/// A screenshot of `url` after the page has run for a few seconds (virtual
-/// time, so the MJPEG parts have been drawn), as an RGB image.
-fn screenshot(url: &str, dir: &Path, name: &str) -> image::RgbImage {
-    let file = dir.join(name);
+/// Headless Chromium on `url` for a few seconds of virtual time (so the
+/// page's scripts ran and the MJPEG parts were drawn), doing `what`
+/// (`--screenshot=…` or `--dump-dom`), with its profile in `profile`.
+fn chromium(url: &str, profile: &Path, what: &str) -> std::process::Output {
     // Time-limited: a browser that hangs fails the test instead of stalling CI.
-    let out = Command::new("timeout")
+    Command::new("timeout")
         .args([
             "60",
             "chromium",
@@ -30,14 +30,21 @@ fn screenshot(url: &str, dir: &Path, name: &str) -> image::RgbImage {
             "--window-size=1280,800",
             "--virtual-time-budget=3000",
         ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.join(format!("profile-{name}")).display()
-        ))
-        .arg(format!("--screenshot={}", file.display()))
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(what)
         .arg(url)
         .output()
-        .expect("chromium is installed (Debian package chromium; scripts/setup.sh installs it)");
+        .expect("chromium is installed (Debian package chromium; scripts/setup.sh installs it)")
+}
+
+/// A screenshot of `url` after the page has run, as an RGB image.
+fn screenshot(url: &str, dir: &Path, name: &str) -> image::RgbImage {
+    let file = dir.join(name);
+    let out = chromium(
+        url,
+        &dir.join(format!("profile-{name}")),
+        &format!("--screenshot={}", file.display()),
+    );
     assert!(
         file.exists(),
         "chromium made no screenshot: {}",
@@ -102,24 +109,7 @@ fn a_camera_whose_frames_are_all_stale_is_said_to_be_so() {
     // The page after its scripts ran, as the browser has it.
     let deadline = std::time::Instant::now() + support::WAIT;
     let dom = loop {
-        let out = Command::new("timeout")
-            .args([
-                "60",
-                "chromium",
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--virtual-time-budget=3000",
-                "--dump-dom",
-            ])
-            .arg(format!(
-                "--user-data-dir={}",
-                tmp.path().join("profile").display()
-            ))
-            .arg(&url)
-            .output()
-            .expect("chromium is installed");
+        let out = chromium(&url, &tmp.path().join("profile"), "--dump-dom");
         let dom = String::from_utf8_lossy(&out.stdout).into_owned();
         if dom.contains("late-cam") || std::time::Instant::now() > deadline {
             break dom;

@@ -3,7 +3,7 @@
 
 mod support;
 
-use framelink::wire::{Encoding, FrameHeader, Message, Outcome};
+use framelink::wire::{Message, Outcome};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::{RawPeer, ServerProcess, WAIT};
@@ -29,15 +29,7 @@ fn busy_server(dir: &Path) -> (ServerProcess, i32) {
         panic!("expected a TICKET")
     };
     let jpeg = support::jpeg(64, 48);
-    let header = FrameHeader {
-        frame_id: 1,
-        encoding: Encoding::Jpeg,
-        width: 64,
-        height: 48,
-        capture_to_send_us: 0,
-        ticket_held_us: 0,
-        payload_len: jpeg.len() as u32,
-    };
+    let header = support::frame_header(1, 64, 48, jpeg.len());
     peer.writer.send_frame(&header, &jpeg, ticket).unwrap();
     loop {
         match peer.read() {

@@ -210,15 +210,7 @@ fn losing_the_display_leaves_the_server_serving_headless() {
         panic!("a TICKET")
     };
     let jpeg = support::jpeg(64, 48);
-    let h = framelink::wire::FrameHeader {
-        frame_id: 1,
-        encoding: framelink::wire::Encoding::Jpeg,
-        width: 64,
-        height: 48,
-        capture_to_send_us: 0,
-        ticket_held_us: 0,
-        payload_len: jpeg.len() as u32,
-    };
+    let h = support::frame_header(1, 64, 48, jpeg.len());
     peer.writer.send_frame(&h, &jpeg, ticket).unwrap();
     loop {
         match peer.read() {

@@ -8,13 +8,8 @@
 //! after the first socket of the machine asked, since the kernel turns
 //! stamping on a moment later), the reader's own clock is used.
 
-use std::io;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// `SO_TIMESTAMPING` with 64-bit `timespec`s in its messages on 64-bit
-/// targets (`SO_TIMESTAMPING_OLD` in the kernel's headers; the same number
-/// on x86, ARM and RISC-V).
 #[cfg(all(
     target_os = "linux",
     target_pointer_width = "64",
@@ -24,104 +19,79 @@ use std::time::{Duration, Instant};
         target_arch = "riscv64"
     )
 ))]
-const SO_TIMESTAMPING: libc::c_int = 37;
+mod imp {
+    use std::io;
+    use std::net::TcpStream;
+    use std::time::Duration;
 
-/// Asks the kernel to stamp received data on `stream`.
-#[cfg(all(
-    target_os = "linux",
-    target_pointer_width = "64",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-))]
-pub fn enable(stream: &TcpStream) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let flags: libc::c_int =
-        (libc::SOF_TIMESTAMPING_RX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE) as libc::c_int;
-    // SAFETY: setsockopt(2) with a pointer to a live c_int and its size.
-    let r = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_TIMESTAMPING,
-            (&flags as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+    /// `SO_TIMESTAMPING` with 64-bit `timespec`s in its messages on 64-bit
+    /// targets (`SO_TIMESTAMPING_OLD` in the kernel's headers; the same number
+    /// on x86, ARM and RISC-V).
+    const SO_TIMESTAMPING: libc::c_int = 37;
 
-#[cfg(not(all(
-    target_os = "linux",
-    target_pointer_width = "64",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-)))]
-pub fn enable(_stream: &TcpStream) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "kernel receive timestamps are read on 64-bit Linux only",
-    ))
-}
-
-/// Reads like `read(2)`, and returns with the bytes the kernel's stamp of
-/// the newest data read (time since the Unix epoch, `CLOCK_REALTIME`), if
-/// it gave one.
-#[cfg(all(
-    target_os = "linux",
-    target_pointer_width = "64",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-))]
-pub fn read(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
-    use std::os::fd::AsRawFd;
-    // Room for one SCM_TIMESTAMPING (three timespecs) and spare.
-    let mut control = [0u64; 16];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: recvmsg(2) on our socket with buffers that live through the call.
-    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut stamp = None;
-    // SAFETY: walking the control messages the kernel wrote, with the libc
-    // macros, within msg_controllen.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            let c = &*cmsg;
-            if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == SO_TIMESTAMPING {
-                // struct scm_timestamping { struct timespec ts[3]; }: ts[0] is
-                // the software stamp.
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                if ts.tv_sec > 0 {
-                    stamp = Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+    /// Asks the kernel to stamp received data on `stream`.
+    pub fn enable(stream: &TcpStream) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let flags: libc::c_int =
+            (libc::SOF_TIMESTAMPING_RX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE) as libc::c_int;
+        // SAFETY: setsockopt(2) with a pointer to a live c_int and its size.
+        let r = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_TIMESTAMPING,
+                (&flags as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
         }
+        Ok(())
     }
-    Ok((n as usize, stamp))
+
+    /// Reads like `read(2)`, and returns with the bytes the kernel's stamp of
+    /// the newest data read (time since the Unix epoch, `CLOCK_REALTIME`), if
+    /// it gave one.
+    pub fn read(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
+        use std::os::fd::AsRawFd;
+        // Room for one SCM_TIMESTAMPING (three timespecs) and spare.
+        let mut control = [0u64; 16];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: recvmsg(2) on our socket with buffers that live through the call.
+        let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut stamp = None;
+        // SAFETY: walking the control messages the kernel wrote, with the libc
+        // macros, within msg_controllen.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                let c = &*cmsg;
+                if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == SO_TIMESTAMPING {
+                    // struct scm_timestamping { struct timespec ts[3]; }: ts[0] is
+                    // the software stamp.
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    if ts.tv_sec > 0 {
+                        stamp = Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        Ok((n as usize, stamp))
+    }
 }
 
 #[cfg(not(all(
@@ -133,10 +103,26 @@ pub fn read(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<Dur
         target_arch = "riscv64"
     )
 )))]
-pub fn read(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
-    use std::io::Read;
-    Ok((Read::read(&mut &*stream, buf)?, None))
+mod imp {
+    use std::io;
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    /// Asks the kernel to stamp received data: not here.
+    pub fn enable(_stream: &TcpStream) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "kernel receive timestamps are read on 64-bit Linux only",
+        ))
+    }
+
+    pub fn read(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<Duration>)> {
+        use std::io::Read;
+        Ok((Read::read(&mut &*stream, buf)?, None))
+    }
 }
+
+pub use imp::{enable, read};
 
 /// The instant (on the monotonic clock) of a kernel stamp taken on the
 /// wall clock: now, less how long ago the stamp was. A stamp from the
@@ -169,7 +155,7 @@ pub fn to_instant(stamp: Duration) -> Option<Instant> {
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::net::TcpListener;
+    use std::net::{TcpListener, TcpStream};
 
     #[test]
     fn data_read_carries_the_instant_it_arrived() {

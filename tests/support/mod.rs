@@ -613,6 +613,25 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The header of a FRAME carrying `payload_len` bytes of a `width` ×
+/// `height` JPEG captured just now, answering a ticket just received.
+pub fn frame_header(
+    frame_id: u64,
+    width: u16,
+    height: u16,
+    payload_len: usize,
+) -> framelink::wire::FrameHeader {
+    framelink::wire::FrameHeader {
+        frame_id,
+        encoding: framelink::wire::Encoding::Jpeg,
+        width,
+        height,
+        capture_to_send_us: 0,
+        ticket_held_us: 0,
+        payload_len: payload_len as u32,
+    }
+}
+
 /// A real JPEG of `width` × `height` (a gradient), as a camera would send.
 pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
     use framelink::media::encode::Encoder;
