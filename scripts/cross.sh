@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Builds framelink-client for 64-bit ARM Linux (Raspberry Pi 4/5 with a 64-bit
+# OS, Jetson), with libjpeg-turbo and the camera support cross-built, and
+# checks it: the ARM binary runs under qemu-aarch64 and streams the test
+# pattern to a native framelink-server, which must accept its frames.
+#
+#   scripts/cross.sh            build and check
+#   scripts/cross.sh --build    build only
+#
+# The binary: target/aarch64-unknown-linux-gnu/release/framelink-client (copy
+# it to the device). Installs what is missing: the Rust target, Debian's
+# gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user. Exits 3, saying
+# why, when this machine cannot have them (not Debian, no rustup, no network).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target=aarch64-unknown-linux-gnu
+cannot() {
+    echo "cross: $*: the aarch64 client was not built here" >&2
+    exit 3
+}
+
+command -v rustup >/dev/null || cannot "rustup is not installed (needed to add the Rust target $target)"
+if ! rustup target list --installed | grep -qx "$target"; then
+    rustup target add "$target" >/dev/null 2>&1 || cannot "rustup cannot add the target $target"
+fi
+packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    command -v apt-get >/dev/null || cannot "no apt-get to install ${missing[*]}"
+    sudo=""
+    if [[ $(id -u) != 0 ]]; then
+        command -v sudo >/dev/null || cannot "run as root or install sudo to install ${missing[*]}"
+        sudo=sudo
+    fi
+    echo "cross: installing ${missing[*]}"
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null; } || cannot "cannot install ${missing[*]}"
+fi
+
+# The cross C compiler for libjpeg-turbo (built by cmake) and the linker;
+# bindgen (the V4L2 bindings) reads the ARM headers from Debian's sysroot.
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
+export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=/usr/aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include"
+cargo build --release --quiet --target "$target" --bin framelink-client
+client="target/$target/release/framelink-client"
+echo "cross: built $client ($(du -h "$client" | cut -f1))"
+[[ ${1:-} == --build ]] && exit 0
+
+# The check: the ARM client under qemu, the native server, loopback.
+cargo build --quiet --bin framelink-server
+work=$(mktemp -d)
+trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+target/debug/framelink-server --listen 127.0.0.1:0 --no-display --stats-interval 0 \
+    --duration 60 --summary-json "$work/server.json" >"$work/server.out" 2>"$work/server.err" &
+server_pid=$!
+for _ in $(seq 100); do
+    grep -q "listening on" "$work/server.out" 2>/dev/null && break
+    sleep 0.1
+done
+addr=$(sed -n 's/.*listening on \([^;]*\);.*/\1/p' "$work/server.out" | head -1)
+[[ -n $addr ]] || { echo "cross: the native server did not start" >&2; cat "$work/server.err" >&2; exit 1; }
+timeout 60 qemu-aarch64 -L /usr/aarch64-linux-gnu "$client" "$addr" --source test-pattern \
+    --width 320 --height 240 --duration 4 --stats-interval 0 --name qemu-aarch64 \
+    --summary-json "$work/client.json" >/dev/null 2>"$work/client.err" \
+    || { echo "cross: the aarch64 client failed under qemu:" >&2; cat "$work/client.err" >&2; exit 1; }
+kill -INT "$server_pid"
+wait "$server_pid" || true
+accepted=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["frames_accepted"])' "$work/server.json")
+if ((accepted < 10)); then
+    echo "cross: the native server accepted only $accepted frames from the aarch64 client" >&2
+    cat "$work/client.err" >&2
+    exit 1
+fi
+echo "cross: the aarch64 client under qemu streamed $accepted frames the native server accepted"
