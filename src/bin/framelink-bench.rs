@@ -53,6 +53,10 @@ struct Opts {
     #[arg(long)]
     only_age_precision: bool,
 
+    /// Run only the YUYV encode timing (1080p camera-layout frames).
+    #[arg(long)]
+    only_yuyv: bool,
+
     /// Frames per age-precision run.
     #[arg(long, default_value_t = 3000)]
     age_frames: usize,
@@ -87,6 +91,11 @@ fn main() -> Result<()> {
         nproc(),
         opts.seconds
     )?;
+    if opts.only_yuyv {
+        yuyv_speed(&mut report)?;
+        println!("{report}");
+        return Ok(());
+    }
     if opts.only_age_precision {
         age_precision(opts.age_frames, &mut report)?;
         println!("{report}");
@@ -722,12 +731,90 @@ fn run_reference(dir: &Path, w: u32, h: u32, nodelay: bool, seconds: f64) -> Res
     })
 }
 
+/// YUYV 1080p to JPEG (q80, 4:2:0), median ms: framelink's YUV path (planes,
+/// then libjpeg-turbo's encode-from-YUV), libjpeg-turbo's encode-from-YUV
+/// alone on ready planes (the limit of this path), and the RGB detour.
+#[cfg(not(feature = "turbojpeg"))]
+fn yuyv_speed(_report: &mut String) -> Result<()> {
+    bail!("the YUYV timing needs libjpeg-turbo: build with default features")
+}
+
+#[cfg(feature = "turbojpeg")]
+fn yuyv_speed(report: &mut String) -> Result<()> {
+    use framelink::media::encode::yuyv_to_planes;
+    let (w, h) = (1920usize, 1080usize);
+    // A camera-layout frame: a moving-looking gradient in limited range.
+    let yuyv: Vec<u8> = (0..w * h / 2)
+        .flat_map(|i| {
+            let (x, y) = ((i * 2) % w, (i * 2) / w);
+            [
+                (16 + x * 219 / w) as u8,
+                (16 + y * 224 / h) as u8,
+                (16 + (x + 1) * 219 / w) as u8,
+                (240 - y * 224 / h) as u8,
+            ]
+        })
+        .collect();
+    let median = |f: &mut dyn FnMut()| {
+        let mut t: Vec<f64> = (0..60)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let mut enc = encode::encoder(EncoderKind::Turbojpeg, 80, Subsampling::S420)?;
+    let mut out = Vec::new();
+    let ours = median(&mut || {
+        enc.encode_yuyv(&yuyv, w as u32, h as u32, &mut out)
+            .unwrap();
+    });
+    let mut planes = Vec::new();
+    yuyv_to_planes(&yuyv, w, h, true, &mut planes);
+    let mut c = turbojpeg::Compressor::new()?;
+    c.set_quality(80)?;
+    let limit = median(&mut || {
+        let img = turbojpeg::YuvImage {
+            pixels: &planes[..],
+            width: w,
+            align: 1,
+            height: h,
+            subsamp: turbojpeg::Subsamp::Sub2x2,
+        };
+        c.compress_yuv_to_vec(img).unwrap();
+    });
+    let mut rgb = Vec::new();
+    let detour = median(&mut || {
+        framelink::client::source::camera::yuyv_to_rgb(&yuyv, w, h, &mut rgb);
+        enc.encode(&rgb, w as u32, h as u32, &mut out).unwrap();
+    });
+    writeln!(
+        report,
+        "## YUYV 1920x1080 to JPEG (q80, 4:2:0), median of 60, one core\n"
+    )?;
+    writeln!(report, "| path | ms per frame |\n|---|---|")?;
+    writeln!(
+        report,
+        "| framelink: planes + encode-from-YUV | {ours:.2} |"
+    )?;
+    writeln!(
+        report,
+        "| libjpeg-turbo encode-from-YUV alone (the limit) | {limit:.2} |"
+    )?;
+    writeln!(report, "| RGB detour (YUYV → RGB → encode) | {detour:.2} |")?;
+    writeln!(report, "\nframelink / limit: {:.2}x", ours / limit)?;
+    Ok(())
+}
+
 /// Median ms of encode (image, turbo) and decode (turbo), and the JPEG size.
 fn codec_speed(w: u32, h: u32) -> Result<(f64, f64, f64, f64)> {
     let mut pattern = TestPattern::new(w, h, 0.0);
     let frame = match pattern.next_frame()?.image {
         Image::Rgb { data, .. } => data.to_vec(),
-        Image::Jpeg { .. } => bail!("the test pattern gives RGB"),
+        Image::Jpeg { .. } | Image::Yuyv { .. } => bail!("the test pattern gives RGB"),
     };
     let time = |n: usize, mut f: Box<dyn FnMut() -> Result<()> + '_>| -> Result<f64> {
         let mut t = Vec::with_capacity(n);

@@ -108,6 +108,14 @@ enum Shaped<'a> {
     Skip,
     /// A camera's JPEG, sent as it is.
     Jpeg(&'a [u8], u32, u32),
+    /// A YUYV frame at full size, to encode at `quality` (from YUV where the
+    /// encoder can, else through RGB).
+    Yuyv {
+        data: &'a [u8],
+        width: u32,
+        height: u32,
+        quality: u8,
+    },
     /// Pixels to encode at `quality`.
     Rgb {
         data: &'a [u8],
@@ -175,6 +183,30 @@ impl Shaper {
                 width,
                 height,
             } => (data, width, height),
+            Image::Yuyv {
+                data,
+                width,
+                height,
+            } => {
+                if setting.width as f64 / self.top_width as f64 >= 0.999 {
+                    return Ok((
+                        level,
+                        Shaped::Yuyv {
+                            data,
+                            width,
+                            height,
+                            quality: setting.quality,
+                        },
+                    ));
+                }
+                crate::client::source::camera::yuyv_to_rgb(
+                    data,
+                    width as usize,
+                    height as usize,
+                    &mut self.decoded,
+                );
+                (&self.decoded[..], width, height)
+            }
         };
         let fraction = setting.width as f64 / self.top_width as f64;
         if fraction < 0.999 {
@@ -267,6 +299,8 @@ pub fn run(
         let mut encoder = encoders.pop().context("no encoder")?;
         let mut quality = None;
         let mut buf = Vec::new();
+        // For YUYV frames an encoder cannot take as they are.
+        let mut rgb = Vec::new();
         while !shutdown.is_triggered() && !publisher.is_orphaned() {
             let captured = source.next_frame()?;
             let at = captured.at;
@@ -287,6 +321,30 @@ pub fn run(
                         quality = Some(q);
                     }
                     encoder.encode(data, width, height, &mut buf)?;
+                    (level, (Bytes::copy_from_slice(&buf), width, height))
+                }
+                (
+                    level,
+                    Shaped::Yuyv {
+                        data,
+                        width,
+                        height,
+                        quality: q,
+                    },
+                ) => {
+                    if quality != Some(q) {
+                        encoder.set_quality(q)?;
+                        quality = Some(q);
+                    }
+                    if !encoder.encode_yuyv(data, width, height, &mut buf)? {
+                        crate::client::source::camera::yuyv_to_rgb(
+                            data,
+                            width as usize,
+                            height as usize,
+                            &mut rgb,
+                        );
+                        encoder.encode(&rgb, width, height, &mut buf)?;
+                    }
                     (level, (Bytes::copy_from_slice(&buf), width, height))
                 }
             };
@@ -397,17 +455,35 @@ pub fn run(
                 );
                 let _ = pool_tx.try_send(rgb);
             }
-            (
-                level,
-                Shaped::Rgb {
-                    data,
-                    width,
-                    height,
-                    quality,
-                },
-            ) => {
-                rgb.clear();
-                rgb.extend_from_slice(data);
+            (level, shaped @ (Shaped::Rgb { .. } | Shaped::Yuyv { .. })) => {
+                // The encoder threads take RGB: a YUYV frame is converted here.
+                let (width, height, quality) = match shaped {
+                    Shaped::Rgb {
+                        data,
+                        width,
+                        height,
+                        quality,
+                    } => {
+                        rgb.clear();
+                        rgb.extend_from_slice(data);
+                        (width, height, quality)
+                    }
+                    Shaped::Yuyv {
+                        data,
+                        width,
+                        height,
+                        quality,
+                    } => {
+                        crate::client::source::camera::yuyv_to_rgb(
+                            data,
+                            width as usize,
+                            height as usize,
+                            &mut rgb,
+                        );
+                        (width, height, quality)
+                    }
+                    Shaped::Skip | Shaped::Jpeg(..) => unreachable!("matched above"),
+                };
                 publisher.expect(id);
                 // Never full: there are only as many buffers as it holds.
                 if raw_tx
@@ -441,6 +517,40 @@ mod tests {
 
     /// Runs the stage with `n` encoders and collects what the sender would see.
     fn collect(n: usize) -> (Vec<EncodedFrame>, u64) {
+        collect_from(n, Box::new(TestPattern::new(160, 120, 0.0)))
+    }
+
+    /// A camera giving YUYV frames as fast as they are taken.
+    struct YuyvCamera(Vec<u8>);
+
+    impl Source for YuyvCamera {
+        fn describe(&self) -> String {
+            "yuyv".into()
+        }
+        fn next_frame(&mut self) -> Result<crate::client::source::Captured<'_>> {
+            Ok(crate::client::source::Captured {
+                image: Image::Yuyv {
+                    data: &self.0,
+                    width: 160,
+                    height: 120,
+                },
+                at: Instant::now(),
+            })
+        }
+    }
+
+    #[test]
+    fn yuyv_camera_frames_are_encoded_with_one_or_several_encoders() {
+        let yuyv = crate::media::encode::tests::yuyv_frame(160, 120);
+        for n in [1, 3] {
+            let (got, _) = collect_from(n, Box::new(YuyvCamera(yuyv.clone())));
+            let decoded = crate::media::encode::decode_rgb(&got[0].jpeg).unwrap();
+            assert_eq!(decoded.dimensions(), (160, 120), "{n} encoders");
+            assert!(got.windows(2).all(|w| w[0].id < w[1].id));
+        }
+    }
+
+    fn collect_from(n: usize, source: Box<dyn Source>) -> (Vec<EncodedFrame>, u64) {
         let (slot, rx) = latest::channel();
         let superseded = slot.superseded_counter();
         let shutdown = Shutdown::new();
@@ -450,7 +560,7 @@ mod tests {
         let sd = shutdown.clone();
         let stage = std::thread::spawn(move || {
             run(
-                Box::new(TestPattern::new(160, 120, 0.0)),
+                source,
                 encoders,
                 slot,
                 Arc::new(Adapter::fixed(160, 120, 80, 0.0)),

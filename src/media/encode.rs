@@ -41,6 +41,74 @@ pub trait Encoder: Send {
 
     /// Sets the quality (1..=100) for the frames encoded from now on.
     fn set_quality(&mut self, quality: u8) -> Result<()>;
+
+    /// Encodes a packed YUYV (4:2:2, a camera's raw layout) frame straight
+    /// from its luma and chroma, without an RGB detour, when this encoder
+    /// can. Returns false when it cannot (the caller converts to RGB and
+    /// calls [`encode`](Self::encode)).
+    fn encode_yuyv(
+        &mut self,
+        _yuyv: &[u8],
+        _width: u32,
+        _height: u32,
+        _out: &mut Vec<u8>,
+    ) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+/// Packed YUYV (`Y0 U Y1 V` per pixel pair) to planar Y, then U and V at
+/// half the width, and half the height too when `half_height` (rows
+/// averaged in pairs). `w` is even, and `h` too when `half_height`.
+///
+/// Cameras send BT.601 *limited* range (Y 16–235, chroma 16–240); a JPEG's
+/// YCbCr is full range (0–255), so each sample is stretched on the way (a
+/// table lookup: still no colour conversion).
+pub fn yuyv_to_planes(yuyv: &[u8], w: usize, h: usize, half_height: bool, out: &mut Vec<u8>) {
+    let luma: [u8; 256] = std::array::from_fn(|v| {
+        ((v as f64 - 16.0) * 255.0 / 219.0)
+            .round()
+            .clamp(0.0, 255.0) as u8
+    });
+    let chroma_full = |v: u16| -> u8 {
+        ((v as f64 / 2.0 - 128.0) * 255.0 / 224.0 + 128.0)
+            .round()
+            .clamp(0.0, 255.0) as u8
+    };
+    // Indexed by the sum of two samples (0..=510).
+    let pair: Vec<u8> = (0..=510u16).map(chroma_full).collect();
+    let cw = w / 2;
+    let ch = if half_height { h / 2 } else { h };
+    out.clear();
+    out.resize(w * h + 2 * cw * ch, 0);
+    let (y, chroma) = out.split_at_mut(w * h);
+    let (u, v) = chroma.split_at_mut(cw * ch);
+    let yuyv = &yuyv[..w * h * 2];
+    for (dst, src) in y.chunks_exact_mut(2).zip(yuyv.chunks_exact(4)) {
+        dst[0] = luma[src[0] as usize];
+        dst[1] = luma[src[2] as usize];
+    }
+    let rows_per_chroma_row = if half_height { 2 } else { 1 };
+    for ((urow, vrow), rows) in u
+        .chunks_exact_mut(cw)
+        .zip(v.chunks_exact_mut(cw))
+        .zip(yuyv.chunks_exact(w * 2 * rows_per_chroma_row))
+    {
+        let (first, second) = if half_height {
+            rows.split_at(w * 2)
+        } else {
+            (rows, rows)
+        };
+        for (((du, dv), a), b) in urow
+            .iter_mut()
+            .zip(vrow.iter_mut())
+            .zip(first.chunks_exact(4))
+            .zip(second.chunks_exact(4))
+        {
+            *du = pair[(a[1] as u16 + b[1] as u16) as usize];
+            *dv = pair[(a[3] as u16 + b[3] as u16) as usize];
+        }
+    }
 }
 
 /// The pure-Rust encoder of the `image` crate: builds anywhere.
@@ -79,6 +147,9 @@ impl Encoder for ImageEncoder {
 #[cfg(feature = "turbojpeg")]
 pub struct TurboEncoder {
     compressor: turbojpeg::Compressor,
+    subsampling: Subsampling,
+    /// Planar Y, U, V made from a YUYV frame, reused.
+    planes: Vec<u8>,
 }
 
 #[cfg(feature = "turbojpeg")]
@@ -91,7 +162,11 @@ impl TurboEncoder {
             Subsampling::S422 => turbojpeg::Subsamp::Sub2x1,
             Subsampling::S444 => turbojpeg::Subsamp::None,
         })?;
-        Ok(TurboEncoder { compressor })
+        Ok(TurboEncoder {
+            compressor,
+            subsampling,
+            planes: Vec::new(),
+        })
     }
 }
 
@@ -123,6 +198,55 @@ impl Encoder for TurboEncoder {
             .with_context(|| format!("JPEG encoding of a {width}x{height} frame failed"))?;
         out.truncate(n);
         Ok(())
+    }
+
+    /// YUYV to planar Y, U, V at the subsampling asked for (4:2:2 as it
+    /// is, 4:2:0 averaging each pair of rows), then libjpeg-turbo's
+    /// encode-from-YUV: no colour conversion at all. 4:4:4, or an odd size,
+    /// goes through RGB.
+    fn encode_yuyv(
+        &mut self,
+        yuyv: &[u8],
+        width: u32,
+        height: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<bool> {
+        let (w, h) = (width as usize, height as usize);
+        let subsamp = match self.subsampling {
+            Subsampling::S420 if w % 2 == 0 && h % 2 == 0 => turbojpeg::Subsamp::Sub2x2,
+            Subsampling::S422 if w % 2 == 0 => turbojpeg::Subsamp::Sub2x1,
+            _ => return Ok(false),
+        };
+        if yuyv.len() < w * h * 2 {
+            bail!(
+                "frame of {} bytes is too short for {width}x{height} YUYV",
+                yuyv.len()
+            );
+        }
+        yuyv_to_planes(
+            yuyv,
+            w,
+            h,
+            subsamp == turbojpeg::Subsamp::Sub2x2,
+            &mut self.planes,
+        );
+        let bound = self.compressor.buf_len(w, h)?;
+        if out.len() < bound {
+            out.resize(bound, 0);
+        }
+        let image = turbojpeg::YuvImage {
+            pixels: &self.planes[..],
+            width: w,
+            align: 1,
+            height: h,
+            subsamp,
+        };
+        let n = self
+            .compressor
+            .compress_yuv_to_slice(image, &mut out[..])
+            .with_context(|| format!("JPEG encoding of a {width}x{height} YUYV frame failed"))?;
+        out.truncate(n);
+        Ok(true)
     }
 
     fn name(&self) -> &'static str {
@@ -199,8 +323,95 @@ pub fn decode_rgb(jpeg: &[u8]) -> Result<image::RgbImage> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A frame as a YUYV camera lays it out (BT.601, limited range), made
+    /// from a smooth RGB picture.
+    pub(crate) fn yuyv_frame(w: usize, h: usize) -> Vec<u8> {
+        let rgb = |x: usize, y: usize| {
+            [
+                (x * 255 / w) as f64,
+                (y * 255 / h) as f64,
+                (128.0 + 100.0 * ((x + y) as f64 / 20.0).sin()),
+            ]
+        };
+        let yuv = |[r, g, b]: [f64; 3]| {
+            (
+                16.0 + 0.257 * r + 0.504 * g + 0.098 * b,
+                128.0 - 0.148 * r - 0.291 * g + 0.439 * b,
+                128.0 + 0.439 * r - 0.368 * g - 0.071 * b,
+            )
+        };
+        let mut out = Vec::with_capacity(w * h * 2);
+        for y in 0..h {
+            for x in (0..w).step_by(2) {
+                let (y0, u0, v0) = yuv(rgb(x, y));
+                let (y1, u1, v1) = yuv(rgb(x + 1, y));
+                out.extend([
+                    y0.round() as u8,
+                    ((u0 + u1) / 2.0).round() as u8,
+                    y1.round() as u8,
+                    ((v0 + v1) / 2.0).round() as u8,
+                ]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn yuyv_splits_into_planes_at_either_subsampling() {
+        // 4x2, limited range in: Y 16 (black), 235 (white), 126 (mid);
+        // chroma 16 / 240 / 128 at the extremes and the middle.
+        let yuyv = [
+            16, 16, 235, 240, 126, 128, 126, 128, //
+            16, 240, 235, 16, 126, 128, 126, 128,
+        ];
+        let mut p = Vec::new();
+        yuyv_to_planes(&yuyv, 4, 2, false, &mut p);
+        // Full range out: Y 0, 255, 128; chroma 1 (0.5 rounded) / 255 / 128.
+        assert_eq!(
+            p,
+            [0, 255, 128, 128, 0, 255, 128, 128, 1, 128, 255, 128, 255, 128, 1, 128]
+        );
+        yuyv_to_planes(&yuyv, 4, 2, true, &mut p);
+        // Rows averaged: U (16+240)/2 = 128, V (240+16)/2 = 128.
+        assert_eq!(p, [0, 255, 128, 128, 0, 255, 128, 128, 128, 128, 128, 128]);
+    }
+
+    #[cfg(feature = "turbojpeg")]
+    #[test]
+    fn a_yuyv_frame_encoded_from_yuv_matches_the_rgb_path() {
+        let (w, h) = (96usize, 64usize);
+        let yuyv = yuyv_frame(w, h);
+        for sub in [Subsampling::S420, Subsampling::S422] {
+            let mut enc = TurboEncoder::new(90, sub).unwrap();
+            let mut direct = Vec::new();
+            assert!(enc
+                .encode_yuyv(&yuyv, w as u32, h as u32, &mut direct)
+                .unwrap());
+            let mut rgb = Vec::new();
+            crate::client::source::camera::yuyv_to_rgb(&yuyv, w, h, &mut rgb);
+            let mut detour = Vec::new();
+            enc.encode(&rgb, w as u32, h as u32, &mut detour).unwrap();
+            let (a, b) = (decode_rgb(&direct).unwrap(), decode_rgb(&detour).unwrap());
+            assert_eq!(a.dimensions(), (w as u32, h as u32));
+            let diffs: Vec<u32> = a
+                .as_raw()
+                .iter()
+                .zip(b.as_raw())
+                .map(|(&p, &q)| (p as i32 - q as i32).unsigned_abs())
+                .collect();
+            let mean = diffs.iter().sum::<u32>() as f64 / diffs.len() as f64;
+            assert!(mean < 3.0, "{sub:?}: mean difference {mean}");
+            assert!(*diffs.iter().max().unwrap() < 48, "{sub:?}");
+        }
+        // 4:4:4 cannot come from 4:2:2 chroma: the caller goes through RGB.
+        let mut enc = TurboEncoder::new(90, Subsampling::S444).unwrap();
+        assert!(!enc
+            .encode_yuyv(&yuyv, w as u32, h as u32, &mut Vec::new())
+            .unwrap());
+    }
 
     fn gradient(w: u32, h: u32) -> Vec<u8> {
         (0..w * h)

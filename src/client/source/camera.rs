@@ -167,7 +167,7 @@ fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
 #[cfg(feature = "camera")]
 mod imp {
     use super::super::{Captured, Image, Source};
-    use super::{no_camera_message, nv12_to_rgb, yuyv_to_rgb, STALL_FAIL, STALL_WARN};
+    use super::{no_camera_message, nv12_to_rgb, STALL_FAIL, STALL_WARN};
     use crate::media::jpeg;
     use anyhow::{anyhow, bail, Context, Result};
     use crossbeam_channel::RecvTimeoutError;
@@ -192,6 +192,8 @@ mod imp {
         rgb: Vec<u8>,
         /// The current MJPEG frame, cut at its end and with Huffman tables.
         jpeg: Vec<u8>,
+        /// The current YUYV frame, as the camera gave it.
+        yuyv: Vec<u8>,
     }
 
     /// The cameras the system lists (empty when it lists none or cannot).
@@ -360,6 +362,7 @@ mod imp {
             frames,
             rgb: Vec::new(),
             jpeg: Vec::new(),
+            yuyv: Vec::new(),
         }))
     }
 
@@ -403,7 +406,16 @@ mod imp {
                         anyhow!("camera gave an MJPEG frame with no end-of-image marker")
                     })?;
                 }
-                FrameFormat::YUYV => yuyv_to_rgb(&raw.data, w, h, &mut self.rgb),
+                // Kept as it is: encoded from YUV (no RGB detour) where it can be.
+                FrameFormat::YUYV => {
+                    if raw.data.len() < w * h * 2 {
+                        bail!(
+                            "camera frame is {} bytes, too short for {w}x{h} YUYV",
+                            raw.data.len()
+                        );
+                    }
+                    self.yuyv = raw.data;
+                }
                 FrameFormat::NV12 => nv12_to_rgb(&raw.data, w, h, &mut self.rgb),
                 FrameFormat::GRAY => {
                     self.rgb.clear();
@@ -428,6 +440,12 @@ mod imp {
             let image = if raw.format == FrameFormat::MJPEG {
                 Image::Jpeg {
                     data: &self.jpeg,
+                    width: w as u32,
+                    height: h as u32,
+                }
+            } else if raw.format == FrameFormat::YUYV {
+                Image::Yuyv {
+                    data: &self.yuyv[..w * h * 2],
                     width: w as u32,
                     height: h as u32,
                 }

@@ -26,14 +26,21 @@ pub enum Image<'a> {
         width: u32,
         height: u32,
     },
+    /// Packed YUYV (4:2:2), `width * height * 2` bytes, as a camera gives
+    /// it: encoded from its luma and chroma where the encoder can.
+    Yuyv {
+        data: &'a [u8],
+        width: u32,
+        height: u32,
+    },
 }
 
 impl Image<'_> {
     pub fn dimensions(&self) -> (u32, u32) {
         match self {
-            Image::Rgb { width, height, .. } | Image::Jpeg { width, height, .. } => {
-                (*width, *height)
-            }
+            Image::Rgb { width, height, .. }
+            | Image::Jpeg { width, height, .. }
+            | Image::Yuyv { width, height, .. } => (*width, *height),
         }
     }
 }
