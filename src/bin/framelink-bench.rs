@@ -93,26 +93,15 @@ fn main() -> Result<()> {
     )?;
     if opts.only_yuyv {
         yuyv_speed(&mut report)?;
-        println!("{report}");
-        return Ok(());
+        return publish(&report, opts.out.as_deref());
     }
     if opts.only_age_precision {
         age_precision(opts.age_frames, &mut report)?;
-        println!("{report}");
-        if let Some(out) = &opts.out {
-            std::fs::write(out, &report)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-        }
-        return Ok(());
+        return publish(&report, opts.out.as_deref());
     }
     if opts.only_thin_link {
         thin_link(&dir, opts.thin_link_seconds, &mut report)?;
-        println!("{report}");
-        if let Some(out) = &opts.out {
-            std::fs::write(out, &report)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-        }
-        return Ok(());
+        return publish(&report, opts.out.as_deref());
     }
 
     writeln!(
@@ -193,10 +182,14 @@ fn main() -> Result<()> {
     if !opts.no_thin_link {
         thin_link(&dir, opts.thin_link_seconds, &mut report)?;
     }
+    publish(&report, opts.out.as_deref())
+}
 
+/// Prints the report, and writes it to `--out` when given.
+fn publish(report: &str, out: Option<&Path>) -> Result<()> {
     println!("{report}");
-    if let Some(out) = &opts.out {
-        std::fs::write(out, &report).with_context(|| format!("cannot write {}", out.display()))?;
+    if let Some(out) = out {
+        std::fs::write(out, report).with_context(|| format!("cannot write {}", out.display()))?;
     }
     Ok(())
 }

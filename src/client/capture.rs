@@ -91,6 +91,50 @@ impl Publisher {
     }
 }
 
+/// An encoder and the quality it was last set to: a quality change (from
+/// adaptation) is applied once, not per frame.
+struct Tuned {
+    encoder: Box<dyn Encoder>,
+    quality: Option<u8>,
+    /// For YUYV frames the encoder cannot take as they are.
+    rgb: Vec<u8>,
+}
+
+impl Tuned {
+    fn new(encoder: Box<dyn Encoder>) -> Self {
+        Tuned {
+            encoder,
+            quality: None,
+            rgb: Vec::new(),
+        }
+    }
+
+    fn set_quality(&mut self, quality: u8) -> Result<()> {
+        if self.quality != Some(quality) {
+            self.encoder.set_quality(quality)?;
+            self.quality = Some(quality);
+        }
+        Ok(())
+    }
+
+    /// Encodes RGB pixels at `quality` into `out`.
+    fn rgb(&mut self, data: &[u8], w: u32, h: u32, quality: u8, out: &mut Vec<u8>) -> Result<()> {
+        self.set_quality(quality)?;
+        self.encoder.encode(data, w, h, out)
+    }
+
+    /// Encodes a YUYV frame at `quality` into `out`: from YUV where the
+    /// encoder can, else through RGB.
+    fn yuyv(&mut self, data: &[u8], w: u32, h: u32, quality: u8, out: &mut Vec<u8>) -> Result<()> {
+        self.set_quality(quality)?;
+        if !self.encoder.encode_yuyv(data, w, h, out)? {
+            crate::client::source::camera::yuyv_to_rgb(data, w as usize, h as usize, &mut self.rgb);
+            self.encoder.encode(&self.rgb, w, h, out)?;
+        }
+        Ok(())
+    }
+}
+
 /// A raw frame on its way to an encoder thread.
 struct RawFrame {
     id: u64,
@@ -296,11 +340,8 @@ pub fn run(
     let mut id = 0u64;
 
     if encoders.len() <= 1 {
-        let mut encoder = encoders.pop().context("no encoder")?;
-        let mut quality = None;
+        let mut encoder = Tuned::new(encoders.pop().context("no encoder")?);
         let mut buf = Vec::new();
-        // For YUYV frames an encoder cannot take as they are.
-        let mut rgb = Vec::new();
         while !shutdown.is_triggered() && !publisher.is_orphaned() {
             let captured = source.next_frame()?;
             let at = captured.at;
@@ -313,14 +354,10 @@ pub fn run(
                         data,
                         width,
                         height,
-                        quality: q,
+                        quality,
                     },
                 ) => {
-                    if quality != Some(q) {
-                        encoder.set_quality(q)?;
-                        quality = Some(q);
-                    }
-                    encoder.encode(data, width, height, &mut buf)?;
+                    encoder.rgb(data, width, height, quality, &mut buf)?;
                     (level, (Bytes::copy_from_slice(&buf), width, height))
                 }
                 (
@@ -329,22 +366,10 @@ pub fn run(
                         data,
                         width,
                         height,
-                        quality: q,
+                        quality,
                     },
                 ) => {
-                    if quality != Some(q) {
-                        encoder.set_quality(q)?;
-                        quality = Some(q);
-                    }
-                    if !encoder.encode_yuyv(data, width, height, &mut buf)? {
-                        crate::client::source::camera::yuyv_to_rgb(
-                            data,
-                            width as usize,
-                            height as usize,
-                            &mut rgb,
-                        );
-                        encoder.encode(&rgb, width, height, &mut buf)?;
-                    }
+                    encoder.yuyv(data, width, height, quality, &mut buf)?;
                     (level, (Bytes::copy_from_slice(&buf), width, height))
                 }
             };
@@ -372,7 +397,7 @@ pub fn run(
     for _ in 0..buffers {
         let _ = pool_tx.try_send(Vec::new());
     }
-    for (i, mut encoder) in encoders.into_iter().enumerate() {
+    for (i, encoder) in encoders.into_iter().enumerate() {
         let (rx, publisher, pool, shutdown) = (
             raw_rx.clone(),
             publisher.clone(),
@@ -383,7 +408,7 @@ pub fn run(
             .name(format!("encode {i}"))
             .spawn(move || {
                 let mut buf = Vec::new();
-                let mut quality = None;
+                let mut encoder = Tuned::new(encoder);
                 // Ends when the capture thread is gone (disconnected), on shutdown,
                 // or when nobody reads the output slot.
                 loop {
@@ -396,14 +421,8 @@ pub fn run(
                         }
                         Err(_) => return,
                     };
-                    let set = if quality != Some(raw.quality) {
-                        quality = Some(raw.quality);
-                        encoder.set_quality(raw.quality)
-                    } else {
-                        Ok(())
-                    };
-                    match set
-                        .and_then(|_| encoder.encode(&raw.rgb, raw.width, raw.height, &mut buf))
+                    match encoder
+                        .rgb(&raw.rgb, raw.width, raw.height, raw.quality, &mut buf)
                         .and_then(|_| dims(raw.width, raw.height))
                     {
                         Ok((width, height)) => publisher.finish(

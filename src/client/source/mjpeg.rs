@@ -44,13 +44,13 @@ impl Cutter {
     /// Takes the newest whole JPEG now buffered (older whole ones are
     /// dropped), keeping what follows it. None: no whole frame yet.
     pub fn newest(&mut self) -> Option<Vec<u8>> {
-        let raw = self.newest_raw()?;
-        let mut out = Vec::with_capacity(raw.len());
-        jpeg::normalize_mjpeg(&raw, &mut out)?;
-        Some(out)
+        let mut out = Vec::new();
+        self.newest_into(&mut out).then_some(out)
     }
 
-    fn newest_raw(&mut self) -> Option<Vec<u8>> {
+    /// [`newest`](Self::newest) into `out` (its capacity reused); false
+    /// when no whole frame is buffered yet.
+    pub fn newest_into(&mut self, out: &mut Vec<u8>) -> bool {
         let mut newest: Option<(usize, usize)> = None;
         let mut at = 0;
         loop {
@@ -79,9 +79,11 @@ impl Cutter {
                 }
             }
         }
-        let frame = newest.map(|(s, e)| self.buf[s..e].to_vec());
+        // Cut from the buffer straight into `out`: one copy per frame.
+        let found =
+            newest.is_some_and(|(s, e)| jpeg::normalize_mjpeg(&self.buf[s..e], out).is_some());
         self.buf.drain(..at);
-        frame
+        found
     }
 }
 
@@ -96,6 +98,8 @@ pub struct StreamSource {
     input: Box<dyn Read + Send>,
     cutter: Cutter,
     frame: Vec<u8>,
+    /// Where reads land, reused.
+    chunk: Vec<u8>,
     frames: u64,
 }
 
@@ -112,6 +116,7 @@ impl StreamSource {
             input,
             cutter: Cutter::default(),
             frame: Vec::new(),
+            chunk: vec![0u8; CHUNK],
             frames: 0,
         }
     }
@@ -130,22 +135,20 @@ impl Source for StreamSource {
     /// Blocks until a whole frame has been read; the stream's writer
     /// unblocks it (a frame, or the end of the stream).
     fn next_frame(&mut self) -> Result<Captured<'_>> {
-        let mut chunk = vec![0u8; CHUNK];
         loop {
-            if let Some(f) = self.cutter.newest() {
-                self.frame = f;
+            if self.cutter.newest_into(&mut self.frame) {
                 break;
             }
             let n = self
                 .input
-                .read(&mut chunk)
+                .read(&mut self.chunk)
                 .with_context(|| format!("cannot read {}", self.name))?;
             if n == 0 {
                 return Err(
                     Ended(format!("{} ended after {} frames", self.name, self.frames)).into(),
                 );
             }
-            self.cutter.push(&chunk[..n]);
+            self.cutter.push(&self.chunk[..n]);
         }
         self.frames += 1;
         whole_frame(&self.frame)
@@ -176,6 +179,8 @@ pub struct HttpSource {
     body: Option<Box<dyn Read + Send>>,
     cutter: Cutter,
     frame: Vec<u8>,
+    /// Where reads land, reused.
+    chunk: Vec<u8>,
     backoff: Duration,
     /// The last problem, so each is logged once.
     problem: Option<String>,
@@ -195,6 +200,7 @@ impl HttpSource {
             body: None,
             cutter: Cutter::default(),
             frame: Vec::new(),
+            chunk: vec![0u8; CHUNK],
             backoff: Duration::from_millis(100),
             problem: None,
         };
@@ -241,10 +247,8 @@ impl Source for HttpSource {
     /// Blocks until a whole frame has been read; the camera unblocks it, or
     /// the read timeout (10 s) after which it reconnects.
     fn next_frame(&mut self) -> Result<Captured<'_>> {
-        let mut chunk = vec![0u8; CHUNK];
         loop {
-            if let Some(f) = self.cutter.newest() {
-                self.frame = f;
+            if self.cutter.newest_into(&mut self.frame) {
                 self.backoff = Duration::from_millis(100);
                 if self.problem.take().is_some() {
                     tracing::info!("{}: frames again", self.url);
@@ -261,9 +265,9 @@ impl Source for HttpSource {
                 }
             }
             let body = self.body.as_mut().expect("connected above");
-            match body.read(&mut chunk) {
+            match body.read(&mut self.chunk) {
                 Ok(0) => self.trouble("the stream ended".into()),
-                Ok(n) => self.cutter.push(&chunk[..n]),
+                Ok(n) => self.cutter.push(&self.chunk[..n]),
                 Err(e) => self.trouble(format!("cannot read it: {e}")),
             }
         }
