@@ -6,11 +6,14 @@
 #   xvfb x11-apps a virtual display and xwd, for the window test
 #   chromium      headless browser, for the live view test
 #   python3       the shipped exec processor example (if no python3 is on PATH)
+#   ffmpeg        an MJPEG stream on standard input, for the source tests
+#   nats-server   a real broker for the worker pool tests
+#   nats-py       (PyPI) the Python pool worker example, and its test
 # Rust itself (cargo) must already be installed: https://rustup.rs
 set -euo pipefail
 
-packages=(libclang-dev pkg-config cmake nasm xvfb x11-apps chromium ffmpeg)
-command -v python3 >/dev/null || packages+=(python3)
+packages=(libclang-dev pkg-config cmake nasm xvfb x11-apps chromium ffmpeg nats-server)
+command -v python3 >/dev/null || packages+=(python3 python3-pip)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -26,6 +29,13 @@ if ((${#missing[@]})); then
     fi
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Python pool worker's NATS client.
+if ! python3 -c 'import nats' 2>/dev/null; then
+    echo "setup: installing nats-py (pip)"
+    python3 -m pip install -q --disable-pip-version-check nats-py 2>/dev/null \
+        || python3 -m pip install -q --disable-pip-version-check --break-system-packages nats-py
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }

@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 cargo fmt --check || { echo "test: run 'cargo fmt' to format the code" >&2; exit 1; }
 cargo clippy --all-targets --features testkit --quiet -- -D warnings
 cargo test --all-targets --features testkit
-# The window and browser tests need Xvfb and Chromium; a plain `cargo test` ignores them.
-cargo test --test window --test browser -- --ignored
+# The window, browser and pool tests need Xvfb, Chromium and nats-server
+# (nats-py for the Python worker); a plain `cargo test` ignores them.
+cargo test --features testkit --test window --test browser --test pool -- --ignored
 # The pure-Rust path the README offers (no libjpeg-turbo, no camera): it
 # builds, and frames stream end to end and hostile input is refused on it.
 cargo clippy --no-default-features --all-targets --quiet -- -D warnings

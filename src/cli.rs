@@ -107,12 +107,14 @@ pub struct ServerOpts {
     pub no_display: bool,
 
     /// What runs on each client's newest frame, its result going back to that client:
-    /// `count`, `motion` (a motion detector: score and bounding box), or `exec:COMMAND`
-    /// (your program, fed frames on stdin, answering on stdout; see the README).
+    /// `count`, `motion` (a motion detector: score and bounding box), `exec:COMMAND`
+    /// (your program, fed frames on stdin, answering on stdout; see the README), or
+    /// `nats://HOST:PORT`: a pool of framelink-workers behind that NATS broker.
     #[arg(long, default_value = "count", value_name = "NAME")]
     pub processor: ProcessorKind,
 
-    /// Seconds an `exec:` processor may take on one frame before it is killed and restarted.
+    /// Seconds an `exec:` processor may take on one frame before it is killed and restarted;
+    /// with a pool, seconds a worker may hold a frame before it is answered `failed`.
     #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
     pub process_timeout: f64,
 
@@ -142,8 +144,139 @@ pub struct ServerOpts {
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// This server's id in a worker pool: results come back on `PREFIX.results.ID`
+    /// (default: host name and process id). Letters, digits, '-' and '_'.
+    #[arg(long, value_name = "ID")]
+    pub server_id: Option<String>,
+
+    #[command(flatten)]
+    pub nats: NatsOpts,
+
     #[command(flatten)]
     pub common: CommonOpts,
+}
+
+/// Process frames for framelink servers as one worker of a pool behind NATS: ask for a
+/// frame when free, run the processor on it, send the result back.
+#[cfg(feature = "nats")]
+#[derive(Debug, Parser)]
+#[command(name = "framelink-worker", version)]
+pub struct WorkerOpts {
+    /// The NATS broker the servers use: nats://HOST:PORT (comma-separated for a cluster;
+    /// tls://HOST:PORT to require TLS).
+    #[arg(long, value_name = "URL")]
+    pub nats: String,
+
+    /// What runs on each frame: `count`, `motion` or `exec:COMMAND` (as on the server).
+    #[arg(long, default_value = "count", value_name = "NAME")]
+    pub processor: ProcessorKind,
+
+    /// Seconds an `exec:` processor may take on one frame before it is killed and restarted.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub process_timeout: f64,
+
+    /// What an `exec:` processor is fed: `jpeg` (as it arrived) or `gray` (decoded 8-bit pixels).
+    #[arg(long, value_enum, default_value = "jpeg")]
+    pub exec_input: ExecInput,
+
+    /// Frames processed at once, each by its own processor (an `exec:` program each).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub concurrency: usize,
+
+    /// This worker's name in logs and results (default: host name and process id).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub nats_opts: NatsOpts,
+
+    #[command(flatten)]
+    pub common: CommonOpts,
+}
+
+#[cfg(feature = "nats")]
+impl WorkerOpts {
+    pub fn config(&self) -> Result<crate::worker::WorkerConfig> {
+        if !self.nats.contains("://") {
+            bail!(
+                "--nats {:?}: give a URL, e.g. nats://127.0.0.1:4222",
+                self.nats
+            );
+        }
+        if matches!(self.processor, ProcessorKind::Pool(_)) {
+            bail!("--processor names what runs on each frame: count, motion or exec:COMMAND");
+        }
+        if !(1..=256).contains(&self.concurrency) {
+            bail!("--concurrency must be 1..=256, got {}", self.concurrency);
+        }
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            bail!("--name must be 1 to 128 bytes with no control characters");
+        }
+        Ok(crate::worker::WorkerConfig {
+            nats: self
+                .nats_opts
+                .config(&self.nats, format!("framelink-worker {name}"))?,
+            processor: ProcessorConfig {
+                kind: self.processor.clone(),
+                timeout: seconds("--process-timeout", self.process_timeout)?,
+                exec_input: self.exec_input,
+            },
+            concurrency: self.concurrency,
+            name,
+            wait: Duration::from_secs(1),
+            stats_interval: self.common.stats_interval()?,
+            summary_json: self.common.summary_json()?,
+        })
+    }
+
+    pub fn duration(&self) -> Result<Option<Duration>> {
+        self.common.duration()
+    }
+}
+
+/// How to reach a NATS broker (the server's pool, the worker).
+#[derive(Debug, clap::Args)]
+pub struct NatsOpts {
+    /// A NATS credentials file (JWT and NKey seed, `.creds`).
+    #[arg(long, value_name = "PATH")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// Trust this CA (PEM) for the NATS broker's TLS certificate (and require TLS).
+    #[arg(long, value_name = "PEM")]
+    pub nats_tls_ca: Option<PathBuf>,
+
+    /// The first part of every NATS subject: pools on one broker with different
+    /// prefixes stay apart.
+    #[arg(long, default_value = crate::nats::DEFAULT_PREFIX, value_name = "PREFIX")]
+    pub nats_prefix: String,
+}
+
+impl NatsOpts {
+    /// The broker settings for `url`, checked.
+    pub fn config(&self, url: &str, name: String) -> Result<crate::nats::NatsConfig> {
+        crate::nats::check_token("--nats-prefix", &self.nats_prefix, true)?;
+        if let Some(p) = &self.nats_creds {
+            if !p.is_file() {
+                bail!("--nats-creds {}: no such file", p.display());
+            }
+        }
+        if let Some(p) = &self.nats_tls_ca {
+            if !p.is_file() {
+                bail!("--nats-tls-ca {}: no such file", p.display());
+            }
+        }
+        Ok(crate::nats::NatsConfig {
+            url: url.to_string(),
+            creds: self.nats_creds.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            prefix: self.nats_prefix.clone(),
+            name,
+        })
+    }
 }
 
 impl ServerOpts {
@@ -183,6 +316,28 @@ impl ServerOpts {
                 timeout: seconds("--process-timeout", self.process_timeout)?,
                 exec_input: self.exec_input,
             },
+            pool: match &self.processor {
+                ProcessorKind::Pool(url) => {
+                    let server_id = self
+                        .server_id
+                        .clone()
+                        .unwrap_or_else(crate::nats::default_server_id);
+                    crate::nats::check_token("--server-id", &server_id, false)?;
+                    Some(crate::nats::PoolConfig {
+                        nats: self
+                            .nats
+                            .config(url, format!("framelink-server {server_id}"))?,
+                        server_id,
+                        timeout: seconds("--process-timeout", self.process_timeout)?,
+                    })
+                }
+                _ => {
+                    if self.server_id.is_some() {
+                        bail!("--server-id names this server in a worker pool: give --processor nats://HOST:PORT too");
+                    }
+                    None
+                }
+            },
             record: match &self.record {
                 Some(dir) if dir.exists() && !dir.is_dir() => {
                     bail!("--record {}: that is not a folder", dir.display())
@@ -210,7 +365,9 @@ impl ServerOpts {
 #[derive(Debug, Parser)]
 #[command(name = "framelink-client", version)]
 pub struct ClientOpts {
-    /// The server, as HOST or HOST:PORT (default port 1998).
+    /// The server, as HOST or HOST:PORT (default port 1998); or several, comma-separated
+    /// (`hostA,hostB:2000`): the client uses the first that takes it and moves to the next
+    /// when one is down, full or refuses it.
     #[arg(required_unless_present = "list_cameras")]
     pub server: Option<String>,
 
@@ -398,7 +555,7 @@ impl ClientOpts {
             );
         }
         Ok(ClientConfig {
-            server: server_address(self.server.as_deref().unwrap_or_default())?,
+            server: server_list(self.server.as_deref().unwrap_or_default())?,
             name,
             source: SourceConfig {
                 kind: self.source.clone(),
@@ -441,9 +598,19 @@ impl ClientOpts {
             tls: match &self.tls_ca {
                 Some(ca) => Some(crate::client::ClientTls {
                     config: crate::wire::tls::client_config(ca)?,
-                    name: crate::wire::tls::server_name(self.tls_name.as_deref().unwrap_or(
-                        &with_default_port(self.server.as_deref().unwrap_or_default()),
-                    ))?,
+                    name: match &self.tls_name {
+                        Some(n) => Some(crate::wire::tls::server_name(n)?),
+                        None => {
+                            // Each server's own host is checked when connecting to it:
+                            // check here that every one can be a certificate's name.
+                            for s in
+                                server_list(self.server.as_deref().unwrap_or_default())?.split(',')
+                            {
+                                crate::wire::tls::server_name(s)?;
+                            }
+                            None
+                        }
+                    },
                 }),
                 None => None,
             },
@@ -488,6 +655,16 @@ pub fn server_address(server: &str) -> Result<String> {
         }
     }
     Ok(with_default_port(server))
+}
+
+/// A comma-separated list of servers, each checked by [`server_address`]
+/// and given the default port: `a,b:2000` → `a:1998,b:2000`.
+pub fn server_list(servers: &str) -> Result<String> {
+    let list = servers
+        .split(',')
+        .map(server_address)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(list.join(","))
 }
 
 /// Parses an address to listen on: `ADDRESS:PORT`, `HOST:PORT` (resolved),
@@ -591,7 +768,7 @@ fn interval(s: f64) -> Result<Option<Duration>> {
 }
 
 /// This machine's host name, or `framelink-client`.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -658,6 +835,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not 1-65535"), "{e}");
+    }
+
+    #[test]
+    fn a_server_list_gets_default_ports_and_each_entry_is_checked() {
+        assert_eq!(
+            server_list("a,b:2000,::1").unwrap(),
+            "a:1998,b:2000,[::1]:1998"
+        );
+        let c = ClientOpts::parse_from(["c", "a,b:7"]).config().unwrap();
+        assert_eq!(c.servers(), ["a:1998", "b:7"]);
+        for bad in ["a,", ",a", "a,,b", "a,b:0"] {
+            assert!(server_list(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -36,7 +36,9 @@
 //! - `testkit` (cargo feature `testkit`): tools for tests and the benchmark,
 //!   such as a TCP proxy that delays and throttles a link. Not part of
 //!   either program.
-//! - `src/bin`: the three thin programs, which parse their command line and
+//! - [`nats`]: the broker link of a worker pool: the server's pool stage
+//!   (`server::pool`) and the `worker` both speak it (cargo feature `nats`).
+//! - `src/bin`: the thin programs, which parse their command line and
 //!   call the library.
 
 pub mod cli;
@@ -44,6 +46,7 @@ pub mod client;
 pub mod latest;
 pub mod logging;
 pub mod media;
+pub mod nats;
 pub mod output;
 pub mod server;
 pub mod shutdown;
@@ -51,6 +54,8 @@ pub mod stats;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod wire;
+#[cfg(feature = "nats")]
+pub mod worker;
 
 /// The TCP port framelink uses when none is given.
 pub const DEFAULT_PORT: u16 = 1998;

@@ -23,7 +23,7 @@ impl Processor for Flaky {
     }
     fn process(&mut self, _view: &mut FrameView) -> anyhow::Result<Output> {
         self.0 += 1;
-        if self.0 % 3 == 0 {
+        if self.0.is_multiple_of(3) {
             panic!("flaky processor gave up on call {}", self.0);
         }
         Ok(Output::json(&self.0))

@@ -122,3 +122,88 @@ fn a_clean_server_shutdown_is_reported_as_such_not_as_a_broken_pipe() {
     assert!(why.contains("shutting down"), "the client says: {why:?}");
     assert!(!why.contains("Broken pipe"), "{why:?}");
 }
+
+/// A port with nothing listening on it.
+fn dead_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn with_a_server_list_the_client_skips_a_server_that_is_down() {
+    let down = dead_port();
+    let up = TestServer::start(server_config());
+    let mut config = framelink::client::ClientConfig::test_pattern(
+        format!("{down},{}", up.addr),
+        160,
+        120,
+        30.0,
+    );
+    config.name = "listed".into();
+    let client = TestClient::start(config);
+    up.wait_frames(Some("listed"), 5);
+    let c = client.stop().unwrap();
+    up.stop();
+    assert_eq!(c.connections, 1, "{c:?}");
+    assert!(
+        c.last_problem
+            .as_deref()
+            .unwrap_or("")
+            .contains(&down.to_string()),
+        "the first server's failure is named: {c:?}"
+    );
+}
+
+#[test]
+fn a_client_fails_over_to_the_next_server_when_its_server_dies() {
+    let first = ServerProcess::start(&[]);
+    let second = TestServer::start(server_config());
+    let mut config = framelink::client::ClientConfig::test_pattern(
+        format!("{},{}", first.addr, second.addr),
+        160,
+        120,
+        30.0,
+    );
+    config.name = "mover".into();
+    let client = TestClient::start(config);
+    first
+        .stderr
+        .wait_for("connected: mover", support::WAIT)
+        .expect("the client took the first server in its list");
+    first.kill();
+    second.wait_frames(Some("mover"), 5);
+    let c = client.stop().unwrap();
+    second.stop();
+    assert_eq!((c.connections, c.gaps), (2, 1), "{c:?}");
+}
+
+#[test]
+fn a_full_server_sends_the_client_to_the_next_one() {
+    let full = TestServer::start(framelink::server::ServerConfig {
+        max_clients: 1,
+        ..server_config()
+    });
+    let holder = TestClient::pattern(full.addr, "holder", 160, 120, 30.0);
+    full.wait_frames(Some("holder"), 1);
+    let spare = TestServer::start(server_config());
+    let mut config = framelink::client::ClientConfig::test_pattern(
+        format!("{},{}", full.addr, spare.addr),
+        160,
+        120,
+        30.0,
+    );
+    config.name = "overflow".into();
+    let client = TestClient::start(config);
+    spare.wait_frames(Some("overflow"), 5);
+    let c = client.stop().unwrap();
+    holder.stop().unwrap();
+    spare.stop();
+    full.stop();
+    assert_eq!(c.connections, 1, "{c:?}");
+    assert!(
+        c.last_problem.as_deref().unwrap_or("").contains("full"),
+        "{c:?}"
+    );
+}

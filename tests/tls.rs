@@ -38,7 +38,7 @@ fn tls_client(addr: SocketAddr, name: &str, ca: &Path, jsonl: Option<&Path>) -> 
     c.name = name.into();
     c.tls = Some(ClientTls {
         config: tls::client_config(ca).unwrap(),
-        name: tls::server_name("localhost").unwrap(),
+        name: Some(tls::server_name("localhost").unwrap()),
     });
     c.results_jsonl = jsonl.map(Into::into);
     TestClient::start(c)

@@ -31,7 +31,8 @@ use tracing::{error, info};
 /// Everything the client needs to run, validated.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `HOST:PORT` of the server.
+    /// `HOST:PORT` of the server, or several comma-separated, tried in
+    /// turn (see [`ClientConfig::servers`]).
     pub server: String,
     /// The name the server shows for this client.
     pub name: String,
@@ -75,13 +76,20 @@ pub struct ClientConfig {
 #[derive(Debug, Clone)]
 pub struct ClientTls {
     pub config: Arc<rustls::ClientConfig>,
-    pub name: rustls::pki_types::ServerName<'static>,
+    /// The name every server's certificate must carry (None: the host of
+    /// the server being connected to).
+    pub name: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 impl ClientConfig {
     /// True when `--results-jsonl -` writes results to standard output.
     pub fn results_on_stdout(&self) -> bool {
         self.results_jsonl.as_deref() == Some(std::path::Path::new("-"))
+    }
+
+    /// The servers to try, in order: `server` split at its commas.
+    pub fn servers(&self) -> Vec<&str> {
+        self.server.split(',').filter(|s| !s.is_empty()).collect()
     }
 
     /// A config with the usual defaults, streaming the test pattern.

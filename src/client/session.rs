@@ -87,6 +87,11 @@ pub(super) enum SessionEnd {
 
 /// Connects, streams, and reconnects with capped backoff until shutdown.
 /// Logs a line per change of state, not per retry.
+///
+/// With several servers (`--server a,b,c`) a server that is down, full or
+/// refuses us, or a connection that breaks, moves us on to the next server
+/// at once; the backoff is waited only after every server in the list
+/// failed in a row, so failover takes one connection attempt.
 pub(super) fn connect_loop(
     config: &ClientConfig,
     frames: &LatestReceiver<EncodedFrame>,
@@ -95,27 +100,42 @@ pub(super) fn connect_loop(
     connections: &mut u64,
     last_problem: &mut Option<String>,
 ) -> Result<()> {
+    let servers = config.servers();
     let mut backoff = Duration::from_millis(100);
+    let mut next = 0;
+    // Servers that failed since the last one that took us.
+    let mut failed_in_a_row = 0;
     while !shutdown.is_triggered() {
-        let attempt = resolve(&config.server).and_then(|addr| {
+        let server = servers[next % servers.len()];
+        next += 1;
+        let attempt = resolve(server).and_then(|addr| {
             TcpStream::connect_timeout(&addr, config.connect_timeout)
-                .map_err(|e| anyhow!("cannot connect to {}: {e}", config.server))
+                .map_err(|e| anyhow!("cannot connect to {server}: {e}"))
         });
         let end = match attempt {
-            Ok(stream) => match session(stream, config, frames, tracking, shutdown) {
+            Ok(stream) => match session(stream, server, config, frames, tracking, shutdown) {
                 Ok((end, connected)) => {
                     if connected {
                         *connections += 1;
                         backoff = Duration::from_millis(100);
+                        failed_in_a_row = 0;
                         if !matches!(end, SessionEnd::Stopped) {
                             tracking.gaps.lock().lost_at = Some(Instant::now());
                         }
+                        // The same server is tried first again: a
+                        // restart or a blip should not move us.
+                        next -= 1;
+                    } else {
+                        failed_in_a_row += 1;
                     }
                     end
                 }
                 Err(e) => return Err(e),
             },
-            Err(e) => SessionEnd::Lost(format!("{e:#}")),
+            Err(e) => {
+                failed_in_a_row += 1;
+                SessionEnd::Lost(format!("{e:#}"))
+            }
         };
         tracking.session_over();
         let problem = match end {
@@ -128,24 +148,32 @@ pub(super) fn connect_loop(
         } else {
             Link::Retrying(problem.0.clone())
         };
-        if problem.1 {
+        let round_over = failed_in_a_row > 0 && failed_in_a_row % servers.len() == 0;
+        if problem.1 && round_over {
             backoff = backoff.max(REFUSED_RETRY).max(config.max_backoff);
         }
         if last_problem.as_deref() != Some(problem.0.as_str()) {
-            if problem.1 {
-                warn!("{}; retrying", problem.0);
+            let then = if servers.len() > 1 && !round_over {
+                "trying the next server"
             } else {
-                info!("{}; retrying", problem.0);
+                "retrying"
+            };
+            if problem.1 {
+                warn!("{}; {then}", problem.0);
+            } else {
+                info!("{}; {then}", problem.0);
             }
             *last_problem = Some(problem.0);
         } else {
             debug!("still {}; retrying in {backoff:?}", problem.0);
         }
-        if shutdown.wait_timeout(backoff) {
-            return Ok(());
-        }
-        if !problem.1 {
-            backoff = (backoff * 2).min(config.max_backoff);
+        if failed_in_a_row == 0 || round_over {
+            if shutdown.wait_timeout(backoff) {
+                return Ok(());
+            }
+            if !problem.1 {
+                backoff = (backoff * 2).min(config.max_backoff);
+            }
         }
     }
     Ok(())
@@ -186,12 +214,12 @@ pub(super) fn resolve(server: &str) -> Result<SocketAddr> {
 /// cannot fix (a server speaking another protocol version).
 pub(super) fn session(
     stream: TcpStream,
+    server: &str,
     config: &ClientConfig,
     frames: &LatestReceiver<EncodedFrame>,
     tracking: &Tracking,
     shutdown: &Shutdown,
 ) -> Result<(SessionEnd, bool)> {
-    let server = &config.server;
     connection::configure(&stream, config.io_timeout)?;
     let limits = Limits {
         max_frame_bytes: 0,
@@ -200,7 +228,11 @@ pub(super) fn session(
     let (stream, tls_error) = match &config.tls {
         None => (Stream::Tcp(stream), None),
         Some(t) => {
-            let (plain, error) = tls::connect(stream, &t.config, t.name.clone())?;
+            let name = match &t.name {
+                Some(n) => n.clone(),
+                None => tls::server_name(server)?,
+            };
+            let (plain, error) = tls::connect(stream, &t.config, name)?;
             connection::configure_local(&plain, config.io_timeout)?;
             (plain, Some(error))
         }

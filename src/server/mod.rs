@@ -15,6 +15,8 @@
 
 pub mod display;
 mod pipeline;
+#[cfg(feature = "nats")]
+mod pool;
 mod registry;
 mod session;
 
@@ -74,6 +76,9 @@ pub struct ServerConfig {
     pub summary_json: Option<PathBuf>,
     /// The built-in processor to run (unless one is given to [`Server::processor`]).
     pub processor: ProcessorConfig,
+    /// Hand frames to a pool of workers through NATS instead of the
+    /// processor (`--processor nats://…`).
+    pub pool: Option<crate::nats::PoolConfig>,
     /// Where to record accepted frames (None: no recording).
     pub record: Option<RecordConfig>,
     /// The shared secret clients and live view requests must prove (None: anyone may).
@@ -98,6 +103,7 @@ impl Default for ServerConfig {
             stats_interval: Some(Duration::from_secs(1)),
             summary_json: None,
             processor: ProcessorConfig::default(),
+            pool: None,
             record: None,
             token: None,
             tls: None,
@@ -238,9 +244,27 @@ impl Server {
         listener
             .set_nonblocking(true)
             .context("cannot make the listening socket non-blocking")?;
-        let processor = match processor {
-            Some(p) => p,
-            None => process::build(&config.processor, &shutdown)?,
+        // The processing thread runs the processor, or hands frames to a
+        // worker pool.
+        enum Processing {
+            Local(Box<dyn Processor>),
+            #[cfg(feature = "nats")]
+            Pool(Box<pool::Pool>),
+        }
+        let processing = match (processor, &config.pool) {
+            (Some(p), _) => Processing::Local(p),
+            #[cfg(feature = "nats")]
+            (None, Some(pc)) => Processing::Pool(Box::new(pool::Pool::connect(pc.clone())?)),
+            #[cfg(not(feature = "nats"))]
+            (None, Some(_)) => anyhow::bail!(
+                "this build has no NATS support: build with the `nats` feature (on by default)"
+            ),
+            (None, None) => Processing::Local(process::build(&config.processor, &shutdown)?),
+        };
+        let processor_name = match &processing {
+            Processing::Local(p) => p.name().to_string(),
+            #[cfg(feature = "nats")]
+            Processing::Pool(_) => "pool".to_string(),
         };
         let (recorder, record_writer) = match &config.record {
             Some(rc) => {
@@ -261,7 +285,7 @@ impl Server {
             registry: Registry::default(),
             to_processing,
             to_display: (!sinks.is_empty()).then_some(to_display),
-            processor_name: processor.name().to_string(),
+            processor_name,
             processing: Arc::default(),
             recorder,
             live_frames: live_view.as_ref().map(|_| LiveFrames::default()),
@@ -273,7 +297,6 @@ impl Server {
             config,
         };
         let shared = &shared;
-        let mut processing_sink = ProcessingSink::new(processor, shared.processing.clone());
         let mut display_sinks: Vec<&mut dyn Sink> = sinks
             .iter_mut()
             .map(|b| &mut **b as &mut dyn Sink)
@@ -287,12 +310,15 @@ impl Server {
                 spawn("accept", Box::new(|| accept_loop(s, &listener, shared)))?;
                 spawn(
                     "process",
-                    Box::new(|| {
-                        pipeline(
-                            &processing_rx,
-                            &mut [&mut processing_sink],
-                            &shared.shutdown,
-                        )
+                    Box::new(|| match processing {
+                        Processing::Local(p) => {
+                            let mut sink = ProcessingSink::new(p, shared.processing.clone());
+                            pipeline(&processing_rx, &mut [&mut sink], &shared.shutdown)
+                        }
+                        #[cfg(feature = "nats")]
+                        Processing::Pool(p) => {
+                            p.run(&processing_rx, &shared.processing, &shared.shutdown)
+                        }
                     }),
                 )?;
                 if let Some(w) = record_writer {

@@ -3,6 +3,8 @@
 //! Every wait has a timeout; nothing here sleeps to synchronize.
 #![allow(dead_code)]
 
+pub mod nats;
+
 use crossbeam_channel::{Receiver, Sender};
 use framelink::client::{self, ClientConfig, ClientSummary};
 use framelink::server::process::Processor;
@@ -317,7 +319,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect_timeout(&addr, WAIT).expect("connect to the live view");
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.set_write_timeout(Some(WAIT)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut all = Vec::new();
     s.read_to_end(&mut all).expect("a whole response");
     let split = all

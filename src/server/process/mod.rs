@@ -74,6 +74,9 @@ pub enum ProcessorKind {
     Motion,
     /// `exec:COMMAND`: run COMMAND with `sh -c` and feed it frames.
     Exec(String),
+    /// `nats://HOST:PORT` (or `tls://`): hand frames to a pool of
+    /// `framelink-worker`s through this NATS broker (server only).
+    Pool(String),
 }
 
 impl std::str::FromStr for ProcessorKind {
@@ -82,10 +85,18 @@ impl std::str::FromStr for ProcessorKind {
         Ok(match s {
             "count" => ProcessorKind::Count,
             "motion" => ProcessorKind::Motion,
+            _ if s.starts_with("nats://") || s.starts_with("tls://") => {
+                if !cfg!(feature = "nats") {
+                    bail!("this build has no NATS support: build with the `nats` feature (on by default)");
+                }
+                ProcessorKind::Pool(s.to_string())
+            }
             _ => match s.strip_prefix("exec:") {
                 Some(cmd) if !cmd.trim().is_empty() => ProcessorKind::Exec(cmd.trim().into()),
                 Some(_) => bail!("exec: needs a command, e.g. exec:'python3 detector.py'"),
-                None => bail!("unknown processor {s:?}: use count, motion or exec:COMMAND"),
+                None => bail!(
+                    "unknown processor {s:?}: use count, motion, exec:COMMAND or nats://HOST:PORT"
+                ),
             },
         })
     }
@@ -122,6 +133,9 @@ pub fn build(config: &ProcessorConfig, stop: &Shutdown) -> Result<Box<dyn Proces
             config.timeout,
             stop.clone(),
         )?),
+        ProcessorKind::Pool(url) => {
+            bail!("{url} names a worker pool, which runs on the server, not as a processor")
+        }
     })
 }
 
