@@ -7,6 +7,9 @@
 //! `cargo build --release && target/release/framelink-bench` (or scripts/bench.sh,
 //! which also installs the reference pair's Python packages).
 
+#[cfg(feature = "nats")]
+mod pool;
+
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use framelink::client::source::{test_pattern::TestPattern, Image, Source};
@@ -57,6 +60,10 @@ struct Opts {
     #[arg(long)]
     only_yuyv: bool,
 
+    /// Run only the worker-pool runs (needs nats-server).
+    #[arg(long)]
+    only_pool: bool,
+
     /// Frames per age-precision run.
     #[arg(long, default_value_t = 3000)]
     age_frames: usize,
@@ -91,6 +98,14 @@ fn main() -> Result<()> {
         nproc(),
         opts.seconds
     )?;
+    if opts.only_pool {
+        #[cfg(feature = "nats")]
+        pool::pool(opts.seconds, &mut report)?;
+        #[cfg(not(feature = "nats"))]
+        bail!("this build has no NATS support: build with the `nats` feature");
+        #[cfg(feature = "nats")]
+        return publish(&report, opts.out.as_deref());
+    }
     if opts.only_yuyv {
         yuyv_speed(&mut report)?;
         return publish(&report, opts.out.as_deref());
