@@ -237,12 +237,13 @@ mod broker {
             self.rt.block_on(f)
         }
 
-        /// Runs `f` on the broker's runtime in the background.
-        pub fn spawn<F>(&self, f: F)
+        /// Runs `f` on the broker's runtime in the background; aborting the
+        /// handle drops it.
+        pub fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<()>
         where
             F: std::future::Future<Output = ()> + Send + 'static,
         {
-            self.rt.spawn(f);
+            self.rt.spawn(f)
         }
 
         /// Publishes a message. Returns at once unless the client's outgoing

@@ -444,3 +444,27 @@ fn the_python_worker_answers_frames() {
     }
     exactly_one_each(&json_lines(&jsonl), summary.figures.frames_accepted, 4);
 }
+
+#[test]
+#[ignore = "needs nats-server: scripts/test.sh installs it"]
+fn a_spare_server_without_cameras_holds_no_worker_back() {
+    let nats = NatsServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("r.jsonl");
+    let busy = pool_server(&nats, "busy", Duration::from_secs(5));
+    let spare = pool_server(&nats, "spare", Duration::from_secs(5));
+    let w = TestWorker::start(&nats, "w", || Box::new(Echo("w")));
+    let c = client(&busy, "cam", 30.0, &jsonl);
+    wait_results(&jsonl, "30 processed", |l| {
+        with_status(l, "processed").len() >= 30
+    });
+    // The worker stops first: its last ask is answered with a frame.
+    let ws = w.stop();
+    c.stop().unwrap();
+    busy.stop();
+    spare.stop();
+    // A server with no cameras takes no requests: none was held there
+    // (and answered idle a second later) while the busy one had frames.
+    assert_eq!(ws.idle_replies, 0, "{ws:?}");
+    assert!(!ws.per_server.contains_key("spare"), "{ws:?}");
+}

@@ -71,7 +71,9 @@ struct Handed {
 pub(super) struct Pool {
     config: PoolConfig,
     broker: Broker,
+    /// Work requests, from the subscription to `PREFIX.work` while there is one.
     requests: Receiver<Message>,
+    requests_tx: Sender<Message>,
     results: Receiver<Message>,
 }
 
@@ -97,19 +99,15 @@ impl Pool {
         }
         let prefix = &config.nats.prefix;
         let client = broker.client().clone();
-        let work = broker
-            .block_on(
-                client.queue_subscribe(nats::work_subject(prefix), nats::servers_group(prefix)),
-            )
-            .map_err(|e| anyhow::anyhow!("cannot subscribe to NATS at {}: {e}", config.nats.url))?;
         let results = broker
             .block_on(client.subscribe(nats::results_subject(prefix, &config.server_id)))
             .map_err(|e| anyhow::anyhow!("cannot subscribe to NATS at {}: {e}", config.nats.url))?;
         // Bounded: a flood of requests or results is dropped here, never
         // queued without end (a dropped request is asked again; a dropped
         // result's frame is answered `failed` at its deadline).
-        let requests = forward(&broker, work, 1024);
-        let results = forward(&broker, results, 4096);
+        let (requests_tx, requests) = crossbeam_channel::bounded(1024);
+        let (results_tx, results_rx) = crossbeam_channel::bounded(4096);
+        forward(&broker, results, results_tx);
         info!(
             url = %config.nats.url,
             server_id = %config.server_id,
@@ -119,8 +117,25 @@ impl Pool {
             config,
             broker,
             requests,
-            results,
+            requests_tx,
+            results: results_rx,
         })
+    }
+
+    /// Starts taking work requests: subscribes to `PREFIX.work` in the
+    /// servers' queue group. None if NATS refused (tried again later).
+    fn take_work(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let prefix = &self.config.nats.prefix;
+        let client = self.broker.client();
+        match self.broker.block_on(
+            client.queue_subscribe(nats::work_subject(prefix), nats::servers_group(prefix)),
+        ) {
+            Ok(sub) => Some(forward(&self.broker, sub, self.requests_tx.clone())),
+            Err(e) => {
+                debug!("cannot subscribe to the work subject yet: {e}");
+                None
+            }
+        }
     }
 
     /// The processing thread with a pool: waits on worker requests, worker
@@ -151,7 +166,26 @@ impl Pool {
             Left(usize),
             Idle,
         }
+        // Subscribed to work requests only while there are clients: a server
+        // with no cameras would otherwise hold workers' requests for nothing
+        // while another server has frames for them.
+        let mut work: Option<tokio::task::JoinHandle<()>> = None;
         while !shutdown.is_triggered() {
+            match (&work, clients.is_empty()) {
+                (None, false) => {
+                    work = self.take_work();
+                    // Workers find us from now on: no "no worker" verdicts yet.
+                    stage.last_request = Instant::now();
+                }
+                (Some(task), true) => {
+                    task.abort();
+                    work = None;
+                    for h in std::mem::take(&mut stage.held) {
+                        stage.idle(&h.reply);
+                    }
+                }
+                _ => {}
+            }
             stage.expire();
             let take_frames = stage.takes_frames();
             let event = {
@@ -192,15 +226,22 @@ impl Pool {
             }
         }
         // Stopping: tell held workers there is nothing, so they ask elsewhere.
+        if let Some(task) = work {
+            task.abort();
+        }
         for h in std::mem::take(&mut stage.held) {
             stage.idle(&h.reply);
         }
     }
 }
 
-/// Moves a subscription's messages onto a bounded channel for the thread.
-fn forward(broker: &Broker, mut sub: async_nats::Subscriber, bound: usize) -> Receiver<Message> {
-    let (tx, rx) = crossbeam_channel::bounded(bound);
+/// Moves a subscription's messages onto a bounded channel for the thread,
+/// until the task is aborted (which drops, so ends, the subscription).
+fn forward(
+    broker: &Broker,
+    mut sub: async_nats::Subscriber,
+    tx: Sender<Message>,
+) -> tokio::task::JoinHandle<()> {
     broker.spawn(async move {
         while let Some(m) = sub.next().await {
             match tx.try_send(m) {
@@ -211,8 +252,7 @@ fn forward(broker: &Broker, mut sub: async_nats::Subscriber, bound: usize) -> Re
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
             }
         }
-    });
-    rx
+    })
 }
 
 struct Stage<'a> {
