@@ -468,3 +468,31 @@ fn a_spare_server_without_cameras_holds_no_worker_back() {
     assert_eq!(ws.idle_replies, 0, "{ws:?}");
     assert!(!ws.per_server.contains_key("spare"), "{ws:?}");
 }
+
+#[test]
+#[ignore = "needs nats-server: scripts/test.sh installs it"]
+fn a_stopping_worker_finishes_the_frame_in_hand_and_answers_it() {
+    let nats = NatsServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("r.jsonl");
+    let server = pool_server(&nats, "s1", Duration::from_secs(5));
+    let w = TestWorker::start(&nats, "slow", || Box::new(Slow(300)));
+    let c = client(&server, "cam", 30.0, &jsonl);
+    wait_results(&jsonl, "3 processed", |l| {
+        with_status(l, "processed").len() >= 3
+    });
+    // Stopped while on a frame (it is busy 300 ms of every ~300): that frame
+    // is finished and answered, and no frame it took goes unanswered.
+    let ws = w.stop();
+    let lines = wait_results(&jsonl, "every frame the worker took answered", |l| {
+        with_status(l, "processed").len() as u64 >= ws.frames_processed
+    });
+    c.stop().unwrap();
+    server.stop();
+    assert_eq!(
+        with_status(&lines, "processed").len() as u64,
+        ws.frames_processed,
+        "{ws:?}"
+    );
+    assert!(with_status(&lines, "failed").is_empty(), "{lines:?}");
+}

@@ -264,7 +264,7 @@ impl Server {
         let processor_name = match &processing {
             Processing::Local(p) => p.name().to_string(),
             #[cfg(feature = "nats")]
-            Processing::Pool(_) => "pool".to_string(),
+            Processing::Pool(p) => format!("pool {}", p.url()),
         };
         let (recorder, record_writer) = match &config.record {
             Some(rc) => {

@@ -122,6 +122,11 @@ impl Pool {
         })
     }
 
+    /// The broker's URL.
+    pub(super) fn url(&self) -> &str {
+        &self.config.nats.url
+    }
+
     /// Starts taking work requests: subscribes to `PREFIX.work` in the
     /// servers' queue group. None if NATS refused (tried again later).
     fn take_work(&self) -> Option<tokio::task::JoinHandle<()>> {
