@@ -14,7 +14,7 @@
 use crate::client::adapt::Adapter;
 use crate::client::source::{Image, Source};
 use crate::latest::LatestSender;
-use crate::media::encode::{self, Encoder};
+use crate::media::encode::{self, Encoder, Yuv};
 use crate::shutdown::Shutdown;
 use crate::shutdown::TICK;
 use anyhow::{Context, Result};
@@ -96,7 +96,7 @@ impl Publisher {
 struct Tuned {
     encoder: Box<dyn Encoder>,
     quality: Option<u8>,
-    /// For YUYV frames the encoder cannot take as they are.
+    /// For YUV frames the encoder cannot take as they are.
     rgb: Vec<u8>,
 }
 
@@ -123,12 +123,12 @@ impl Tuned {
         self.encoder.encode(data, w, h, out)
     }
 
-    /// Encodes a YUYV frame at `quality` into `out`: from YUV where the
+    /// Encodes a YUV frame at `quality` into `out`: from YUV where the
     /// encoder can, else through RGB.
-    fn yuyv(&mut self, data: &[u8], w: u32, h: u32, quality: u8, out: &mut Vec<u8>) -> Result<()> {
+    fn yuv(&mut self, data: Yuv<'_>, w: u32, h: u32, quality: u8, out: &mut Vec<u8>) -> Result<()> {
         self.set_quality(quality)?;
-        if !self.encoder.encode_yuyv(data, w, h, out)? {
-            crate::client::source::camera::yuyv_to_rgb(data, w as usize, h as usize, &mut self.rgb);
+        if !self.encoder.encode_yuv(data, w, h, out)? {
+            data.to_rgb(w, h, &mut self.rgb);
             self.encoder.encode(&self.rgb, w, h, out)?;
         }
         Ok(())
@@ -152,10 +152,10 @@ enum Shaped<'a> {
     Skip,
     /// A camera's JPEG, sent as it is.
     Jpeg(&'a [u8], u32, u32),
-    /// A YUYV frame at full size, to encode at `quality` (from YUV where the
+    /// A YUV frame at full size, to encode at `quality` (from YUV where the
     /// encoder can, else through RGB).
-    Yuyv {
-        data: &'a [u8],
+    Yuv {
+        data: Yuv<'a>,
         width: u32,
         height: u32,
         quality: u8,
@@ -227,7 +227,7 @@ impl Shaper {
                 width,
                 height,
             } => (data, width, height),
-            Image::Yuyv {
+            Image::Yuv {
                 data,
                 width,
                 height,
@@ -235,7 +235,7 @@ impl Shaper {
                 if setting.width as f64 / self.top_width as f64 >= 0.999 {
                     return Ok((
                         level,
-                        Shaped::Yuyv {
+                        Shaped::Yuv {
                             data,
                             width,
                             height,
@@ -243,12 +243,7 @@ impl Shaper {
                         },
                     ));
                 }
-                crate::client::source::camera::yuyv_to_rgb(
-                    data,
-                    width as usize,
-                    height as usize,
-                    &mut self.decoded,
-                );
+                data.to_rgb(width, height, &mut self.decoded);
                 (&self.decoded[..], width, height)
             }
         };
@@ -362,14 +357,14 @@ pub fn run(
                 }
                 (
                     level,
-                    Shaped::Yuyv {
+                    Shaped::Yuv {
                         data,
                         width,
                         height,
                         quality,
                     },
                 ) => {
-                    encoder.yuyv(data, width, height, quality, &mut buf)?;
+                    encoder.yuv(data, width, height, quality, &mut buf)?;
                     (level, (Bytes::copy_from_slice(&buf), width, height))
                 }
             };
@@ -474,8 +469,8 @@ pub fn run(
                 );
                 let _ = pool_tx.try_send(rgb);
             }
-            (level, shaped @ (Shaped::Rgb { .. } | Shaped::Yuyv { .. })) => {
-                // The encoder threads take RGB: a YUYV frame is converted here.
+            (level, shaped @ (Shaped::Rgb { .. } | Shaped::Yuv { .. })) => {
+                // The encoder threads take RGB: a YUV frame is converted here.
                 let (width, height, quality) = match shaped {
                     Shaped::Rgb {
                         data,
@@ -487,18 +482,13 @@ pub fn run(
                         rgb.extend_from_slice(data);
                         (width, height, quality)
                     }
-                    Shaped::Yuyv {
+                    Shaped::Yuv {
                         data,
                         width,
                         height,
                         quality,
                     } => {
-                        crate::client::source::camera::yuyv_to_rgb(
-                            data,
-                            width as usize,
-                            height as usize,
-                            &mut rgb,
-                        );
+                        data.to_rgb(width, height, &mut rgb);
                         (width, height, quality)
                     }
                     Shaped::Skip | Shaped::Jpeg(..) => unreachable!("matched above"),
@@ -548,8 +538,8 @@ mod tests {
         }
         fn next_frame(&mut self) -> Result<crate::client::source::Captured<'_>> {
             Ok(crate::client::source::Captured {
-                image: Image::Yuyv {
-                    data: &self.0,
+                image: Image::Yuv {
+                    data: Yuv::Yuyv(&self.0),
                     width: 160,
                     height: 120,
                 },

@@ -63,6 +63,12 @@ pub fn fill(
     }
 }
 
+/// The padding, width and height of a label's box.
+fn label_box(label: &str, scale: usize) -> (usize, usize, usize) {
+    let pad = scale;
+    (pad, text_width(label, scale) + 2 * pad, 8 * scale + 2 * pad)
+}
+
 /// Draws `label` on a black box into a packed RGB8 buffer.
 pub fn label_rgb(
     buf: &mut [u8],
@@ -73,9 +79,7 @@ pub fn label_rgb(
     scale: usize,
     label: &str,
 ) {
-    let pad = scale;
-    let w = text_width(label, scale) + 2 * pad;
-    let h = 8 * scale + 2 * pad;
+    let (pad, w, h) = label_box(label, scale);
     fill(width, height, x, y, w, h, |px, py| {
         let i = (py * width + px) * 3;
         buf[i..i + 3].copy_from_slice(&[0, 0, 0]);
@@ -84,6 +88,41 @@ pub fn label_rgb(
         let i = (py * width + px) * 3;
         buf[i..i + 3].copy_from_slice(&[255, 255, 255]);
     });
+}
+
+/// Draws `label` white on a black box into planar I420 (`width`×`height`,
+/// both even): luma drawn, chroma under the box made neutral (grey).
+pub fn label_i420(
+    buf: &mut [u8],
+    width: usize,
+    height: usize,
+    x: usize,
+    y: usize,
+    scale: usize,
+    label: &str,
+) {
+    let (pad, w, h) = label_box(label, scale);
+    let (luma, chroma) = buf.split_at_mut(width * height);
+    fill(width, height, x, y, w, h, |px, py| {
+        luma[py * width + px] = 0
+    });
+    text(width, height, x + pad, y + pad, scale, label, |px, py| {
+        luma[py * width + px] = 255
+    });
+    let cw = width / 2;
+    let plane = cw * (height / 2);
+    fill(
+        cw,
+        height / 2,
+        x / 2,
+        y / 2,
+        w.div_ceil(2) + 1,
+        h.div_ceil(2) + 1,
+        |px, py| {
+            chroma[py * cw + px] = 128;
+            chroma[plane + py * cw + px] = 128;
+        },
+    );
 }
 
 /// Draws `label` on a black box into a 0RGB `u32` buffer (minifb's format).
@@ -96,9 +135,7 @@ pub fn label_u32(
     scale: usize,
     label: &str,
 ) {
-    let pad = scale;
-    let w = text_width(label, scale) + 2 * pad;
-    let h = 8 * scale + 2 * pad;
+    let (pad, w, h) = label_box(label, scale);
     fill(width, height, x, y, w, h, |px, py| buf[py * width + px] = 0);
     text(width, height, x + pad, y + pad, scale, label, |px, py| {
         buf[py * width + px] = 0x00FF_FFFF

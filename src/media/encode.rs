@@ -42,18 +42,69 @@ pub trait Encoder: Send {
     /// Sets the quality (1..=100) for the frames encoded from now on.
     fn set_quality(&mut self, quality: u8) -> Result<()>;
 
-    /// Encodes a packed YUYV (4:2:2, a camera's raw layout) frame straight
-    /// from its luma and chroma, without an RGB detour, when this encoder
-    /// can. Returns false when it cannot (the caller converts to RGB and
-    /// calls [`encode`](Self::encode)).
-    fn encode_yuyv(
+    /// Encodes a YUV frame straight from its luma and chroma, without an
+    /// RGB detour, when this encoder can. Returns false when it cannot (the
+    /// caller converts with [`Yuv::to_rgb`] and calls [`encode`](Self::encode)).
+    fn encode_yuv(
         &mut self,
-        _yuyv: &[u8],
+        _yuv: Yuv<'_>,
         _width: u32,
         _height: u32,
         _out: &mut Vec<u8>,
     ) -> Result<bool> {
         Ok(false)
+    }
+}
+
+/// Raw YUV pixels as a source hands them over.
+#[derive(Debug, Clone, Copy)]
+pub enum Yuv<'a> {
+    /// Packed YUYV (4:2:2, `Y0 U Y1 V`), `width * height * 2` bytes, BT.601
+    /// limited range: a camera's raw layout.
+    Yuyv(&'a [u8]),
+    /// Planar I420: Y (`width * height`), then U and V at half the width
+    /// and half the height, full range (JPEG's own YCbCr). Width and height
+    /// even.
+    I420(&'a [u8]),
+}
+
+impl Yuv<'_> {
+    /// Converts to packed RGB8 in `out` (for encoders that take only RGB,
+    /// and for resizing).
+    pub fn to_rgb(&self, width: u32, height: u32, out: &mut Vec<u8>) {
+        let (w, h) = (width as usize, height as usize);
+        match self {
+            Yuv::Yuyv(data) => crate::client::source::camera::yuyv_to_rgb(data, w, h, out),
+            Yuv::I420(data) => i420_to_rgb(data, w, h, out),
+        }
+    }
+}
+
+/// Full-range planar I420 (JPEG's YCbCr, JFIF) to packed RGB8.
+pub fn i420_to_rgb(planes: &[u8], w: usize, h: usize, out: &mut Vec<u8>) {
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    out.clear();
+    out.resize(w * h * 3, 0);
+    if planes.len() < w * h + 2 * cw * ch {
+        return;
+    }
+    let (y, chroma) = planes.split_at(w * h);
+    let (u, v) = chroma.split_at(cw * ch);
+    for row in 0..h {
+        let (urow, vrow) = (&u[row / 2 * cw..][..cw], &v[row / 2 * cw..][..cw]);
+        let yrow = &y[row * w..][..w];
+        let orow = &mut out[row * w * 3..][..w * 3];
+        for (x, (px, &yy)) in orow.chunks_exact_mut(3).zip(yrow).enumerate() {
+            let (cb, cr) = (urow[x / 2] as i32 - 128, vrow[x / 2] as i32 - 128);
+            let yy = (yy as i32) << 16;
+            // JFIF: R = Y + 1.402 Cr, G = Y - 0.344136 Cb - 0.714136 Cr, B = Y + 1.772 Cb (16.16 fixed point).
+            let r = (yy + 91881 * cr + 32768) >> 16;
+            let g = (yy - 22554 * cb - 46802 * cr + 32768) >> 16;
+            let b = (yy + 116130 * cb + 32768) >> 16;
+            px[0] = r.clamp(0, 255) as u8;
+            px[1] = g.clamp(0, 255) as u8;
+            px[2] = b.clamp(0, 255) as u8;
+        }
     }
 }
 
@@ -65,18 +116,11 @@ pub trait Encoder: Send {
 /// YCbCr is full range (0–255), so each sample is stretched on the way (a
 /// table lookup: still no colour conversion).
 pub fn yuyv_to_planes(yuyv: &[u8], w: usize, h: usize, half_height: bool, out: &mut Vec<u8>) {
-    let luma: [u8; 256] = std::array::from_fn(|v| {
-        ((v as f64 - 16.0) * 255.0 / 219.0)
-            .round()
-            .clamp(0.0, 255.0) as u8
-    });
-    let chroma_full = |v: u16| -> u8 {
-        ((v as f64 / 2.0 - 128.0) * 255.0 / 224.0 + 128.0)
-            .round()
-            .clamp(0.0, 255.0) as u8
-    };
+    let luma = luma_full_range();
     // Indexed by the sum of two samples (0..=510).
-    let pair: Vec<u8> = (0..=510u16).map(chroma_full).collect();
+    let pair: Vec<u8> = (0..=510u16)
+        .map(|v| chroma_full_range(v as f64 / 2.0))
+        .collect();
     let cw = w / 2;
     let ch = if half_height { h / 2 } else { h };
     out.clear();
@@ -108,6 +152,47 @@ pub fn yuyv_to_planes(yuyv: &[u8], w: usize, h: usize, half_height: bool, out: &
             *du = pair[(a[1] as u16 + b[1] as u16) as usize];
             *dv = pair[(a[3] as u16 + b[3] as u16) as usize];
         }
+    }
+}
+
+/// BT.601 limited-range luma (16–235) to full range (0–255), by table.
+fn luma_full_range() -> [u8; 256] {
+    std::array::from_fn(|v| {
+        ((v as f64 - 16.0) * 255.0 / 219.0)
+            .round()
+            .clamp(0.0, 255.0) as u8
+    })
+}
+
+/// A limited-range chroma sample (16–240) to full range.
+fn chroma_full_range(v: f64) -> u8 {
+    ((v - 128.0) * 255.0 / 224.0 + 128.0)
+        .round()
+        .clamp(0.0, 255.0) as u8
+}
+
+/// NV12 (Y plane, then interleaved U V at half width and height, BT.601
+/// limited range, as a camera gives it) to full-range planar I420, ready
+/// for an encode from YUV. `w` and `h` even; `nv12` at least `w * h * 3 / 2`
+/// bytes.
+pub fn nv12_to_i420(nv12: &[u8], w: usize, h: usize, out: &mut Vec<u8>) {
+    let luma = luma_full_range();
+    let chroma: [u8; 256] = std::array::from_fn(|v| chroma_full_range(v as f64));
+    let (cw, ch) = (w / 2, h / 2);
+    out.clear();
+    out.resize(w * h + 2 * cw * ch, 0);
+    let (y, planes) = out.split_at_mut(w * h);
+    let (u, v) = planes.split_at_mut(cw * ch);
+    for (d, s) in y.iter_mut().zip(&nv12[..w * h]) {
+        *d = luma[*s as usize];
+    }
+    for ((du, dv), s) in u
+        .iter_mut()
+        .zip(v.iter_mut())
+        .zip(nv12[w * h..w * h + 2 * cw * ch].chunks_exact(2))
+    {
+        *du = chroma[s[0] as usize];
+        *dv = chroma[s[1] as usize];
     }
 }
 
@@ -202,40 +287,56 @@ impl Encoder for TurboEncoder {
 
     /// YUYV to planar Y, U, V at the subsampling asked for (4:2:2 as it
     /// is, 4:2:0 averaging each pair of rows), then libjpeg-turbo's
-    /// encode-from-YUV: no colour conversion at all. 4:4:4, or an odd size,
-    /// goes through RGB.
-    fn encode_yuyv(
+    /// encode-from-YUV: no colour conversion at all. I420 goes in as it is
+    /// at 4:2:0. Anything else (4:4:4, an odd size) goes through RGB.
+    fn encode_yuv(
         &mut self,
-        yuyv: &[u8],
+        yuv: Yuv<'_>,
         width: u32,
         height: u32,
         out: &mut Vec<u8>,
     ) -> Result<bool> {
         let (w, h) = (width as usize, height as usize);
-        let subsamp = match self.subsampling {
-            Subsampling::S420 if w % 2 == 0 && h % 2 == 0 => turbojpeg::Subsamp::Sub2x2,
-            Subsampling::S422 if w % 2 == 0 => turbojpeg::Subsamp::Sub2x1,
+        let even = w % 2 == 0 && h % 2 == 0;
+        let (pixels, subsamp) = match (yuv, self.subsampling) {
+            (Yuv::Yuyv(yuyv), sub @ (Subsampling::S420 | Subsampling::S422)) => {
+                let subsamp = match sub {
+                    Subsampling::S420 if even => turbojpeg::Subsamp::Sub2x2,
+                    Subsampling::S422 if w % 2 == 0 => turbojpeg::Subsamp::Sub2x1,
+                    _ => return Ok(false),
+                };
+                if yuyv.len() < w * h * 2 {
+                    bail!(
+                        "frame of {} bytes is too short for {width}x{height} YUYV",
+                        yuyv.len()
+                    );
+                }
+                yuyv_to_planes(
+                    yuyv,
+                    w,
+                    h,
+                    subsamp == turbojpeg::Subsamp::Sub2x2,
+                    &mut self.planes,
+                );
+                (&self.planes[..], subsamp)
+            }
+            (Yuv::I420(planes), Subsampling::S420) if even => {
+                if planes.len() < w * h * 3 / 2 {
+                    bail!(
+                        "frame of {} bytes is too short for {width}x{height} I420",
+                        planes.len()
+                    );
+                }
+                (planes, turbojpeg::Subsamp::Sub2x2)
+            }
             _ => return Ok(false),
         };
-        if yuyv.len() < w * h * 2 {
-            bail!(
-                "frame of {} bytes is too short for {width}x{height} YUYV",
-                yuyv.len()
-            );
-        }
-        yuyv_to_planes(
-            yuyv,
-            w,
-            h,
-            subsamp == turbojpeg::Subsamp::Sub2x2,
-            &mut self.planes,
-        );
         let bound = self.compressor.buf_len(w, h)?;
         if out.len() < bound {
             out.resize(bound, 0);
         }
         let image = turbojpeg::YuvImage {
-            pixels: &self.planes[..],
+            pixels,
             width: w,
             align: 1,
             height: h,
@@ -244,7 +345,7 @@ impl Encoder for TurboEncoder {
         let n = self
             .compressor
             .compress_yuv_to_slice(image, &mut out[..])
-            .with_context(|| format!("JPEG encoding of a {width}x{height} YUYV frame failed"))?;
+            .with_context(|| format!("JPEG encoding of a {width}x{height} YUV frame failed"))?;
         out.truncate(n);
         Ok(true)
     }
@@ -388,28 +489,81 @@ pub(crate) mod tests {
             let mut enc = TurboEncoder::new(90, sub).unwrap();
             let mut direct = Vec::new();
             assert!(enc
-                .encode_yuyv(&yuyv, w as u32, h as u32, &mut direct)
+                .encode_yuv(Yuv::Yuyv(&yuyv), w as u32, h as u32, &mut direct)
                 .unwrap());
             let mut rgb = Vec::new();
             crate::client::source::camera::yuyv_to_rgb(&yuyv, w, h, &mut rgb);
             let mut detour = Vec::new();
             enc.encode(&rgb, w as u32, h as u32, &mut detour).unwrap();
-            let (a, b) = (decode_rgb(&direct).unwrap(), decode_rgb(&detour).unwrap());
-            assert_eq!(a.dimensions(), (w as u32, h as u32));
-            let diffs: Vec<u32> = a
-                .as_raw()
-                .iter()
-                .zip(b.as_raw())
-                .map(|(&p, &q)| (p as i32 - q as i32).unsigned_abs())
-                .collect();
-            let mean = diffs.iter().sum::<u32>() as f64 / diffs.len() as f64;
-            assert!(mean < 3.0, "{sub:?}: mean difference {mean}");
-            assert!(*diffs.iter().max().unwrap() < 48, "{sub:?}");
+            assert_eq!(
+                decode_rgb(&direct).unwrap().dimensions(),
+                (w as u32, h as u32)
+            );
+            let (mean, max) = difference(&direct, &detour);
+            assert!(mean < 3.0 && max < 48, "{sub:?}: mean {mean}, max {max}");
         }
         // 4:4:4 cannot come from 4:2:2 chroma: the caller goes through RGB.
         let mut enc = TurboEncoder::new(90, Subsampling::S444).unwrap();
         assert!(!enc
-            .encode_yuyv(&yuyv, w as u32, h as u32, &mut Vec::new())
+            .encode_yuv(Yuv::Yuyv(&yuyv), w as u32, h as u32, &mut Vec::new())
+            .unwrap());
+    }
+
+    /// Mean and largest difference per channel between two decoded JPEGs.
+    fn difference(a: &[u8], b: &[u8]) -> (f64, u32) {
+        let (a, b) = (decode_rgb(a).unwrap(), decode_rgb(b).unwrap());
+        assert_eq!(a.dimensions(), b.dimensions());
+        let diffs: Vec<u32> = a
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(&p, &q)| (p as i32 - q as i32).unsigned_abs())
+            .collect();
+        let mean = diffs.iter().sum::<u32>() as f64 / diffs.len() as f64;
+        (mean, *diffs.iter().max().unwrap())
+    }
+
+    #[cfg(feature = "turbojpeg")]
+    #[test]
+    fn nv12_and_i420_frames_encoded_from_yuv_match_the_rgb_path() {
+        let (w, h) = (96usize, 64usize);
+        // NV12 as a camera gives it: limited range, interleaved chroma.
+        let mut nv12 = vec![0u8; w * h * 3 / 2];
+        for y in 0..h {
+            for x in 0..w {
+                nv12[y * w + x] = (16 + (x * 219 / w + y) % 220) as u8;
+            }
+        }
+        // Smooth chroma, as a scene has: U across, V down.
+        for (i, c) in nv12[w * h..].chunks_exact_mut(2).enumerate() {
+            let (cx, cy) = (i % (w / 2), i / (w / 2));
+            c[0] = (60 + cx * 120 / (w / 2)) as u8;
+            c[1] = (60 + cy * 120 / (h / 2)) as u8;
+        }
+        let mut enc = TurboEncoder::new(90, Subsampling::S420).unwrap();
+        let mut planes = Vec::new();
+        nv12_to_i420(&nv12, w, h, &mut planes);
+        let mut direct = Vec::new();
+        assert!(enc
+            .encode_yuv(Yuv::I420(&planes), w as u32, h as u32, &mut direct)
+            .unwrap());
+        let mut rgb = Vec::new();
+        crate::client::source::camera::nv12_to_rgb(&nv12, w, h, &mut rgb);
+        let mut detour = Vec::new();
+        enc.encode(&rgb, w as u32, h as u32, &mut detour).unwrap();
+        let (mean, max) = difference(&direct, &detour);
+        assert!(mean < 3.0 && max < 48, "NV12: mean {mean}, max {max}");
+
+        // I420 converted to RGB here and encoded, against I420 encoded as it is.
+        Yuv::I420(&planes).to_rgb(w as u32, h as u32, &mut rgb);
+        enc.encode(&rgb, w as u32, h as u32, &mut detour).unwrap();
+        let (mean, max) = difference(&direct, &detour);
+        assert!(mean < 3.0 && max < 48, "I420: mean {mean}, max {max}");
+
+        // 4:4:4 and odd sizes cannot be encoded from 4:2:0 planes as they are.
+        let mut enc444 = TurboEncoder::new(90, Subsampling::S444).unwrap();
+        assert!(!enc444
+            .encode_yuv(Yuv::I420(&planes), w as u32, h as u32, &mut Vec::new())
             .unwrap());
     }
 

@@ -168,6 +168,7 @@ fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
 mod imp {
     use super::super::{Captured, Image, Source};
     use super::{no_camera_message, nv12_to_rgb, STALL_FAIL, STALL_WARN};
+    use crate::media::encode::Yuv;
     use crate::media::jpeg;
     use anyhow::{anyhow, bail, Context, Result};
     use crossbeam_channel::RecvTimeoutError;
@@ -192,8 +193,9 @@ mod imp {
         rgb: Vec<u8>,
         /// The current MJPEG frame, cut at its end and with Huffman tables.
         jpeg: Vec<u8>,
-        /// The current YUYV frame, as the camera gave it.
-        yuyv: Vec<u8>,
+        /// The current YUV frame: YUYV as the camera gave it, or NV12 made
+        /// planar (I420, full range).
+        yuv: Vec<u8>,
     }
 
     /// The cameras the system lists (empty when it lists none or cannot).
@@ -362,7 +364,7 @@ mod imp {
             frames,
             rgb: Vec::new(),
             jpeg: Vec::new(),
-            yuyv: Vec::new(),
+            yuv: Vec::new(),
         }))
     }
 
@@ -414,7 +416,16 @@ mod imp {
                             raw.data.len()
                         );
                     }
-                    self.yuyv = raw.data;
+                    self.yuv = raw.data;
+                }
+                FrameFormat::NV12 if w % 2 == 0 && h % 2 == 0 => {
+                    if raw.data.len() < w * h * 3 / 2 {
+                        bail!(
+                            "camera frame is {} bytes, too short for {w}x{h} NV12",
+                            raw.data.len()
+                        );
+                    }
+                    crate::media::encode::nv12_to_i420(&raw.data, w, h, &mut self.yuv);
                 }
                 FrameFormat::NV12 => nv12_to_rgb(&raw.data, w, h, &mut self.rgb),
                 FrameFormat::GRAY => {
@@ -444,8 +455,14 @@ mod imp {
                     height: h as u32,
                 }
             } else if raw.format == FrameFormat::YUYV {
-                Image::Yuyv {
-                    data: &self.yuyv[..w * h * 2],
+                Image::Yuv {
+                    data: Yuv::Yuyv(&self.yuv[..w * h * 2]),
+                    width: w as u32,
+                    height: h as u32,
+                }
+            } else if raw.format == FrameFormat::NV12 && w % 2 == 0 && h % 2 == 0 {
+                Image::Yuv {
+                    data: Yuv::I420(&self.yuv[..w * h * 3 / 2]),
                     width: w as u32,
                     height: h as u32,
                 }

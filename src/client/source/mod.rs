@@ -26,10 +26,10 @@ pub enum Image<'a> {
         width: u32,
         height: u32,
     },
-    /// Packed YUYV (4:2:2), `width * height * 2` bytes, as a camera gives
-    /// it: encoded from its luma and chroma where the encoder can.
-    Yuyv {
-        data: &'a [u8],
+    /// Raw YUV (a camera's YUYV or NV12, the test pattern's I420): encoded
+    /// from its luma and chroma where the encoder can, else through RGB.
+    Yuv {
+        data: crate::media::encode::Yuv<'a>,
         width: u32,
         height: u32,
     },
@@ -40,7 +40,7 @@ impl Image<'_> {
         match self {
             Image::Rgb { width, height, .. }
             | Image::Jpeg { width, height, .. }
-            | Image::Yuyv { width, height, .. } => (*width, *height),
+            | Image::Yuv { width, height, .. } => (*width, *height),
         }
     }
 }
