@@ -72,6 +72,18 @@ impl<T> LatestSender<T> {
         }
     }
 
+    /// Puts `value` in the slot once it is empty (the receiver took the
+    /// last one), waiting at most `timeout`: for a producer that should
+    /// wait for its consumer rather than replace. Gives `value` back when
+    /// the slot was still full at the timeout.
+    pub fn send_when_empty(&self, value: T, timeout: std::time::Duration) -> Result<(), T> {
+        // Our own `drain` receiver keeps the channel connected: the only
+        // failure is the timeout.
+        self.tx
+            .send_timeout(value, timeout)
+            .map_err(|e| e.into_inner())
+    }
+
     /// How many values were replaced before anyone received them.
     pub fn superseded(&self) -> u64 {
         self.superseded.load(Ordering::Relaxed)
@@ -123,6 +135,22 @@ mod tests {
             .recv_timeout(Duration::from_secs(1))
             .unwrap_err()
             .is_disconnected());
+    }
+
+    #[test]
+    fn a_waiting_send_waits_for_the_reader_and_replaces_nothing() {
+        let (tx, rx) = channel();
+        assert_eq!(tx.send_when_empty(1, Duration::from_millis(1)), Ok(()));
+        assert_eq!(tx.send_when_empty(2, Duration::from_millis(10)), Err(2));
+        let reader = std::thread::spawn(move || {
+            let a = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            let b = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            (a, b)
+        });
+        // Unblocked by the reader taking 1.
+        assert_eq!(tx.send_when_empty(2, Duration::from_secs(5)), Ok(()));
+        assert_eq!(reader.join().unwrap(), (1, 2));
+        assert_eq!(tx.superseded(), 0);
     }
 
     #[test]

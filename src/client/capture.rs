@@ -39,6 +39,10 @@ pub struct EncodedFrame {
 /// Publishes encoded frames in increasing id order, dropping late ones.
 struct Publisher {
     slot: Mutex<(LatestSender<EncodedFrame>, Option<u64>)>,
+    /// Wait for the sender to take a frame instead of replacing it (an
+    /// on-demand source; see [`Source::on_demand`]). The wait ends on
+    /// `shutdown` or when nobody reads.
+    wait_for_sender: Option<Shutdown>,
     /// Frames that never reach the sender: replaced or finished too late.
     superseded: Arc<AtomicU64>,
     /// Frames handed to encoder threads, by id, in capture order: None while
@@ -79,7 +83,17 @@ impl Publisher {
             return;
         }
         *last = Some(frame.id);
-        slot.send(frame);
+        let Some(shutdown) = &self.wait_for_sender else {
+            slot.send(frame);
+            return;
+        };
+        let mut frame = frame;
+        while let Err(back) = slot.send_when_empty(frame, TICK) {
+            if shutdown.is_triggered() || slot.is_orphaned() {
+                return;
+            }
+            frame = back;
+        }
     }
 
     fn is_orphaned(&self) -> bool {
@@ -135,10 +149,21 @@ impl Tuned {
     }
 }
 
+/// How a raw frame's pixels are laid out.
+#[derive(Clone, Copy)]
+enum Layout {
+    Rgb,
+    Yuyv,
+    I420,
+}
+
 /// A raw frame on its way to an encoder thread.
 struct RawFrame {
     id: u64,
-    rgb: Vec<u8>,
+    /// The pixels, copied as the source gave them (no conversion here: the
+    /// encoder thread converts if its encoder needs to).
+    pixels: Vec<u8>,
+    layout: Layout,
     width: u32,
     height: u32,
     at: Instant,
@@ -329,6 +354,7 @@ pub fn run(
     let superseded = slot.superseded_counter();
     let publisher = Arc::new(Publisher {
         slot: Mutex::new((slot, None)),
+        wait_for_sender: source.on_demand().then(|| shutdown.clone()),
         superseded: superseded.clone(),
         order: Mutex::default(),
     });
@@ -416,10 +442,13 @@ pub fn run(
                         }
                         Err(_) => return,
                     };
-                    match encoder
-                        .rgb(&raw.rgb, raw.width, raw.height, raw.quality, &mut buf)
-                        .and_then(|_| dims(raw.width, raw.height))
-                    {
+                    let (w, h, q) = (raw.width, raw.height, raw.quality);
+                    let encoded = match raw.layout {
+                        Layout::Rgb => encoder.rgb(&raw.pixels, w, h, q, &mut buf),
+                        Layout::Yuyv => encoder.yuv(Yuv::Yuyv(&raw.pixels), w, h, q, &mut buf),
+                        Layout::I420 => encoder.yuv(Yuv::I420(&raw.pixels), w, h, q, &mut buf),
+                    };
+                    match encoded.and_then(|_| dims(w, h)) {
                         Ok((width, height)) => publisher.finish(
                             raw.id,
                             Some(EncodedFrame {
@@ -436,12 +465,12 @@ pub fn run(
                             publisher.finish(raw.id, None);
                         }
                     }
-                    let _ = pool.try_send(raw.rgb);
+                    let _ = pool.try_send(raw.pixels);
                 }
             })?;
     }
     while !shutdown.is_triggered() && !publisher.is_orphaned() {
-        let mut rgb = match pool_rx.recv_timeout(TICK) {
+        let buffer = match pool_rx.recv_timeout(TICK) {
             Ok(buf) => buf,
             Err(_) => continue,
         };
@@ -449,7 +478,7 @@ pub fn run(
         let at = captured.at;
         match shaper.shape(captured.image, at)? {
             (_, Shaped::Skip) => {
-                let _ = pool_tx.try_send(rgb);
+                let _ = pool_tx.try_send(buffer);
                 continue;
             }
             (level, Shaped::Jpeg(data, width, height)) => {
@@ -467,38 +496,41 @@ pub fn run(
                         level,
                     }),
                 );
-                let _ = pool_tx.try_send(rgb);
+                let _ = pool_tx.try_send(buffer);
             }
             (level, shaped @ (Shaped::Rgb { .. } | Shaped::Yuv { .. })) => {
-                // The encoder threads take RGB: a YUV frame is converted here.
-                let (width, height, quality) = match shaped {
+                // Copied as it is: an encoder thread converts if it must.
+                let (data, layout, width, height, quality) = match shaped {
                     Shaped::Rgb {
                         data,
                         width,
                         height,
                         quality,
-                    } => {
-                        rgb.clear();
-                        rgb.extend_from_slice(data);
-                        (width, height, quality)
-                    }
+                    } => (data, Layout::Rgb, width, height, quality),
                     Shaped::Yuv {
-                        data,
+                        data: Yuv::Yuyv(data),
                         width,
                         height,
                         quality,
-                    } => {
-                        data.to_rgb(width, height, &mut rgb);
-                        (width, height, quality)
-                    }
+                    } => (data, Layout::Yuyv, width, height, quality),
+                    Shaped::Yuv {
+                        data: Yuv::I420(data),
+                        width,
+                        height,
+                        quality,
+                    } => (data, Layout::I420, width, height, quality),
                     Shaped::Skip | Shaped::Jpeg(..) => unreachable!("matched above"),
                 };
+                let mut pixels = buffer;
+                pixels.clear();
+                pixels.extend_from_slice(data);
                 publisher.expect(id);
                 // Never full: there are only as many buffers as it holds.
                 if raw_tx
                     .try_send(RawFrame {
                         id,
-                        rgb,
+                        pixels,
+                        layout,
                         width,
                         height,
                         at,

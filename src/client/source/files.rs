@@ -101,6 +101,10 @@ impl Folder {
 }
 
 impl Source for Folder {
+    fn on_demand(&self) -> bool {
+        self.fps <= 0.0
+    }
+
     fn describe(&self) -> String {
         format!(
             "{} image files in {} @ {} fps",

@@ -62,6 +62,14 @@ pub trait Source: Send {
     /// stalled camera blocks here and the client's watchdog reports it), or
     /// the next frame time at the configured rate (test pattern, folder).
     fn next_frame(&mut self) -> Result<Captured<'_>>;
+
+    /// True for a source that makes a frame when asked, not when the world
+    /// moves (the test pattern or files at `--fps 0`): waiting for the
+    /// sender loses no newer moment, so its frames wait for the sender
+    /// instead of replacing each other (nothing is encoded for nothing).
+    fn on_demand(&self) -> bool {
+        false
+    }
 }
 
 /// Which source to open, as `--source` names it.

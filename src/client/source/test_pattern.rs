@@ -174,6 +174,10 @@ fn clock_now() -> String {
 }
 
 impl Source for TestPattern {
+    fn on_demand(&self) -> bool {
+        self.fps <= 0.0
+    }
+
     fn describe(&self) -> String {
         format!(
             "test pattern {}x{} @ {} fps",
