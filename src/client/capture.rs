@@ -592,6 +592,51 @@ mod tests {
     }
 
     fn collect_from(n: usize, source: Box<dyn Source>) -> (Vec<EncodedFrame>, u64) {
+        collect_slowly(n, source, Duration::ZERO)
+    }
+
+    /// A camera: frames come at its own pace, whether taken or not.
+    struct Camera(TestPattern);
+
+    impl Source for Camera {
+        fn describe(&self) -> String {
+            "camera".into()
+        }
+        fn next_frame(&mut self) -> Result<crate::client::source::Captured<'_>> {
+            self.0.next_frame()
+        }
+    }
+
+    #[test]
+    fn an_on_demand_source_waits_for_a_slow_sender_and_wastes_nothing() {
+        // The test pattern at --fps 0 with a sender slower than three
+        // encoders: every frame encoded is sent.
+        let (got, superseded) = collect_slowly(
+            3,
+            Box::new(TestPattern::new(160, 120, 0.0)),
+            Duration::from_millis(3),
+        );
+        assert_eq!(superseded, 0);
+        assert!(
+            got.windows(2).all(|w| w[1].id == w[0].id + 1),
+            "none left out"
+        );
+        // A camera does not wait for anyone: its frames replace each other.
+        let (got, superseded) = collect_slowly(
+            3,
+            Box::new(Camera(TestPattern::new(160, 120, 0.0))),
+            Duration::from_millis(3),
+        );
+        assert!(superseded > 0, "latest-only for a camera");
+        assert!(got.windows(2).all(|w| w[0].id < w[1].id));
+    }
+
+    /// Runs the stage with `n` encoders; the sender takes a frame every `pause`.
+    fn collect_slowly(
+        n: usize,
+        source: Box<dyn Source>,
+        pause: Duration,
+    ) -> (Vec<EncodedFrame>, u64) {
         let (slot, rx) = latest::channel();
         let superseded = slot.superseded_counter();
         let shutdown = Shutdown::new();
@@ -614,6 +659,8 @@ mod tests {
                 rx.recv_timeout(Duration::from_secs(20))
                     .expect("frames keep coming"),
             );
+            // A slow sender (a load, not a synchronization).
+            std::thread::sleep(pause);
         }
         shutdown.trigger();
         stage.join().unwrap().unwrap();
@@ -626,6 +673,7 @@ mod tests {
         let p = Publisher {
             superseded: slot.superseded_counter(),
             slot: Mutex::new((slot, None)),
+            wait_for_sender: None,
             order: Mutex::default(),
         };
         let frame = |id| EncodedFrame {
