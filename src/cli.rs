@@ -373,8 +373,9 @@ pub struct ClientOpts {
 
     /// Where frames come from: `camera`, `test-pattern` (synthetic, needs nothing), `-` (an
     /// MJPEG stream on standard input, e.g. from `rpicam-vid --codec mjpeg -o -` or ffmpeg),
-    /// an `http://` MJPEG stream (IP camera, ESP32-CAM, mjpg-streamer), a JPEG or PNG file
-    /// (sent again and again), or a folder of them (sent in name order, looped).
+    /// an `http://` MJPEG stream (IP camera, ESP32-CAM, mjpg-streamer), an `rtsp://` camera
+    /// or `ffmpeg:ARGS` (any input ffmpeg reads, e.g. 'ffmpeg:-i video.mp4'; needs ffmpeg), a
+    /// JPEG or PNG file (sent again and again), or a folder of them (name order, looped).
     #[arg(long, default_value = "camera")]
     pub source: SourceKind,
 
@@ -525,7 +526,7 @@ impl ClientOpts {
                 not("camera", "the source is the test pattern");
                 not("camera_format", "the source is the test pattern");
             }
-            SourceKind::Stdin | SourceKind::Http(_) => {
+            SourceKind::Stdin | SourceKind::Http(_) | SourceKind::Ffmpeg(_) => {
                 let why = "the stream's JPEG frames are sent as they are";
                 not("width", why);
                 not("height", why);

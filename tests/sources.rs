@@ -105,6 +105,126 @@ fn ffmpeg_piping_mjpeg_into_the_client_streams() {
     server.stop();
 }
 
+#[test]
+fn an_ffmpeg_input_streams_through_the_client_and_its_end_ends_the_run() {
+    let server = TestServer::start(server_config());
+    let (mut client, _out, err) = support::spawn_program(
+        env!("CARGO_BIN_EXE_framelink-client"),
+        &[
+            "--source",
+            "ffmpeg:-re -f lavfi -i testsrc=size=320x240:rate=30 -t 2",
+            "--stats-interval",
+            "0",
+            "--name",
+            "lavfi",
+            &server.addr.to_string(),
+        ],
+        None,
+        &[],
+    );
+    let frames = server.wait_frames(Some("lavfi"), 10);
+    assert!(frames.iter().all(|f| (f.width, f.height) == (320, 240)));
+    let status = support::wait_exit(&mut client, "the client");
+    let err = err.wait_end(WAIT);
+    assert!(status.success(), "{err}");
+    assert!(err.contains("ended after"), "{err}");
+    server.stop();
+}
+
+/// The children of `pid`, from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()?
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Whether `pid` is gone (or a zombie nobody has reaped yet).
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}
+
+#[test]
+fn the_ffmpeg_child_dies_with_a_killed_client() {
+    // ffmpeg waits on a FIFO nobody writes: it never writes a byte, so no
+    // broken pipe would end it (a stalled camera looks the same). Only the
+    // kernel's parent-death signal can.
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("silent");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let source = format!(
+        "ffmpeg:-f rawvideo -pix_fmt gray -video_size 16x16 -i '{}'",
+        fifo.display()
+    );
+    let (mut client, _out, _err) = support::spawn_program(
+        env!("CARGO_BIN_EXE_framelink-client"),
+        &["--source", &source, "--stats-interval", "0", "127.0.0.1:9"],
+        None,
+        &[],
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    // The ffmpeg reading the FIFO (not the `ffmpeg -version` probe before it).
+    let reading = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.contains("rawvideo"))
+    };
+    let ffmpeg = loop {
+        if let Some(&one) = children(client.id()).iter().find(|p| reading(p)) {
+            break one;
+        }
+        assert!(std::time::Instant::now() < deadline, "no ffmpeg child");
+        std::thread::park_timeout(std::time::Duration::from_millis(20));
+    };
+    client.kill().unwrap(); // SIGKILL: no chance to clean up
+    client.wait().unwrap();
+    while !gone(ffmpeg) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ffmpeg outlived the client"
+        );
+        std::thread::park_timeout(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_rtsp_camera_is_read_through_ffmpeg_over_tcp() {
+    let kind: SourceKind = "rtsp://10.0.0.9:554/stream1".parse().unwrap();
+    let SourceKind::Ffmpeg(input) = &kind else {
+        panic!("{kind:?}")
+    };
+    assert_eq!(
+        input.args,
+        "-rtsp_transport tcp -i 'rtsp://10.0.0.9:554/stream1'"
+    );
+    assert!(input.live, "a camera that drops the stream is opened again");
+    assert_eq!(kind.to_string(), "rtsp://10.0.0.9:554/stream1");
+    let kind: SourceKind = "ffmpeg:-i clip.mp4".parse().unwrap();
+    assert!(matches!(&kind, SourceKind::Ffmpeg(i) if i.args == "-i clip.mp4" && !i.live));
+}
+
 /// Kills the child when dropped.
 struct Killed(std::process::Child);
 impl Drop for Killed {

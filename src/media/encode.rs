@@ -510,6 +510,7 @@ pub(crate) mod tests {
     }
 
     /// Mean and largest difference per channel between two decoded JPEGs.
+    #[cfg(feature = "turbojpeg")]
     fn difference(a: &[u8], b: &[u8]) -> (f64, u32) {
         let (a, b) = (decode_rgb(a).unwrap(), decode_rgb(b).unwrap());
         assert_eq!(a.dimensions(), b.dimensions());

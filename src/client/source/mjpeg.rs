@@ -98,6 +98,8 @@ pub struct StreamSource {
     input: Box<dyn Read + Send>,
     cutter: Cutter,
     frame: Vec<u8>,
+    /// When `frame`'s last byte was read.
+    at: Instant,
     /// Where reads land, reused.
     chunk: Vec<u8>,
     frames: u64,
@@ -116,6 +118,7 @@ impl StreamSource {
             input,
             cutter: Cutter::default(),
             frame: Vec::new(),
+            at: Instant::now(),
             chunk: vec![0u8; CHUNK],
             frames: 0,
         }
@@ -124,6 +127,11 @@ impl StreamSource {
     /// Standard input (`--source -`).
     pub fn stdin() -> Self {
         Self::new("standard input", Box::new(std::io::stdin()))
+    }
+
+    /// The frame the last [`next_frame`](Source::next_frame) returned, again.
+    pub fn last_frame(&self) -> Result<Captured<'_>> {
+        whole_frame(&self.frame, self.at)
     }
 }
 
@@ -151,12 +159,13 @@ impl Source for StreamSource {
             self.cutter.push(&self.chunk[..n]);
         }
         self.frames += 1;
-        whole_frame(&self.frame)
+        self.at = Instant::now();
+        whole_frame(&self.frame, self.at)
     }
 }
 
 /// The frame as the capture stage takes it, with its size from its header.
-fn whole_frame(frame: &[u8]) -> Result<Captured<'_>> {
+fn whole_frame(frame: &[u8], at: Instant) -> Result<Captured<'_>> {
     let Some((w, h)) = jpeg::dimensions(frame) else {
         bail!("a frame with no readable size (not exactly one frame header)");
     };
@@ -166,7 +175,7 @@ fn whole_frame(frame: &[u8]) -> Result<Captured<'_>> {
             width: w as u32,
             height: h as u32,
         },
-        at: Instant::now(),
+        at,
     })
 }
 
@@ -271,7 +280,7 @@ impl Source for HttpSource {
                 Err(e) => self.trouble(format!("cannot read it: {e}")),
             }
         }
-        whole_frame(&self.frame)
+        whole_frame(&self.frame, Instant::now())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Where frames come from: a camera, the synthetic test pattern, a folder of
-//! JPEG or PNG files (or one file), an MJPEG stream on standard input, or
-//! MJPEG over HTTP. The [`Source`] trait makes them interchangeable, so tests
+//! JPEG or PNG files (or one file), an MJPEG stream on standard input,
+//! MJPEG over HTTP, or anything an installed ffmpeg reads (RTSP cameras).
+//! The [`Source`] trait makes them interchangeable, so tests
 //! and benchmarks run the same client with a deterministic source.
 
 use anyhow::Result;
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub mod camera;
+pub mod ffmpeg;
 pub mod files;
 pub mod mjpeg;
 pub mod test_pattern;
@@ -83,6 +85,8 @@ pub enum SourceKind {
     Stdin,
     /// MJPEG over HTTP.
     Http(String),
+    /// Through an installed ffmpeg: `rtsp://…` or `ffmpeg:ARGS`.
+    Ffmpeg(ffmpeg::Input),
 }
 
 impl std::str::FromStr for SourceKind {
@@ -94,6 +98,12 @@ impl std::str::FromStr for SourceKind {
             "-" | "stdin" => SourceKind::Stdin,
             url if url.starts_with("http://") || url.starts_with("https://") => {
                 SourceKind::Http(url.to_string())
+            }
+            url if url.starts_with("rtsp://") || url.starts_with("rtsps://") => {
+                SourceKind::Ffmpeg(ffmpeg::Input::rtsp(url))
+            }
+            args if args.starts_with("ffmpeg:") => {
+                SourceKind::Ffmpeg(ffmpeg::Input::args(&args["ffmpeg:".len()..]))
             }
             path => SourceKind::Folder(PathBuf::from(path)),
         })
@@ -108,6 +118,7 @@ impl std::fmt::Display for SourceKind {
             SourceKind::Folder(p) => write!(f, "{}", p.display()),
             SourceKind::Stdin => f.write_str("-"),
             SourceKind::Http(url) => f.write_str(url),
+            SourceKind::Ffmpeg(input) => f.write_str(&input.name),
         }
     }
 }
@@ -159,6 +170,7 @@ pub fn open(cfg: &SourceConfig) -> Result<Box<dyn Source>> {
         SourceKind::Folder(dir) => Box::new(files::Folder::open(dir, cfg.fps)?),
         SourceKind::Stdin => Box::new(mjpeg::StreamSource::stdin()),
         SourceKind::Http(url) => Box::new(mjpeg::HttpSource::open(url)?),
+        SourceKind::Ffmpeg(input) => Box::new(ffmpeg::FfmpegSource::open(input.clone())?),
     })
 }
 
