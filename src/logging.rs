@@ -1,12 +1,14 @@
-//! Log set-up for both programs: `tracing` to stderr, filtered by `RUST_LOG`
-//! (default `info`). Status lines and summaries go to stdout instead: they
+//! Log set-up for the programs: `tracing` to stderr, filtered by `RUST_LOG`
+//! (default `info`, with the NATS client's own chatter at `warn`: the pool
+//! logs its connection changes itself). Status lines and summaries go to stdout instead: they
 //! are the programs' output, not logs.
 
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. Safe to call more than once.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -274,16 +274,26 @@ fn work(
         let msg = match asked {
             Ok(m) => m,
             Err(e) => {
-                let problem = match e.kind() {
+                // No responders is the normal idle state (servers take work
+                // only while they have cameras); anything else is trouble.
+                let (problem, idle) = match e.kind() {
                     RequestErrorKind::TimedOut => continue,
-                    RequestErrorKind::NoResponders => {
-                        "no framelink-server is taking work on NATS".to_string()
-                    }
-                    _ => format!("cannot ask NATS at {} for work: {e}", config.nats.url),
+                    RequestErrorKind::NoResponders => (
+                        "no framelink-server with a camera is taking work on NATS (none is running, or none has a client)".to_string(),
+                        true,
+                    ),
+                    _ => (
+                        format!("cannot ask NATS at {} for work: {e}", config.nats.url),
+                        false,
+                    ),
                 };
                 counts.no_server.fetch_add(1, Ordering::Relaxed);
                 if last_problem.as_deref() != Some(problem.as_str()) {
-                    warn!("{problem}; asking again");
+                    if idle {
+                        info!("{problem}; asking again");
+                    } else {
+                        warn!("{problem}; asking again");
+                    }
                     last_problem = Some(problem);
                 }
                 shutdown.wait_timeout(NO_SERVER_RETRY);
