@@ -116,6 +116,12 @@ pub fn i420_to_rgb(planes: &[u8], w: usize, h: usize, out: &mut Vec<u8>) {
 /// YCbCr is full range (0–255), so each sample is stretched on the way (a
 /// table lookup: still no colour conversion).
 pub fn yuyv_to_planes(yuyv: &[u8], w: usize, h: usize, half_height: bool, out: &mut Vec<u8>) {
+    split_yuyv(yuyv, w, h, half_height, out, true)
+}
+
+/// [`yuyv_to_planes`], with SSE2 for the bulk of each plane when `simd`
+/// (on x86_64; the same values as the tables, to the level).
+fn split_yuyv(yuyv: &[u8], w: usize, h: usize, half_height: bool, out: &mut Vec<u8>, simd: bool) {
     let luma = luma_full_range();
     // Indexed by the sum of two samples (0..=510).
     let pair: Vec<u8> = (0..=510u16)
@@ -128,7 +134,11 @@ pub fn yuyv_to_planes(yuyv: &[u8], w: usize, h: usize, half_height: bool, out: &
     let (y, chroma) = out.split_at_mut(w * h);
     let (u, v) = chroma.split_at_mut(cw * ch);
     let yuyv = &yuyv[..w * h * 2];
-    for (dst, src) in y.chunks_exact_mut(2).zip(yuyv.chunks_exact(4)) {
+    let done = if simd { simd::luma(yuyv, y) } else { 0 };
+    for (dst, src) in y[done..]
+        .chunks_exact_mut(2)
+        .zip(yuyv[done * 2..].chunks_exact(4))
+    {
         dst[0] = luma[src[0] as usize];
         dst[1] = luma[src[2] as usize];
     }
@@ -143,15 +153,100 @@ pub fn yuyv_to_planes(yuyv: &[u8], w: usize, h: usize, half_height: bool, out: &
         } else {
             (rows, rows)
         };
-        for (((du, dv), a), b) in urow
+        let done = if simd {
+            simd::chroma(first, second, urow, vrow)
+        } else {
+            0
+        };
+        for (((du, dv), a), b) in urow[done..]
             .iter_mut()
-            .zip(vrow.iter_mut())
-            .zip(first.chunks_exact(4))
-            .zip(second.chunks_exact(4))
+            .zip(vrow[done..].iter_mut())
+            .zip(first[done * 4..].chunks_exact(4))
+            .zip(second[done * 4..].chunks_exact(4))
         {
             *du = pair[(a[1] as u16 + b[1] as u16) as usize];
             *dv = pair[(a[3] as u16 + b[3] as u16) as usize];
         }
+    }
+}
+
+/// The YUYV split's bulk in SSE2 (part of every x86_64 CPU): the same
+/// arithmetic as the range tables, 16 luma or 8 chroma pairs at a time.
+/// Each returns how many samples it did; the caller does the rest.
+mod simd {
+    #[cfg(target_arch = "x86_64")]
+    pub fn luma(yuyv: &[u8], y: &mut [u8]) -> usize {
+        use std::arch::x86_64::*;
+        let n = (y.len() / 16).min(yuyv.len() / 32);
+        // SAFETY: SSE2 is baseline on x86_64; every load reads 16 bytes
+        // inside `yuyv[32 i..32 i + 32]` and every store writes
+        // `y[16 i..16 i + 16]`, both in bounds for i < n.
+        unsafe {
+            let low = _mm_set1_epi16(0x00FF);
+            let sixteen = _mm_set1_epi16(16);
+            // (y - 16) · 128 · 19077 / 2^16 / 2^5 = (y - 16) · 255 / 219, rounded.
+            let k = _mm_set1_epi16(19077);
+            for i in 0..n {
+                let src = yuyv.as_ptr().add(32 * i);
+                let a = _mm_loadu_si128(src as *const __m128i);
+                let b = _mm_loadu_si128(src.add(16) as *const __m128i);
+                let stretch = |x: __m128i| {
+                    let t = _mm_slli_epi16(_mm_sub_epi16(_mm_and_si128(x, low), sixteen), 7);
+                    _mm_srai_epi16(_mm_add_epi16(_mm_mulhi_epi16(t, k), sixteen), 5)
+                };
+                let out = _mm_packus_epi16(stretch(a), stretch(b));
+                _mm_storeu_si128(y.as_mut_ptr().add(16 * i) as *mut __m128i, out);
+            }
+        }
+        n * 16
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub fn chroma(first: &[u8], second: &[u8], u: &mut [u8], v: &mut [u8]) -> usize {
+        use std::arch::x86_64::*;
+        let n = (u.len() / 8).min(first.len() / 32).min(second.len() / 32);
+        // SAFETY: SSE2 is baseline on x86_64; loads read 16 bytes inside
+        // `first`/`second[32 i..32 i + 32]` and stores write 8 bytes at
+        // `u`/`v[8 i..8 i + 8]`, all in bounds for i < n.
+        unsafe {
+            let k256 = _mm_set1_epi16(256);
+            let k128 = _mm_set1_epi16(128);
+            let sixteen = _mm_set1_epi16(16);
+            // (s - 256) · 64 · 18651 / 2^16 / 2^5 = (s/2 - 128) · 255 / 224, rounded.
+            let k = _mm_set1_epi16(18651);
+            let low = _mm_set1_epi16(0x00FF);
+            let zero = _mm_setzero_si128();
+            for i in 0..n {
+                let load = |p: &[u8], at: usize| {
+                    _mm_srli_epi16(_mm_loadu_si128(p.as_ptr().add(at) as *const __m128i), 8)
+                };
+                // U V U V … of two rows, summed: 0..=510 in 16-bit lanes.
+                let s0 = _mm_add_epi16(load(first, 32 * i), load(second, 32 * i));
+                let s1 = _mm_add_epi16(load(first, 32 * i + 16), load(second, 32 * i + 16));
+                let stretch = |s: __m128i| {
+                    let t = _mm_slli_epi16(_mm_sub_epi16(s, k256), 6);
+                    let r = _mm_srai_epi16(_mm_add_epi16(_mm_mulhi_epi16(t, k), sixteen), 5);
+                    _mm_add_epi16(r, k128)
+                };
+                // U0 V0 U1 V1 … U7 V7, then U and V apart (8 bytes each).
+                let uv = _mm_packus_epi16(stretch(s0), stretch(s1));
+                let us = _mm_packus_epi16(_mm_and_si128(uv, low), zero);
+                let vs = _mm_packus_epi16(_mm_srli_epi16(uv, 8), zero);
+                _mm_storel_epi64(u.as_mut_ptr().add(8 * i) as *mut __m128i, us);
+                _mm_storel_epi64(v.as_mut_ptr().add(8 * i) as *mut __m128i, vs);
+            }
+        }
+        n * 8
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn luma(_: &[u8], _: &mut [u8]) -> usize {
+        0
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn chroma(_: &[u8], _: &[u8], _: &mut [u8], _: &mut [u8]) -> usize {
+        0
     }
 }
 
@@ -235,6 +330,10 @@ pub struct TurboEncoder {
     subsampling: Subsampling,
     /// Planar Y, U, V made from a YUYV frame, reused.
     planes: Vec<u8>,
+    /// libjpeg-turbo's worst case for the frame size, written into and
+    /// reused: the JPEG is copied out of it (zeroing a worst-case buffer
+    /// per frame cost more than the copy).
+    scratch: Vec<u8>,
 }
 
 #[cfg(feature = "turbojpeg")]
@@ -251,6 +350,7 @@ impl TurboEncoder {
             compressor,
             subsampling,
             planes: Vec::new(),
+            scratch: Vec::new(),
         })
     }
 }
@@ -267,8 +367,8 @@ impl Encoder for TurboEncoder {
         }
         // Encode into the reused buffer, grown once to libjpeg-turbo's worst case.
         let bound = self.compressor.buf_len(w, h)?;
-        if out.len() < bound {
-            out.resize(bound, 0);
+        if self.scratch.len() < bound {
+            self.scratch.resize(bound, 0);
         }
         let image = turbojpeg::Image {
             pixels: rgb,
@@ -279,9 +379,10 @@ impl Encoder for TurboEncoder {
         };
         let n = self
             .compressor
-            .compress_to_slice(image, &mut out[..])
+            .compress_to_slice(image, &mut self.scratch[..])
             .with_context(|| format!("JPEG encoding of a {width}x{height} frame failed"))?;
-        out.truncate(n);
+        out.clear();
+        out.extend_from_slice(&self.scratch[..n]);
         Ok(())
     }
 
@@ -332,8 +433,8 @@ impl Encoder for TurboEncoder {
             _ => return Ok(false),
         };
         let bound = self.compressor.buf_len(w, h)?;
-        if out.len() < bound {
-            out.resize(bound, 0);
+        if self.scratch.len() < bound {
+            self.scratch.resize(bound, 0);
         }
         let image = turbojpeg::YuvImage {
             pixels,
@@ -344,9 +445,10 @@ impl Encoder for TurboEncoder {
         };
         let n = self
             .compressor
-            .compress_yuv_to_slice(image, &mut out[..])
+            .compress_yuv_to_slice(image, &mut self.scratch[..])
             .with_context(|| format!("JPEG encoding of a {width}x{height} YUV frame failed"))?;
-        out.truncate(n);
+        out.clear();
+        out.extend_from_slice(&self.scratch[..n]);
         Ok(true)
     }
 
@@ -458,6 +560,19 @@ pub(crate) mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn the_simd_split_gives_the_tables_values_at_any_width() {
+        for (w, h) in [(1920usize, 4usize), (100, 6), (34, 2), (2, 2)] {
+            let yuyv: Vec<u8> = (0..w * h * 2).map(|i| (i * 7919 % 256) as u8).collect();
+            for half in [true, false] {
+                let (mut fast, mut plain) = (Vec::new(), Vec::new());
+                split_yuyv(&yuyv, w, h, half, &mut fast, true);
+                split_yuyv(&yuyv, w, h, half, &mut plain, false);
+                assert_eq!(fast, plain, "{w}x{h}, 4:2:0 {half}");
+            }
+        }
     }
 
     #[test]
