@@ -496,3 +496,56 @@ fn a_stopping_worker_finishes_the_frame_in_hand_and_answers_it() {
     );
     assert!(with_status(&lines, "failed").is_empty(), "{lines:?}");
 }
+
+#[test]
+#[ignore = "needs nats-server: scripts/test.sh installs it"]
+fn the_pool_works_through_a_tls_broker_and_an_untrusted_one_is_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let nats = NatsServer::start_tls(tmp.path(), &cert, &key);
+    let url = format!("tls://localhost:{}", nats.port);
+    let mut nc = framelink::nats::NatsConfig::new(url.clone());
+    nc.tls_ca = Some(cert.clone());
+    let server = TestServer::start(ServerConfig {
+        pool: Some(PoolConfig {
+            nats: nc.clone(),
+            server_id: "s1".into(),
+            timeout: Duration::from_secs(5),
+        }),
+        ..server_config()
+    });
+    let mut wc = WorkerConfig::new(url.clone(), ProcessorConfig::default());
+    wc.nats = nc;
+    let shutdown = Shutdown::new();
+    let sd = shutdown.clone();
+    let worker = std::thread::spawn(move || worker::run(wc, sd));
+    let jsonl = tmp.path().join("r.jsonl");
+    let c = client(&server, "cam", 30.0, &jsonl);
+    wait_results(&jsonl, "5 processed over TLS", |l| {
+        with_status(l, "processed").len() >= 5
+    });
+    c.stop().unwrap();
+    shutdown.trigger();
+    let ws = worker.join().unwrap().unwrap();
+    server.stop();
+    assert!(ws.frames_processed >= 5, "{ws:?}");
+
+    // Without the CA the worker stops at start, saying why.
+    let (mut w, _out, err) = support::spawn_program(
+        env!("CARGO_BIN_EXE_framelink-worker"),
+        &["--nats", &url],
+        None,
+        &[],
+    );
+    let status = support::wait_exit(&mut w, "a worker not trusting the broker");
+    assert_eq!(status.code(), Some(1));
+    let text = err.wait_end(WAIT);
+    assert!(
+        text.contains("cannot connect to NATS") && text.contains(&url),
+        "{text}"
+    );
+}

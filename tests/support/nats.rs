@@ -10,6 +10,8 @@ pub struct NatsServer {
     pub port: u16,
     /// The monitoring port (`/varz`).
     pub monitor: u16,
+    /// A configuration file to start with (TLS), if any.
+    config: Option<std::path::PathBuf>,
     child: Option<Child>,
 }
 
@@ -42,6 +44,30 @@ impl NatsServer {
         let mut s = NatsServer {
             port: free_port(),
             monitor: free_port(),
+            config: None,
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    /// A broker that speaks only TLS, with this certificate and key (PEM);
+    /// its configuration file is written into `dir`.
+    pub fn start_tls(dir: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) -> Self {
+        let config = dir.join("nats.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        let mut s = NatsServer {
+            port: free_port(),
+            monitor: free_port(),
+            config: Some(config),
             child: None,
         };
         s.restart();
@@ -64,7 +90,11 @@ impl NatsServer {
     /// Starts it (again) on the same ports and waits until it takes connections.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new(program())
+        let mut cmd = Command::new(program());
+        if let Some(c) = &self.config {
+            cmd.arg("-c").arg(c);
+        }
+        let child = cmd
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-m", &self.monitor.to_string()])
             .stdin(Stdio::null())
