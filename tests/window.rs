@@ -29,10 +29,19 @@ fn xvfb() -> (Killed, String) {
         if n >= 130 {
             break;
         }
-        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        {
-            continue;
+        let (socket, lock) = (format!("/tmp/.X11-unix/X{n}"), format!("/tmp/.X{n}-lock"));
+        match std::fs::read_to_string(&lock) {
+            // A live X server holds this number.
+            Ok(pid) if Path::new(&format!("/proc/{}", pid.trim())).exists() => continue,
+            // Left by a killed one (the display-loss test kills its Xvfb):
+            // free, once its files are gone (else the old socket would
+            // look like the new server being ready).
+            Ok(_) => {
+                let _ = std::fs::remove_file(&lock);
+                let _ = std::fs::remove_file(&socket);
+            }
+            Err(_) if Path::new(&socket).exists() => continue,
+            Err(_) => {}
         }
         let child = Command::new("Xvfb")
             .args([
