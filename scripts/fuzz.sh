@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh [SECONDS]     (default 600; CI runs it briefly)
 # A crash, a panic or an allocation past 1 GiB leaves its input under
 # fuzz/artifacts/decode/ and fails the script. The run starts from the seeds
-# in fuzz/seeds/ (small real JPEGs, one claiming 60000 x 60000, and a
+# in fuzz/seeds/ (small real JPEGs, one claiming 60000 x 60000, one whose
+# DC arithmetic overflows the pure-Rust decoder, and a
 # protocol stream), so even a short run reaches the decoders.
 set -euo pipefail
 cd "$(dirname "$0")/.."

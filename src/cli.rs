@@ -113,14 +113,8 @@ pub struct ServerOpts {
     #[arg(long, default_value = "count", value_name = "NAME")]
     pub processor: ProcessorKind,
 
-    /// Seconds an `exec:` processor may take on one frame before it is killed and restarted;
-    /// with a pool, seconds a worker may hold a frame before it is answered `failed`.
-    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
-    pub process_timeout: f64,
-
-    /// What an `exec:` processor is fed: `jpeg` (as it arrived) or `gray` (decoded 8-bit pixels).
-    #[arg(long, value_enum, default_value = "jpeg")]
-    pub exec_input: ExecInput,
+    #[command(flatten)]
+    pub processing: ProcessorOpts,
 
     /// Record accepted frames (the JPEG bytes as they arrived) under DIR/CLIENT/, with an index.
     #[arg(long, value_name = "DIR")]
@@ -171,13 +165,8 @@ pub struct WorkerOpts {
     #[arg(long, default_value = "count", value_name = "NAME")]
     pub processor: ProcessorKind,
 
-    /// Seconds an `exec:` processor may take on one frame before it is killed and restarted.
-    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
-    pub process_timeout: f64,
-
-    /// What an `exec:` processor is fed: `jpeg` (as it arrived) or `gray` (decoded 8-bit pixels).
-    #[arg(long, value_enum, default_value = "jpeg")]
-    pub exec_input: ExecInput,
+    #[command(flatten)]
+    pub processing: ProcessorOpts,
 
     /// Frames processed at once, each by its own processor (an `exec:` program each).
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -220,11 +209,7 @@ impl WorkerOpts {
             nats: self
                 .nats_opts
                 .config(&self.nats, format!("framelink-worker {name}"))?,
-            processor: ProcessorConfig {
-                kind: self.processor.clone(),
-                timeout: seconds("--process-timeout", self.process_timeout)?,
-                exec_input: self.exec_input,
-            },
+            processor: self.processing.config(&self.processor)?,
             concurrency: self.concurrency,
             name,
             wait: Duration::from_secs(1),
@@ -235,6 +220,36 @@ impl WorkerOpts {
 
     pub fn duration(&self) -> Result<Option<Duration>> {
         self.common.duration()
+    }
+}
+
+/// How a processor runs (the server's, a worker's).
+#[derive(Debug, clap::Args)]
+pub struct ProcessorOpts {
+    /// Seconds an `exec:` processor may take on one frame before it is killed and restarted;
+    /// on a server with a pool, seconds a worker may hold a frame before it is answered
+    /// `failed`.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub process_timeout: f64,
+
+    /// What an `exec:` processor is fed: `jpeg` (as it arrived) or `gray` (decoded 8-bit pixels).
+    #[arg(long, value_enum, default_value = "jpeg")]
+    pub exec_input: ExecInput,
+}
+
+impl ProcessorOpts {
+    /// `--process-timeout`, checked.
+    pub fn timeout(&self) -> Result<Duration> {
+        seconds("--process-timeout", self.process_timeout)
+    }
+
+    /// The settings of a processor of this `kind`, checked.
+    pub fn config(&self, kind: &ProcessorKind) -> Result<ProcessorConfig> {
+        Ok(ProcessorConfig {
+            kind: kind.clone(),
+            timeout: self.timeout()?,
+            exec_input: self.exec_input,
+        })
     }
 }
 
@@ -311,11 +326,7 @@ impl ServerOpts {
                 (Some(cert), Some(key)) => Some(crate::wire::tls::server_config(cert, key)?),
                 _ => None,
             },
-            processor: ProcessorConfig {
-                kind: self.processor.clone(),
-                timeout: seconds("--process-timeout", self.process_timeout)?,
-                exec_input: self.exec_input,
-            },
+            processor: self.processing.config(&self.processor)?,
             pool: match &self.processor {
                 ProcessorKind::Pool(url) => {
                     let server_id = self
@@ -328,7 +339,7 @@ impl ServerOpts {
                             .nats
                             .config(url, format!("framelink-server {server_id}"))?,
                         server_id,
-                        timeout: seconds("--process-timeout", self.process_timeout)?,
+                        timeout: self.processing.timeout()?,
                     })
                 }
                 _ => {

@@ -499,6 +499,18 @@ pub fn decode_rgb(jpeg: &[u8]) -> Result<image::RgbImage> {
         pixels <= MAX_DECODE_PIXELS,
         "frame of {w}x{h} is over the {MAX_DECODE_PIXELS} pixels this program decodes"
     );
+    // The decoders are other people's code fed bytes from the network: one
+    // that panics on a frame (a bug of theirs, such as an arithmetic overflow
+    // on crafted coefficients) fails that frame, not the thread decoding it.
+    std::panic::catch_unwind(|| decode_unchecked(jpeg)).unwrap_or_else(|panic| {
+        Err(anyhow::anyhow!(
+            "frame does not decode as JPEG: the decoder failed on it ({})",
+            crate::logging::panic_text(&*panic)
+        ))
+    })
+}
+
+fn decode_unchecked(jpeg: &[u8]) -> Result<image::RgbImage> {
     #[cfg(feature = "turbojpeg")]
     {
         let img = turbojpeg::decompress(jpeg, turbojpeg::PixelFormat::RGB)
