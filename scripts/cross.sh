@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds framelink-client for 64-bit ARM Linux (Raspberry Pi 4/5 with a 64-bit
 # OS, Jetson), with libjpeg-turbo and the camera support cross-built, and
-# checks it: the ARM binary runs under qemu-aarch64 and streams the test
-# pattern to a native framelink-server, which must accept its frames.
+# checks it: the pixel code's unit tests (NEON paths) run under qemu-aarch64,
+# and the ARM binary runs under qemu-aarch64 and streams the test pattern to a
+# native framelink-server, which must accept its frames.
 #
 #   scripts/cross.sh            build and check
 #   scripts/cross.sh --build    build only
@@ -51,6 +52,12 @@ cargo build --release --quiet --target "$target" --bin framelink-client
 client="target/$target/release/framelink-client"
 echo "cross: built $client ($(du -h "$client" | cut -f1))"
 [[ ${1:-} == --build ]] && exit 0
+
+# The pixel code has ARM-only paths (NEON): its unit tests run under qemu,
+# built with the release settings the client was (only framelink recompiles).
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+cargo test --release --quiet --target "$target" --lib -- media:: \
+    || { echo "cross: the pixel code's tests failed on aarch64 (under qemu)" >&2; exit 1; }
 
 # The check: the ARM client under qemu, the native server, loopback.
 cargo build --quiet --bin framelink-server

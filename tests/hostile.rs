@@ -338,15 +338,19 @@ fn a_jpeg_claiming_a_huge_size_is_rejected_before_anything_decodes_it() {
     );
 }
 
-/// A JPEG whose DC coefficients add up past `i32` once scaled by a 16-bit
-/// quantisation table: the pure-Rust decoder's arithmetic overflows on it
-/// (a panic where overflow checks are on). 40 blocks of 8 x 8, grey.
-fn dc_overflow_jpeg() -> Vec<u8> {
-    std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fuzz/seeds/jpeg-dc-overflow"
-    ))
-    .unwrap()
+/// JPEGs that break the pure-Rust decoder (found by fuzzing): DC
+/// coefficients that add up past `i32` once scaled by a 16-bit quantisation
+/// table (an overflow: a panic where overflow checks are on; 320 x 8, grey),
+/// and one whose blocks make its IDCT unwrap nothing (a panic in release
+/// builds too; 40 x 30, colour).
+fn decoder_breakers() -> [(Vec<u8>, u16, u16); 2] {
+    let seed = |name: &str| {
+        std::fs::read(format!("{}/fuzz/seeds/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    [
+        (seed("jpeg-dc-overflow"), 320, 8),
+        (seed("jpeg-idct-panic"), 40, 30),
+    ]
 }
 
 /// A frame that makes the JPEG decoder fail inside is a frame that does not
@@ -356,48 +360,60 @@ fn dc_overflow_jpeg() -> Vec<u8> {
 #[test]
 fn a_jpeg_that_breaks_the_decoder_fails_only_its_own_processing() {
     use framelink::server::process::{ProcessorConfig, ProcessorKind};
-    let jpeg = dc_overflow_jpeg();
-    assert_eq!(framelink::media::jpeg::dimensions(&jpeg), Some((320, 8)));
     let config = ServerConfig {
         processor: ProcessorConfig {
             kind: ProcessorKind::Motion,
             ..Default::default()
         },
+        // Tickets wait while the first frame is answered: age is not the point.
+        max_age: Duration::from_secs(60),
         ..server_config()
     };
     let (server, good) = with_good_client(config);
     let mut peer = RawPeer::connect(server.addr);
-    let tickets = match peer.hello_with("poison", None, wire::CAP_RESULTS) {
-        Some(Message::Welcome(w)) => w.window,
+    match peer.hello_with("poison", None, wire::CAP_RESULTS) {
+        Some(Message::Welcome(_)) => {}
         other => panic!("expected WELCOME, got {other:?}"),
-    };
-    let ticket = match peer.read() {
-        Some(Message::Ticket(t)) => t,
-        other => panic!("expected TICKET, got {other:?}"),
-    };
-    let h = sized(&jpeg, 320, 8);
-    peer.writer.send_frame(&h, &jpeg, ticket).unwrap();
-    let (mut accepted, mut result) = (false, None);
-    while result.is_none() {
-        match peer.read() {
-            Some(Message::Ticket(_)) => {}
-            Some(Message::Verdict(v)) => {
-                assert_eq!((v.frame_id, v.outcome), (h.frame_id, Outcome::Accepted));
-                accepted = true;
-            }
-            Some(Message::Result(r)) => result = Some(r),
-            other => panic!("expected its VERDICT and RESULT, got {other:?} ({tickets} tickets)"),
-        }
     }
-    assert!(accepted, "the VERDICT comes before the RESULT");
-    let r = result.unwrap();
-    assert_eq!(r.frame_id, h.frame_id);
-    // Pure Rust with overflow checks: the decoder fails, said as such;
-    // libjpeg-turbo (or wrapping arithmetic) decodes it to some grey.
-    if r.status != wire::ResultStatus::Processed {
-        assert_eq!(r.status, wire::ResultStatus::Failed);
-        let text = String::from_utf8_lossy(&r.result);
-        assert!(text.contains("does not decode"), "{text}");
+    let mut tickets = std::collections::VecDeque::new();
+    for (jpeg, width, height) in decoder_breakers() {
+        assert_eq!(
+            framelink::media::jpeg::dimensions(&jpeg),
+            Some((width, height))
+        );
+        let ticket = loop {
+            match tickets.pop_front() {
+                Some(t) => break t,
+                None => match peer.read() {
+                    Some(Message::Ticket(t)) => tickets.push_back(t),
+                    other => panic!("expected TICKET, got {other:?}"),
+                },
+            }
+        };
+        let h = sized(&jpeg, width, height);
+        peer.writer.send_frame(&h, &jpeg, ticket).unwrap();
+        let (mut accepted, mut result) = (false, None);
+        while result.is_none() {
+            match peer.read() {
+                Some(Message::Ticket(t)) => tickets.push_back(t),
+                Some(Message::Verdict(v)) => {
+                    assert_eq!((v.frame_id, v.outcome), (h.frame_id, Outcome::Accepted));
+                    accepted = true;
+                }
+                Some(Message::Result(r)) => result = Some(r),
+                other => panic!("expected its VERDICT and RESULT, got {other:?}"),
+            }
+        }
+        assert!(accepted, "the VERDICT comes before the RESULT");
+        let r = result.unwrap();
+        assert_eq!(r.frame_id, h.frame_id);
+        // The pure-Rust decoder fails, said as such; libjpeg-turbo (or
+        // wrapping arithmetic) may decode it to something.
+        if r.status != wire::ResultStatus::Processed {
+            assert_eq!(r.status, wire::ResultStatus::Failed);
+            let text = String::from_utf8_lossy(&r.result);
+            assert!(text.contains("does not decode"), "{text}");
+        }
     }
     good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();

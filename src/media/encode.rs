@@ -119,8 +119,8 @@ pub fn yuyv_to_planes(yuyv: &[u8], w: usize, h: usize, half_height: bool, out: &
     split_yuyv(yuyv, w, h, half_height, out, true)
 }
 
-/// [`yuyv_to_planes`], with SSE2 for the bulk of each plane when `simd`
-/// (on x86_64; the same values as the tables, to the level).
+/// [`yuyv_to_planes`], with SSE2 (x86_64) or NEON (aarch64) for the bulk of
+/// each plane when `simd` (the same values as the tables, to the level).
 fn split_yuyv(yuyv: &[u8], w: usize, h: usize, half_height: bool, out: &mut Vec<u8>, simd: bool) {
     let luma = luma_full_range();
     // Indexed by the sum of two samples (0..=510).
@@ -170,9 +170,9 @@ fn split_yuyv(yuyv: &[u8], w: usize, h: usize, half_height: bool, out: &mut Vec<
     }
 }
 
-/// The YUYV split's bulk in SSE2 (part of every x86_64 CPU): the same
-/// arithmetic as the range tables, 16 luma or 8 chroma pairs at a time.
-/// Each returns how many samples it did; the caller does the rest.
+/// The YUYV split's bulk in SSE2 (part of every x86_64 CPU) or NEON (every
+/// aarch64 CPU): the same arithmetic as the range tables, many samples at a
+/// time. Each returns how many samples it did; the caller does the rest.
 mod simd {
     #[cfg(target_arch = "x86_64")]
     pub fn luma(yuyv: &[u8], y: &mut [u8]) -> usize {
@@ -239,12 +239,97 @@ mod simd {
         n * 8
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
+    /// `(a · b) >> 16` per signed 16-bit lane, as SSE2's `_mm_mulhi_epi16`.
+    #[cfg(target_arch = "aarch64")]
+    fn mulhi(
+        a: std::arch::aarch64::int16x8_t,
+        b: std::arch::aarch64::int16x8_t,
+    ) -> std::arch::aarch64::int16x8_t {
+        use std::arch::aarch64::*;
+        // SAFETY: NEON is baseline on aarch64; no memory is touched.
+        unsafe {
+            let lo = vmull_s16(vget_low_s16(a), vget_low_s16(b));
+            let hi = vmull_high_s16(a, b);
+            vcombine_s16(vshrn_n_s32::<16>(lo), vshrn_n_s32::<16>(hi))
+        }
+    }
+
+    /// The same arithmetic as the SSE2 version, in NEON (part of every
+    /// aarch64 CPU: Raspberry Pi 4/5, Jetson): 16 luma samples at a time.
+    #[cfg(target_arch = "aarch64")]
+    pub fn luma(yuyv: &[u8], y: &mut [u8]) -> usize {
+        use std::arch::aarch64::*;
+        let n = (y.len() / 16).min(yuyv.len() / 32);
+        // SAFETY: NEON is baseline on aarch64; every load reads
+        // `yuyv[32 i..32 i + 32]` and every store writes `y[16 i..16 i + 16]`,
+        // both in bounds for i < n.
+        unsafe {
+            let sixteen = vdupq_n_s16(16);
+            let k = vdupq_n_s16(19077);
+            let stretch = |x: uint8x8_t| {
+                let t = vshlq_n_s16::<7>(vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(x)), sixteen));
+                vqmovun_s16(vshrq_n_s16::<5>(vaddq_s16(mulhi(t, k), sixteen)))
+            };
+            for i in 0..n {
+                // Lane 0: Y0 Y1 … (every even byte); lane 1: U V U V ….
+                let pairs = vld2q_u8(yuyv.as_ptr().add(32 * i));
+                let out = vcombine_u8(
+                    stretch(vget_low_u8(pairs.0)),
+                    stretch(vget_high_u8(pairs.0)),
+                );
+                vst1q_u8(y.as_mut_ptr().add(16 * i), out);
+            }
+        }
+        n * 16
+    }
+
+    /// The same arithmetic as the SSE2 version, in NEON: 16 chroma pairs
+    /// at a time.
+    #[cfg(target_arch = "aarch64")]
+    pub fn chroma(first: &[u8], second: &[u8], u: &mut [u8], v: &mut [u8]) -> usize {
+        use std::arch::aarch64::*;
+        let n = (u.len() / 16)
+            .min(v.len() / 16)
+            .min(first.len() / 64)
+            .min(second.len() / 64);
+        // SAFETY: NEON is baseline on aarch64; loads read
+        // `first`/`second[64 i..64 i + 64]` and stores write
+        // `u`/`v[16 i..16 i + 16]`, all in bounds for i < n.
+        unsafe {
+            let k256 = vdupq_n_s16(256);
+            let k128 = vdupq_n_s16(128);
+            let sixteen = vdupq_n_s16(16);
+            let k = vdupq_n_s16(18651);
+            // Two rows' samples summed (0..=510), stretched, narrowed.
+            let stretch = |a: uint8x8_t, b: uint8x8_t| {
+                let s = vreinterpretq_s16_u16(vaddl_u8(a, b));
+                let t = vshlq_n_s16::<6>(vsubq_s16(s, k256));
+                let r = vshrq_n_s16::<5>(vaddq_s16(mulhi(t, k), sixteen));
+                vqmovun_s16(vaddq_s16(r, k128))
+            };
+            let both = |a: uint8x16_t, b: uint8x16_t| {
+                vcombine_u8(
+                    stretch(vget_low_u8(a), vget_low_u8(b)),
+                    stretch(vget_high_u8(a), vget_high_u8(b)),
+                )
+            };
+            for i in 0..n {
+                // Lanes: Y0, U, Y1, V of 16 pixel pairs.
+                let a = vld4q_u8(first.as_ptr().add(64 * i));
+                let b = vld4q_u8(second.as_ptr().add(64 * i));
+                vst1q_u8(u.as_mut_ptr().add(16 * i), both(a.1, b.1));
+                vst1q_u8(v.as_mut_ptr().add(16 * i), both(a.3, b.3));
+            }
+        }
+        n * 16
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     pub fn luma(_: &[u8], _: &mut [u8]) -> usize {
         0
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     pub fn chroma(_: &[u8], _: &[u8], _: &mut [u8], _: &mut [u8]) -> usize {
         0
     }
