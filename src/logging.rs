@@ -15,6 +15,28 @@ pub fn init() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
+    quiet_decoder_panics();
+}
+
+/// The pure-Rust JPEG decoder panics on some crafted frames; `decode_rgb`
+/// catches that and reports the frame as not decoding, so the default hook's
+/// "thread panicked" text on stderr, once per such frame, would only let a
+/// peer flood the log. Those go to the debug log; every other panic is
+/// printed as usual.
+fn quiet_decoder_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| match info.location() {
+            Some(at) if at.file().contains("/zune-jpeg-") => {
+                tracing::debug!(
+                    "the JPEG decoder panicked (contained) at {at}: {}",
+                    info.payload_as_str().unwrap_or("?")
+                );
+            }
+            _ => default(info),
+        }));
+    });
 }
 
 /// The message a panic carried, for the log.

@@ -67,14 +67,27 @@ impl std::fmt::Display for Setting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "q{} {}x{}", self.quality, self.width, self.height)?;
         if self.fps > 0.0 {
-            if self.fps.fract() == 0.0 {
-                write!(f, " {:.0} fps", self.fps)?;
-            } else {
-                write!(f, " {:.1} fps", self.fps)?;
-            }
+            write!(f, " {}", fps_text(self.fps))?;
         }
         Ok(())
     }
+}
+
+fn fps_text(fps: f64) -> String {
+    if fps.fract() == 0.0 {
+        format!("{fps:.0} fps")
+    } else {
+        format!("{fps:.1} fps")
+    }
+}
+
+/// The last frame sent: its size, and whether it was the source's own JPEG
+/// sent as it came.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sent {
+    pub width: u16,
+    pub height: u16,
+    pub as_captured: bool,
 }
 
 /// The settings from best (level 0) to leanest.
@@ -422,14 +435,36 @@ impl Adapter {
         tracing::info!("adapting: now {} ({})", c.setting(), c.reason);
     }
 
-    /// For the compact status line: the setting, marked `*` when adapted.
-    pub fn setting_text(&self) -> String {
+    /// For the compact status line: what is being sent. The setting (marked
+    /// `*` when adapted) at the size the frames really have (a camera may
+    /// give another size than asked), or `WxH as captured` for a source's
+    /// own JPEG sent untouched; the setting alone before the first frame.
+    pub fn setting_text(&self, last: Option<Sent>) -> String {
         let c = self.controller.lock();
-        if c.level() == 0 {
-            c.setting().to_string()
-        } else {
-            format!("{}*", c.setting())
+        let mut setting = c.setting();
+        let mut text = match last {
+            Some(Sent {
+                width,
+                height,
+                as_captured: true,
+            }) => {
+                let mut t = format!("{width}x{height} as captured");
+                if setting.fps > 0.0 {
+                    t += &format!(" {}", fps_text(setting.fps));
+                }
+                t
+            }
+            Some(Sent { width, height, .. }) => {
+                setting.width = width.into();
+                setting.height = height.into();
+                setting.to_string()
+            }
+            None => setting.to_string(),
+        };
+        if c.level() > 0 {
+            text.push('*');
         }
+        text
     }
 
     /// For the status line: the setting, changes, and why the last one.
@@ -467,6 +502,28 @@ mod tests {
             height: 1080,
             fps: 30.0,
         }
+    }
+
+    /// The status line says what goes out: a camera's or file's own JPEG is
+    /// not "q80 640x480" (the setting asked for) but its own size, as captured.
+    #[test]
+    fn the_status_names_what_was_sent_not_only_what_was_asked() {
+        let a = Adapter::new(Ladder::new(top(), 30, 320), false);
+        assert_eq!(a.setting_text(None), "q80 1920x1080 30 fps");
+        let sent = |width, height, as_captured| Sent {
+            width,
+            height,
+            as_captured,
+        };
+        assert_eq!(
+            a.setting_text(Some(sent(1280, 720, true))),
+            "1280x720 as captured 30 fps"
+        );
+        // A camera that gave another size than asked, encoded here.
+        assert_eq!(
+            a.setting_text(Some(sent(640, 480, false))),
+            "q80 640x480 30 fps"
+        );
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct EncodedFrame {
     pub captured_at: Instant,
     /// The adaptation level it was made at (0: the setting asked for).
     pub level: usize,
+    /// The source's own JPEG, sent as it came (not encoded here).
+    pub as_captured: bool,
 }
 
 /// Publishes encoded frames in increasing id order, dropping late ones.
@@ -366,9 +368,11 @@ pub fn run(
         while !shutdown.is_triggered() && !publisher.is_orphaned() {
             let captured = source.next_frame()?;
             let at = captured.at;
-            let (level, (jpeg, w, h)) = match shaper.shape(captured.image, at)? {
+            let (level, (jpeg, w, h, as_captured)) = match shaper.shape(captured.image, at)? {
                 (_, Shaped::Skip) => continue,
-                (level, Shaped::Jpeg(data, w, h)) => (level, (Bytes::copy_from_slice(data), w, h)),
+                (level, Shaped::Jpeg(data, w, h)) => {
+                    (level, (Bytes::copy_from_slice(data), w, h, true))
+                }
                 (
                     level,
                     Shaped::Rgb {
@@ -379,7 +383,7 @@ pub fn run(
                     },
                 ) => {
                     encoder.rgb(data, width, height, quality, &mut buf)?;
-                    (level, (Bytes::copy_from_slice(&buf), width, height))
+                    (level, (Bytes::copy_from_slice(&buf), width, height, false))
                 }
                 (
                     level,
@@ -391,7 +395,7 @@ pub fn run(
                     },
                 ) => {
                     encoder.yuv(data, width, height, quality, &mut buf)?;
-                    (level, (Bytes::copy_from_slice(&buf), width, height))
+                    (level, (Bytes::copy_from_slice(&buf), width, height, false))
                 }
             };
             let (width, height) = dims(w, h)?;
@@ -402,6 +406,7 @@ pub fn run(
                 height,
                 captured_at: at,
                 level,
+                as_captured,
             });
             id += 1;
         }
@@ -458,6 +463,7 @@ pub fn run(
                                 height,
                                 captured_at: raw.at,
                                 level: raw.level,
+                                as_captured: false,
                             }),
                         ),
                         Err(e) => {
@@ -494,6 +500,7 @@ pub fn run(
                         height,
                         captured_at: at,
                         level,
+                        as_captured: true,
                     }),
                 );
                 let _ = pool_tx.try_send(buffer);
@@ -683,6 +690,7 @@ mod tests {
             height: 1,
             captured_at: Instant::now(),
             level: 0,
+            as_captured: false,
         };
         for id in 1..=4 {
             p.expect(id);

@@ -292,6 +292,7 @@ pub fn run_with_source(
         adapter: adapter.clone(),
         in_flight: InFlight::default(),
         out: results_out,
+        sent: Mutex::default(),
     };
     let (slot, frames) = latest::channel::<EncodedFrame>();
     let superseded = slot.superseded_counter();
@@ -363,7 +364,10 @@ pub fn run_with_source(
                             adapter.status()
                         )
                     } else {
-                        compact_status(&link, &t, elapsed, &adapter.setting_text())
+                        {
+                            let sent = *tracking.sent.lock();
+                            compact_status(&link, &t, elapsed, &adapter.setting_text(sent))
+                        }
                     };
                     if !crate::output::line_to(results_on_stdout, &line) {
                         return;

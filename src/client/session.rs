@@ -2,7 +2,7 @@
 //! the handshake, then two threads per connection: one sends the newest
 //! frame for each ticket held, the other reads VERDICTs, TICKETs and RESULTs.
 
-use super::adapt::Adapter;
+use super::adapt::{Adapter, Sent};
 use super::results::{self, InFlight, ResultsOut};
 use super::{ClientConfig, EncodedFrame};
 use crate::latest::LatestReceiver;
@@ -72,6 +72,8 @@ pub(super) struct Tracking {
     /// Frames sent and not yet answered, for capture → result times.
     pub(super) in_flight: InFlight,
     pub(super) out: Mutex<ResultsOut>,
+    /// The last frame sent, for the status line.
+    pub(super) sent: Mutex<Option<Sent>>,
 }
 
 /// Why a session with the server ended.
@@ -604,6 +606,11 @@ pub(super) fn send_loop(
         }
         tracking.adapter.send_took(frame.level, now.elapsed());
         tracking.stats.lock().record_sent(frame.jpeg.len());
+        *tracking.sent.lock() = Some(Sent {
+            width: frame.width,
+            height: frame.height,
+            as_captured: frame.as_captured,
+        });
     }
 }
 
