@@ -31,7 +31,7 @@ fn quiet_decoder_panics() {
             Some(at) if at.file().contains("/zune-jpeg-") => {
                 tracing::debug!(
                     "the JPEG decoder panicked (contained) at {at}: {}",
-                    info.payload_as_str().unwrap_or("?")
+                    panic_text(info.payload())
                 );
             }
             _ => default(info),
