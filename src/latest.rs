@@ -94,6 +94,11 @@ impl<T> LatestSender<T> {
         self.superseded.clone()
     }
 
+    /// True when no value waits in the slot (the receiver took the last one).
+    pub fn is_empty(&self) -> bool {
+        self.tx.is_empty()
+    }
+
     /// True when the receiving half is gone: nobody will read.
     pub fn is_orphaned(&self) -> bool {
         self.receiver_alive.strong_count() == 0

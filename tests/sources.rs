@@ -63,6 +63,37 @@ fn mjpeg_on_standard_input_is_sent_byte_for_byte_and_its_end_ends_the_run() {
     server.stop();
 }
 
+/// A stream that ends at once (a short file piped in) still gets its newest
+/// frame to the server: the run waits for it to go out instead of ending
+/// before the first connection is made.
+#[test]
+fn a_stream_that_ends_at_once_still_sends_its_newest_frame() {
+    let server = TestServer::start(server_config());
+    let mut client = Command::new(env!("CARGO_BIN_EXE_framelink-client"))
+        .args(["--source", "-", "--stats-interval", "0", "--name", "short"])
+        .arg(server.addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = support::Collected::read(client.stderr.take().unwrap());
+    let (first, last) = (frame(32, 24, 1), frame(48, 24, 2));
+    let both = [&first[..], &last[..]].concat();
+    // One write of at most PIPE_BUF bytes: the client reads both at once.
+    assert!(both.len() <= 4096, "{} bytes", both.len());
+    let mut pipe = client.stdin.take().unwrap();
+    pipe.write_all(&both).unwrap();
+    drop(pipe);
+    let status = support::wait_exit(&mut client, "the client");
+    let err = err.wait_end(WAIT);
+    assert!(status.success(), "{err}");
+    let got = server.next_frame(Some("short"));
+    assert_eq!(&got.jpeg[..], &last[..], "the newest frame, as sent");
+    assert!(err.contains("standard input ended after 1 frame"), "{err}");
+    server.stop();
+}
+
 #[test]
 fn ffmpeg_piping_mjpeg_into_the_client_streams() {
     if Command::new("ffmpeg").arg("-version").output().is_err() {

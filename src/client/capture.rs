@@ -98,6 +98,34 @@ impl Publisher {
         }
     }
 
+    /// Waits until every frame handed to an encoder is published and the
+    /// sender has taken the last one from the slot, for at most `grace`;
+    /// `shutdown` or a gone sender end the wait sooner. For a stream that
+    /// ended: its last frame still goes out (it may have ended before the
+    /// first connection was even made).
+    fn flush(&self, shutdown: &Shutdown, grace: Duration) {
+        let until = Instant::now() + grace;
+        while Instant::now() < until && !self.is_orphaned() {
+            let encoding = !self
+                .order
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
+            let waiting = !self
+                .slot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .0
+                .is_empty();
+            if !encoding && !waiting {
+                return;
+            }
+            if shutdown.wait_timeout(Duration::from_millis(5)) {
+                return;
+            }
+        }
+    }
+
     fn is_orphaned(&self) -> bool {
         self.slot
             .lock()
@@ -366,7 +394,10 @@ pub fn run(
         let mut encoder = Tuned::new(encoders.pop().context("no encoder")?);
         let mut buf = Vec::new();
         while !shutdown.is_triggered() && !publisher.is_orphaned() {
-            let captured = source.next_frame()?;
+            let captured = match source.next_frame() {
+                Ok(c) => c,
+                Err(e) => return Err(ended(e, &publisher, shutdown)),
+            };
             let at = captured.at;
             let (level, (jpeg, w, h, as_captured)) = match shaper.shape(captured.image, at)? {
                 (_, Shaped::Skip) => continue,
@@ -480,7 +511,10 @@ pub fn run(
             Ok(buf) => buf,
             Err(_) => continue,
         };
-        let captured = source.next_frame()?;
+        let captured = match source.next_frame() {
+            Ok(c) => c,
+            Err(e) => return Err(ended(e, &publisher, shutdown)),
+        };
         let at = captured.at;
         match shaper.shape(captured.image, at)? {
             (_, Shaped::Skip) => {
@@ -553,6 +587,20 @@ pub fn run(
         id += 1;
     }
     Ok(())
+}
+
+/// How long a stream that ended waits for its last frame to go out.
+const ENDED_GRACE: Duration = Duration::from_secs(5);
+
+/// `e` from the source, returned once a stream that ended (`Ended`) got its
+/// last frame to the sender (see [`Publisher::flush`]).
+fn ended(e: anyhow::Error, publisher: &Publisher, shutdown: &Shutdown) -> anyhow::Error {
+    if e.downcast_ref::<crate::client::source::mjpeg::Ended>()
+        .is_some()
+    {
+        publisher.flush(shutdown, ENDED_GRACE);
+    }
+    e
 }
 
 #[cfg(test)]

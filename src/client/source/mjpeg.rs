@@ -152,9 +152,13 @@ impl Source for StreamSource {
                 .read(&mut self.chunk)
                 .with_context(|| format!("cannot read {}", self.name))?;
             if n == 0 {
-                return Err(
-                    Ended(format!("{} ended after {} frames", self.name, self.frames)).into(),
-                );
+                return Err(Ended(format!(
+                    "{} ended after {} frame{}",
+                    self.name,
+                    self.frames,
+                    if self.frames == 1 { "" } else { "s" }
+                ))
+                .into());
             }
             self.cutter.push(&self.chunk[..n]);
         }
