@@ -222,11 +222,13 @@ impl HttpSource {
     }
 
     fn connect(&self) -> Result<Box<dyn Read + Send>> {
-        let resp = self
-            .agent
-            .get(&self.url)
-            .call()
-            .with_context(|| format!("cannot get the MJPEG stream {}", self.url))?;
+        let resp = self.agent.get(&self.url).call().map_err(|e| {
+            anyhow::anyhow!(
+                "cannot get the MJPEG stream {}: {}",
+                self.url,
+                http_error(e)
+            )
+        })?;
         let kind = resp.content_type().to_ascii_lowercase();
         if !(kind.starts_with("multipart/") || kind == "image/jpeg") {
             bail!(
@@ -285,6 +287,19 @@ impl Source for HttpSource {
             }
         }
         whole_frame(&self.frame, Instant::now())
+    }
+}
+
+/// An HTTP failure said once: ureq's own text repeats the URL and its cause.
+fn http_error(e: ureq::Error) -> String {
+    match e {
+        ureq::Error::Status(code, resp) => {
+            format!("the server answered {code} {}", resp.status_text())
+        }
+        ureq::Error::Transport(t) => match std::error::Error::source(&t) {
+            Some(cause) => format!("{}: {cause}", t.kind()),
+            None => t.to_string(),
+        },
     }
 }
 
