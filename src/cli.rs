@@ -311,6 +311,17 @@ impl ServerOpts {
         if self.window == 0 || self.window > 64 {
             bail!("--window must be 1..=64");
         }
+        if let Some(http) = self.http {
+            let overlap = http.ip() == self.listen.ip()
+                || http.ip().is_unspecified()
+                || self.listen.ip().is_unspecified();
+            if http.port() == self.listen.port() && http.port() != 0 && overlap {
+                bail!(
+                    "--http {http} is the port of --listen {}: give the live view a port of its own, e.g. --http 8080",
+                    self.listen
+                );
+            }
+        }
         Ok(ServerConfig {
             kernel_arrival: true,
             max_age: Duration::from_millis(self.max_latency_ms as u64),
@@ -871,6 +882,21 @@ mod tests {
         assert_eq!(with_default_port("::1"), "[::1]:1998");
         assert_eq!(with_default_port("[::1]"), "[::1]:1998");
         assert_eq!(with_default_port("[::1]:5"), "[::1]:5");
+    }
+
+    #[test]
+    fn the_live_view_cannot_share_the_port_of_the_frames() {
+        let config = |args: &[&str]| {
+            let mut all = vec!["framelink-server"];
+            all.extend(args);
+            ServerOpts::parse_from(all).config()
+        };
+        let e = config(&["--http", "1998"]).unwrap_err().to_string();
+        assert!(e.contains("is the port of --listen"), "{e}");
+        assert!(config(&["--listen", "127.0.0.1:7000", "--http", "0.0.0.0:7000"]).is_err());
+        assert!(config(&["--http", "8080"]).is_ok());
+        // Two addresses of their own may share a number.
+        assert!(config(&["--listen", "127.0.0.1:7000", "--http", "127.0.0.2:7000"]).is_ok());
     }
 
     #[test]

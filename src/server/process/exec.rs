@@ -175,6 +175,9 @@ impl ExecProcessor {
         };
         crate::shutdown::kill_child_group(r.child.id() as i32);
         match r.child.wait() {
+            // The shell's own codes: the command was not there, or not runnable.
+            Ok(s) if s.code() == Some(127) => format!(" ({s}: the command was not found)"),
+            Ok(s) if s.code() == Some(126) => format!(" ({s}: the command cannot be run)"),
             Ok(s) => format!(" ({s})"),
             Err(_) => String::new(),
         }
@@ -425,5 +428,19 @@ mod tests {
         .unwrap();
         let e = p.process(&mut view()).unwrap_err().to_string();
         assert!(e.contains("exited") || e.contains("not reading"), "{e}");
+    }
+
+    /// A mistyped command says so, not only "exit status: 127".
+    #[test]
+    fn a_command_that_is_not_there_is_named_as_such() {
+        let mut p = ExecProcessor::start(
+            "framelink-no-such-command-here",
+            ExecInput::Jpeg,
+            Duration::from_secs(10),
+            Shutdown::new(),
+        )
+        .unwrap();
+        let e = p.process(&mut view()).unwrap_err().to_string();
+        assert!(e.contains("the command was not found"), "{e}");
     }
 }
