@@ -27,9 +27,10 @@
 //!
 //! The program never outlives the server: on shutdown its process group is
 //! killed at once (a frame in hand is answered `failed`), also on a second
-//! Ctrl-C. If the server itself is killed (`kill -9`), the kernel sends the
-//! shell that runs COMMAND a SIGTERM (`PR_SET_PDEATHSIG`), on which it kills
-//! its whole process group (see [`SUPERVISOR`]).
+//! Ctrl-C. If the server itself is killed (`kill -9`), the shell that runs
+//! COMMAND kills its whole process group, told both by a pipe only the server
+//! writes to reaching its end and by the kernel's SIGTERM
+//! (`PR_SET_PDEATHSIG`); see [`SUPERVISOR`].
 
 use super::Output;
 use super::Processor;
@@ -39,6 +40,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,11 +52,40 @@ pub const MAX_LINE: usize = 1 << 20;
 pub const MAX_JPEG: usize = 16 << 20;
 
 /// The shell script COMMAND runs under (as `$1`): COMMAND in a subshell with
-/// the frames pipe as its standard input, and a shell that waits for it,
-/// passes on its exit status, and kills the process group (COMMAND and all
-/// it started) on SIGTERM, which the kernel sends when the server dies.
-pub const SUPERVISOR: &str =
-    r#"exec 3<&0; trap 'kill -KILL 0' TERM; (eval "$1") <&3 3<&- & wait $!; exit $?"#;
+/// the frames pipe as its standard input, and a shell that waits for it and
+/// passes on its exit status. The process group (COMMAND and all it
+/// started) is killed when the server dies, two ways: a watcher blocked on
+/// reading fd 4, the lifeline (a pipe whose only writer is the server, so it
+/// reads end-of-file the moment the server is gone, however it went), and
+/// the shell's trap on SIGTERM, which the kernel sends it then too
+/// (`PR_SET_PDEATHSIG`). The watcher holds none of the other pipes, so
+/// COMMAND's own end is still seen as the end of its output.
+pub const SUPERVISOR: &str = concat!(
+    "exec 3<&0; trap 'kill -KILL 0' TERM; ",
+    "{ read -r line <&4; kill -KILL 0; } <&- 3<&- >/dev/null 2>&1 & ",
+    r#"(eval "$1") <&3 3<&- 4<&- & wait $!; exit $?"#
+);
+
+/// The file descriptor the lifeline's reading end has in the supervising shell.
+const LIFELINE_FD: i32 = 4;
+
+/// A close-on-exec pipe: (reading end, writing end).
+fn lifeline() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) fills `fds` with two new descriptors on success,
+    // which are then owned here and nowhere else.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot make a pipe for the exec processor");
+        }
+        Ok((
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        ))
+    }
+}
 
 /// What the program is fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,6 +114,9 @@ struct Running {
     child: Child,
     to_child: Sender<Vec<u8>>,
     replies: Receiver<Result<Output, String>>,
+    /// The lifeline's writing end (see [`SUPERVISOR`]): never written, only
+    /// held; closed with the server.
+    _lifeline: std::os::fd::OwnedFd,
 }
 
 impl ExecProcessor {
@@ -119,13 +153,24 @@ impl ExecProcessor {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .process_group(0);
-        // SAFETY: prctl(2) only, between fork and exec: the kernel sends
-        // SIGTERM when the thread that started the shell ends (the server's
-        // main or processing thread: both live as long as the server), also
-        // on `kill -9`.
+        let (lifeline_read, lifeline) = lifeline()?;
+        let read_fd = lifeline_read.as_raw_fd();
+        // SAFETY: only prctl(2), dup2(2) and fcntl(2) between fork and exec.
+        // The kernel sends SIGTERM when the thread that started the shell
+        // ends (the server's main or processing thread: both live as long as
+        // the server), also on `kill -9`. The lifeline's reading end becomes
+        // fd 4, kept across exec (both ends are close-on-exec otherwise).
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let kept = if read_fd == LIFELINE_FD {
+                    libc::fcntl(LIFELINE_FD, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(read_fd, LIFELINE_FD)
+                };
+                if kept < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -134,6 +179,7 @@ impl ExecProcessor {
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot start the exec processor `{}`", self.command))?;
+        drop(lifeline_read);
         crate::shutdown::own_child_group(child.id() as i32);
         let mut stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -162,6 +208,7 @@ impl ExecProcessor {
                 }
             })?;
         Ok(Running {
+            _lifeline: lifeline,
             child,
             to_child,
             replies,
