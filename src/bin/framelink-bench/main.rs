@@ -7,8 +7,11 @@
 //! `cargo build --release && target/release/framelink-bench` (or scripts/bench.sh,
 //! which also installs the reference pair's Python packages).
 
+mod age;
+mod codec;
 #[cfg(feature = "nats")]
 mod pool;
+mod thin_link;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -107,15 +110,15 @@ fn main() -> Result<()> {
         return publish(&report, opts.out.as_deref());
     }
     if opts.only_yuyv {
-        yuyv_speed(&mut report)?;
+        codec::yuyv_speed(&mut report)?;
         return publish(&report, opts.out.as_deref());
     }
     if opts.only_age_precision {
-        age_precision(opts.age_frames, &mut report)?;
+        age::age_precision(opts.age_frames, &mut report)?;
         return publish(&report, opts.out.as_deref());
     }
     if opts.only_thin_link {
-        thin_link(&dir, opts.thin_link_seconds, &mut report)?;
+        thin_link::run(&dir, opts.thin_link_seconds, &mut report)?;
         return publish(&report, opts.out.as_deref());
     }
 
@@ -126,7 +129,7 @@ fn main() -> Result<()> {
     writeln!(report, "| size | encode image (4:4:4) | encode libjpeg-turbo from RGB (4:2:0) | from I420 (what the test pattern hands over) | decode libjpeg-turbo | JPEG KB (turbo 4:2:0) |")?;
     writeln!(report, "|---|---|---|---|---|---|")?;
     for (w, h) in SIZES {
-        let c = codec_speed(w, h)?;
+        let c = codec::codec_speed(w, h)?;
         writeln!(
             report,
             "| {w}x{h} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} |",
@@ -195,7 +198,7 @@ fn main() -> Result<()> {
     }
 
     if !opts.no_thin_link {
-        thin_link(&dir, opts.thin_link_seconds, &mut report)?;
+        thin_link::run(&dir, opts.thin_link_seconds, &mut report)?;
     }
     publish(&report, opts.out.as_deref())
 }
@@ -207,296 +210,6 @@ fn publish(report: &str, out: Option<&Path>) -> Result<()> {
         std::fs::write(out, report).with_context(|| format!("cannot write {}", out.display()))?;
     }
     Ok(())
-}
-
-/// One second of a thin-link run, from the client's status line.
-#[derive(Default, Clone)]
-struct Second {
-    accepted: f64,
-    stale: u64,
-    age_p99: Option<f64>,
-    setting: String,
-}
-
-/// Parses a client status line (see `stats::Tally::status_line` and `adapt::Adapter::status`).
-fn parse_status(line: &str) -> Option<Second> {
-    let accepted = line
-        .split(" fps accepted")
-        .next()?
-        .split(" fps sent")
-        .nth(1)?
-        .trim()
-        .parse()
-        .ok()?;
-    let stale = line
-        .split(" stale ")
-        .nth(1)?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()?;
-    let age_p99 = line
-        .split("| age p50 ")
-        .nth(1)?
-        .split(" p99 ")
-        .nth(1)?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok();
-    let setting = line.rsplit(" | ").next()?.split(" (").next()?.to_string();
-    Some(Second {
-        accepted,
-        stale,
-        age_p99,
-        setting,
-    })
-}
-
-/// 1920x1080 at 30 fps through a 10 Mbit/s link with a 20 ms round trip,
-/// without and with adaptation; the limit is lifted 60% of the way in.
-fn thin_link(dir: &Path, seconds: f64, report: &mut String) -> Result<()> {
-    let lift = seconds * 0.6;
-    writeln!(report, "\n## 1920x1080 at 30 fps through a 10 Mbit/s link, 20 ms round trip (loopback proxy), threshold 80 ms\n")?;
-    writeln!(report, "The limit is lifted after {lift:.0} s. Each row is one second of the client's status line: accepted fps, stale drops, age p99 (ms) and, with adaptation, the setting in use.\n")?;
-    let mut runs = Vec::new();
-    for adapt in ["off", "on"] {
-        let port = free_port()?;
-        let addr = format!("127.0.0.1:{port}");
-        let mut server = Command::new(dir.join("framelink-server"))
-            .args(["--no-display", "--stats-interval", "0", "--listen", &addr])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot start framelink-server (build it first: cargo build --release)")?;
-        let link = DelayProxy::throttled(addr.parse()?, Duration::from_millis(10), 10_000_000)?;
-        let mut client = Command::new(dir.join("framelink-client"))
-            .args([
-                "--source",
-                "test-pattern",
-                "--name",
-                "thin",
-                "--width",
-                "1920",
-            ])
-            .args(["--height", "1080", "--fps", "30", "--adapt", adapt])
-            .args(["--stats-interval", "1", "--duration", &seconds.to_string()])
-            .arg(link.addr.to_string())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let out = client.stdout.take().context("client stdout")?;
-        let lines = std::thread::spawn(move || {
-            use std::io::BufRead;
-            std::io::BufReader::new(out)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| parse_status(&l))
-                .collect::<Vec<_>>()
-        });
-        let start = Instant::now();
-        while start.elapsed().as_secs_f64() < lift {
-            std::thread::sleep(Duration::from_millis(50)); // the run's own timeline
-        }
-        link.set_rate(0);
-        let _ = wait_cpu(client, Duration::from_secs_f64(seconds + 30.0))?;
-        // SAFETY: sending SIGINT to our own child: it stops.
-        unsafe { libc::kill(server.id() as i32, libc::SIGINT) };
-        let _ = server.wait();
-        let seconds: Vec<Second> = lines.join().unwrap_or_default();
-        eprintln!("thin link, adapt {adapt}: {} seconds", seconds.len());
-        runs.push(seconds);
-    }
-    writeln!(report, "| s | no adaptation: fps accepted | stale | age p99 | adaptation: fps accepted | stale | age p99 | setting |")?;
-    writeln!(report, "|---|---|---|---|---|---|---|---|")?;
-    let n = runs[0].len().max(runs[1].len());
-    let ms = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into());
-    for i in 0..n {
-        let a = runs[0].get(i).cloned().unwrap_or_default();
-        let b = runs[1].get(i).cloned().unwrap_or_default();
-        writeln!(
-            report,
-            "| {}{} | {:.1} | {} | {} | {:.1} | {} | {} | {} |",
-            i + 1,
-            if (i + 1) as f64 > lift {
-                " (no limit)"
-            } else {
-                ""
-            },
-            a.accepted,
-            a.stale,
-            ms(a.age_p99),
-            b.accepted,
-            b.stale,
-            ms(b.age_p99),
-            b.setting
-        )?;
-    }
-    Ok(())
-}
-
-/// The server's age estimate against the truth, in one process on one
-/// clock: a client written here sends a frame captured at `c` and notes
-/// when its write returned (`w`: on loopback the bytes have landed by
-/// then); the true age is `w − c`, the estimate is the VERDICT's `age_us`.
-fn age_precision(frames: usize, report: &mut String) -> Result<()> {
-    writeln!(
-        report,
-        "## Age precision: estimate − true age, loopback, {frames} frames at 100 fps each\n"
-    )?;
-    writeln!(report, "True age: from capture to the client's write returning (the bytes have landed on loopback by then); frames whose write took the client over 0.2 ms are left out (their truth is not known to that precision). Busy: one spinning thread per core beside both programs.\n")?;
-    writeln!(report, "| arrival taken from | cores | p50 ms | p99 ms | max ms | min ms | estimates fresher than truth by > 0.1 ms |")?;
-    writeln!(report, "|---|---|---|---|---|---|---|")?;
-    for busy in [false, true] {
-        for kernel in [false, true] {
-            let (e, skipped) = age_errors(frames, kernel, busy)?;
-            let q = |p: f64| e[((e.len() - 1) as f64 * p) as usize];
-            let fresher = e.iter().filter(|&&x| x < -0.1).count();
-            writeln!(
-                report,
-                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {} of {} ({} left out) |",
-                if kernel {
-                    "kernel stamp (SO_TIMESTAMPING)"
-                } else {
-                    "reading thread's clock"
-                },
-                if busy { "all busy" } else { "idle" },
-                q(0.5),
-                q(0.99),
-                e[e.len() - 1],
-                e[0],
-                fresher,
-                e.len(),
-                skipped
-            )?;
-            eprintln!(
-                "age precision kernel={kernel} busy={busy}: p99 {:.3} ms",
-                q(0.99)
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Sorted estimate − truth, in ms, for `frames` frames; and how many frames
-/// were left out because the client's own write took over 0.2 ms (the
-/// truth is then unknown to that precision).
-fn age_errors(frames: usize, kernel: bool, busy: bool) -> Result<(Vec<f64>, usize)> {
-    use framelink::server::{Server, ServerConfig};
-    use framelink::shutdown::Shutdown;
-    use framelink::wire::connection::{self, Reader, Writer};
-    use framelink::wire::{self, Encoding, FrameHeader, Hello, Limits, Message};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let config = ServerConfig {
-        kernel_arrival: kernel,
-        stats_interval: None,
-        max_age: Duration::from_secs(10),
-        window: 1,
-        ..ServerConfig::default()
-    };
-    let shutdown = Shutdown::new();
-    let server = {
-        let shutdown = shutdown.clone();
-        std::thread::spawn(move || Server::new(listener, config).run(shutdown))
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let spinners: Vec<_> = (0..if busy { nproc() } else { 0 })
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    std::hint::black_box(x);
-                }
-            })
-        })
-        .collect();
-    let result = (|| -> Result<(Vec<f64>, usize)> {
-        let stream = std::net::TcpStream::connect(addr)?;
-        connection::configure(&stream, Duration::from_secs(10))?;
-        let mut reader = Reader::new(stream.try_clone()?, Limits::default());
-        reader.stamp_arrivals();
-        let mut writer = Writer::new(stream);
-        let never = Shutdown::new();
-        let wait = Duration::from_secs(10);
-        writer.send(true, &[])?;
-        reader.read_preface(Instant::now() + wait, &never)?;
-        let Some(Message::Challenge(_)) = reader.read_message(Some(wait), wait, &never)? else {
-            bail!("no CHALLENGE");
-        };
-        writer.send(
-            false,
-            &[&Message::Hello(Hello {
-                capabilities: 0,
-                name: "age".into(),
-                client_nonce: [1; 32],
-                proof: Vec::new(),
-            })],
-        )?;
-        let Some(Message::Welcome(_)) = reader.read_message(Some(wait), wait, &never)? else {
-            bail!("no WELCOME");
-        };
-        let ticket_now = |reader: &mut Reader| -> Result<(wire::Ticket, Instant)> {
-            match reader.read_message(Some(wait), wait, &never)? {
-                Some(Message::Ticket(t)) => {
-                    let now = Instant::now();
-                    Ok((t, reader.arrival().map_or(now, |a| a.min(now))))
-                }
-                other => bail!("expected a TICKET, got {other:?}"),
-            }
-        };
-        let (mut ticket, mut landed) = ticket_now(&mut reader)?;
-        let jpeg = {
-            let rgb = vec![128u8; 64 * 48 * 3];
-            let mut out = Vec::new();
-            encode::encoder(EncoderKind::Auto, 80, Subsampling::S420)?
-                .encode(&rgb, 64, 48, &mut out)?;
-            out
-        };
-        let mut errors = Vec::with_capacity(frames);
-        let mut skipped = 0;
-        for id in 1..=frames as u64 {
-            std::thread::sleep(Duration::from_millis(10));
-            let captured = Instant::now();
-            let h = FrameHeader {
-                frame_id: id,
-                encoding: Encoding::Jpeg,
-                width: 64,
-                height: 48,
-                capture_to_send_us: 0,
-                ticket_held_us: wire::micros_u32(captured.saturating_duration_since(landed)),
-                payload_len: jpeg.len() as u32,
-            };
-            let before = Instant::now();
-            writer.send_frame(&h, &jpeg, ticket)?;
-            let written = Instant::now();
-            let verdict = match reader.read_message(Some(wait), wait, &never)? {
-                Some(Message::Verdict(v)) => v,
-                other => bail!("expected a VERDICT, got {other:?}"),
-            };
-            (ticket, landed) = ticket_now(&mut reader)?;
-            // The bytes landed between `before` and `written`: a sample
-            // where the client itself was held up there says nothing.
-            if written.duration_since(before) > Duration::from_micros(200) {
-                skipped += 1;
-                continue;
-            }
-            let truth = written.duration_since(captured).as_secs_f64() * 1e3;
-            errors.push(verdict.age_us as f64 / 1e3 - truth);
-        }
-        errors.sort_by(f64::total_cmp);
-        Ok((errors, skipped))
-    })();
-    stop.store(true, Ordering::Relaxed);
-    for s in spinners {
-        let _ = s.join();
-    }
-    shutdown.trigger();
-    let _ = server.join();
-    result
 }
 
 fn default_window() -> u16 {
@@ -737,136 +450,6 @@ fn run_reference(dir: &Path, w: u32, h: u32, nodelay: bool, seconds: f64) -> Res
         transit_p50: 0.0,
         mb_s: f(&s["bytes"]) / seconds / 1e6,
     })
-}
-
-/// YUYV 1080p to JPEG (q80, 4:2:0), median ms: framelink's YUV path (planes,
-/// then libjpeg-turbo's encode-from-YUV), libjpeg-turbo's encode-from-YUV
-/// alone on ready planes (the limit of this path), and the RGB detour.
-#[cfg(not(feature = "turbojpeg"))]
-fn yuyv_speed(_report: &mut String) -> Result<()> {
-    bail!("the YUYV timing needs libjpeg-turbo: build with default features")
-}
-
-#[cfg(feature = "turbojpeg")]
-fn yuyv_speed(report: &mut String) -> Result<()> {
-    use framelink::media::encode::yuyv_to_planes;
-    let (w, h) = (1920usize, 1080usize);
-    // A camera-layout frame: a moving-looking gradient in limited range.
-    let yuyv: Vec<u8> = (0..w * h / 2)
-        .flat_map(|i| {
-            let (x, y) = ((i * 2) % w, (i * 2) / w);
-            [
-                (16 + x * 219 / w) as u8,
-                (16 + y * 224 / h) as u8,
-                (16 + (x + 1) * 219 / w) as u8,
-                (240 - y * 224 / h) as u8,
-            ]
-        })
-        .collect();
-    let median = |f: &mut dyn FnMut()| {
-        let mut t: Vec<f64> = (0..60)
-            .map(|_| {
-                let s = Instant::now();
-                f();
-                s.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
-    };
-    let mut enc = encode::encoder(EncoderKind::Turbojpeg, 80, Subsampling::S420)?;
-    let mut out = Vec::new();
-    let ours = median(&mut || {
-        enc.encode_yuv(encode::Yuv::Yuyv(&yuyv), w as u32, h as u32, &mut out)
-            .unwrap();
-    });
-    let mut planes = Vec::new();
-    yuyv_to_planes(&yuyv, w, h, true, &mut planes);
-    let mut c = turbojpeg::Compressor::new()?;
-    c.set_quality(80)?;
-    let limit = median(&mut || {
-        let img = turbojpeg::YuvImage {
-            pixels: &planes[..],
-            width: w,
-            align: 1,
-            height: h,
-            subsamp: turbojpeg::Subsamp::Sub2x2,
-        };
-        c.compress_yuv_to_vec(img).unwrap();
-    });
-    let mut rgb = Vec::new();
-    let detour = median(&mut || {
-        framelink::client::source::camera::yuyv_to_rgb(&yuyv, w, h, &mut rgb);
-        enc.encode(&rgb, w as u32, h as u32, &mut out).unwrap();
-    });
-    writeln!(
-        report,
-        "## YUYV 1920x1080 to JPEG (q80, 4:2:0), median of 60, one core\n"
-    )?;
-    writeln!(report, "| path | ms per frame |\n|---|---|")?;
-    writeln!(
-        report,
-        "| framelink: planes + encode-from-YUV | {ours:.2} |"
-    )?;
-    writeln!(
-        report,
-        "| libjpeg-turbo encode-from-YUV alone (the limit) | {limit:.2} |"
-    )?;
-    writeln!(report, "| RGB detour (YUYV → RGB → encode) | {detour:.2} |")?;
-    writeln!(report, "\nframelink / limit: {:.2}x", ours / limit)?;
-    Ok(())
-}
-
-/// Median ms of encode (image, turbo) and decode (turbo), and the JPEG size.
-fn codec_speed(w: u32, h: u32) -> Result<(f64, f64, f64, f64, f64)> {
-    let mut pattern = TestPattern::new(w, h, 0.0);
-    let (frame, planes) = match pattern.next_frame()?.image {
-        Image::Rgb { data, .. } => (data.to_vec(), None),
-        Image::Yuv {
-            data: yuv @ encode::Yuv::I420(planes),
-            ..
-        } => {
-            let mut rgb = Vec::new();
-            yuv.to_rgb(w, h, &mut rgb);
-            (rgb, Some(planes.to_vec()))
-        }
-        Image::Jpeg { .. } | Image::Yuv { .. } => bail!("the test pattern gives RGB or I420"),
-    };
-    let time = |n: usize, mut f: Box<dyn FnMut() -> Result<()> + '_>| -> Result<f64> {
-        let mut t = Vec::with_capacity(n);
-        for _ in 0..n {
-            let s = Instant::now();
-            f()?;
-            t.push(s.elapsed().as_secs_f64() * 1000.0);
-        }
-        t.sort_by(|a, b| a.total_cmp(b));
-        Ok(t[n / 2])
-    };
-    let mut out = Vec::new();
-    let mut image_enc = encode::encoder(EncoderKind::Image, 80, Subsampling::S444)?;
-    let image_ms = time(15, Box::new(|| image_enc.encode(&frame, w, h, &mut out)))?;
-    let mut turbo = encode::encoder(EncoderKind::Auto, 80, Subsampling::S420)?;
-    let turbo_ms = time(40, Box::new(|| turbo.encode(&frame, w, h, &mut out)))?;
-    let jpeg = out.clone();
-    let i420_ms = match &planes {
-        Some(p) => time(
-            40,
-            Box::new(|| {
-                turbo
-                    .encode_yuv(encode::Yuv::I420(p), w, h, &mut out)
-                    .map(|_| ())
-            }),
-        )?,
-        None => f64::NAN,
-    };
-    let decode_ms = time(40, Box::new(|| encode::decode_rgb(&jpeg).map(|_| ())))?;
-    Ok((
-        image_ms,
-        turbo_ms,
-        i420_ms,
-        decode_ms,
-        jpeg.len() as f64 / 1000.0,
-    ))
 }
 
 fn tempdir() -> Result<PathBuf> {
