@@ -18,6 +18,12 @@ pub fn init() {
     quiet_decoder_panics();
 }
 
+/// Whether a panic happened inside the pure-Rust JPEG decoder (zune-jpeg),
+/// whose panics `decode_rgb` contains.
+pub fn in_jpeg_decoder(at: &std::panic::Location<'_>) -> bool {
+    at.file().contains("/zune-jpeg-")
+}
+
 /// The pure-Rust JPEG decoder panics on some crafted frames; `decode_rgb`
 /// catches that and reports the frame as not decoding, so the default hook's
 /// "thread panicked" text on stderr, once per such frame, would only let a
@@ -28,7 +34,7 @@ fn quiet_decoder_panics() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| match info.location() {
-            Some(at) if at.file().contains("/zune-jpeg-") => {
+            Some(at) if in_jpeg_decoder(at) => {
                 tracing::debug!(
                     "the JPEG decoder panicked (contained) at {at}: {}",
                     panic_text(info.payload())

@@ -103,6 +103,23 @@ pub fn kill_child_group(pgid: i32) {
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
 }
 
+/// Has the kernel send `signal` to the child `command` starts when this
+/// program dies, however it dies (`PR_SET_PDEATHSIG`; strictly, when the
+/// thread that started it ends: start children from threads that live as
+/// long as the program).
+pub fn signal_when_parent_dies(command: &mut std::process::Command, signal: libc::c_int) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(2) only, between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Kills every child group still remembered (on a forced exit).
 fn kill_child_groups() {
     for pgid in CHILD_GROUPS.lock().drain(..) {

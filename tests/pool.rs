@@ -355,19 +355,7 @@ fn without_a_broker_the_server_serves_and_answers_failed_and_a_worker_says_why()
     c.stop().unwrap();
     server.stop();
 
-    let (mut w, _out, err) = support::spawn_program(
-        env!("CARGO_BIN_EXE_framelink-worker"),
-        &["--nats", &url],
-        None,
-        &[],
-    );
-    let status = support::wait_exit(&mut w, "a worker without NATS");
-    assert_eq!(status.code(), Some(1));
-    let text = err.wait_end(WAIT);
-    assert!(
-        text.contains("cannot connect to NATS") && text.contains(&url),
-        "{text}"
-    );
+    worker_cannot_connect(&url, "a worker without NATS");
 }
 
 #[test]
@@ -535,17 +523,23 @@ fn the_pool_works_through_a_tls_broker_and_an_untrusted_one_is_refused_clearly()
     assert!(ws.frames_processed >= 5, "{ws:?}");
 
     // Without the CA the worker stops at start, saying why.
+    worker_cannot_connect(&url, "a worker not trusting the broker");
+}
+
+/// The worker program given `--nats URL` alone exits 1 at start, naming
+/// the broker it cannot connect to.
+fn worker_cannot_connect(url: &str, what: &str) {
     let (mut w, _out, err) = support::spawn_program(
         env!("CARGO_BIN_EXE_framelink-worker"),
-        &["--nats", &url],
+        &["--nats", url],
         None,
         &[],
     );
-    let status = support::wait_exit(&mut w, "a worker not trusting the broker");
+    let status = support::wait_exit(&mut w, what);
     assert_eq!(status.code(), Some(1));
     let text = err.wait_end(WAIT);
     assert!(
-        text.contains("cannot connect to NATS") && text.contains(&url),
+        text.contains("cannot connect to NATS") && text.contains(url),
         "{text}"
     );
 }

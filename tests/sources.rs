@@ -31,11 +31,10 @@ fn client_of(server: &TestServer, kind: SourceKind) -> ClientConfig {
     c
 }
 
-#[test]
-fn mjpeg_on_standard_input_is_sent_byte_for_byte_and_its_end_ends_the_run() {
-    let server = TestServer::start(server_config());
+/// The client program reading `--source -`, named `name`, and its stderr.
+fn stdin_client(server: &TestServer, name: &str) -> (std::process::Child, support::Collected) {
     let mut client = Command::new(env!("CARGO_BIN_EXE_framelink-client"))
-        .args(["--source", "-", "--stats-interval", "0", "--name", "pipe"])
+        .args(["--source", "-", "--stats-interval", "0", "--name", name])
         .arg(server.addr.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -43,6 +42,13 @@ fn mjpeg_on_standard_input_is_sent_byte_for_byte_and_its_end_ends_the_run() {
         .spawn()
         .unwrap();
     let err = support::Collected::read(client.stderr.take().unwrap());
+    (client, err)
+}
+
+#[test]
+fn mjpeg_on_standard_input_is_sent_byte_for_byte_and_its_end_ends_the_run() {
+    let server = TestServer::start(server_config());
+    let (mut client, err) = stdin_client(&server, "pipe");
     let mut pipe = client.stdin.take().unwrap();
     // Each frame with a little junk before it, as a muxer may leave; one
     // at a time, each waited for at the server.
@@ -69,15 +75,7 @@ fn mjpeg_on_standard_input_is_sent_byte_for_byte_and_its_end_ends_the_run() {
 #[test]
 fn a_stream_that_ends_at_once_still_sends_its_newest_frame() {
     let server = TestServer::start(server_config());
-    let mut client = Command::new(env!("CARGO_BIN_EXE_framelink-client"))
-        .args(["--source", "-", "--stats-interval", "0", "--name", "short"])
-        .arg(server.addr.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = support::Collected::read(client.stderr.take().unwrap());
+    let (mut client, err) = stdin_client(&server, "short");
     let (first, last) = (frame(32, 24, 1), frame(48, 24, 2));
     let both = [&first[..], &last[..]].concat();
     // One write of at most PIPE_BUF bytes: the client reads both at once.

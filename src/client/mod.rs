@@ -364,10 +364,8 @@ pub fn run_with_source(
                             adapter.status()
                         )
                     } else {
-                        {
-                            let sent = *tracking.sent.lock();
-                            compact_status(&link, &t, elapsed, &adapter.setting_text(sent))
-                        }
+                        let sent = *tracking.sent.lock();
+                        compact_status(&link, &t, elapsed, &adapter.setting_text(sent))
                     };
                     if !crate::output::line_to(results_on_stdout, &line) {
                         return;

@@ -26,28 +26,17 @@ pub(crate) fn yuyv_speed(report: &mut String) -> Result<()> {
             ]
         })
         .collect();
-    let median = |f: &mut dyn FnMut()| {
-        let mut t: Vec<f64> = (0..60)
-            .map(|_| {
-                let s = Instant::now();
-                f();
-                s.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
-    };
     let mut enc = encode::encoder(EncoderKind::Turbojpeg, 80, Subsampling::S420)?;
     let mut out = Vec::new();
-    let ours = median(&mut || {
+    let ours = median_ms(60, || {
         enc.encode_yuv(encode::Yuv::Yuyv(&yuyv), w as u32, h as u32, &mut out)
-            .unwrap();
-    });
+            .map(|_| ())
+    })?;
     let mut planes = Vec::new();
     yuyv_to_planes(&yuyv, w, h, true, &mut planes);
     let mut c = turbojpeg::Compressor::new()?;
     c.set_quality(80)?;
-    let limit = median(&mut || {
+    let limit = median_ms(60, || {
         let img = turbojpeg::YuvImage {
             pixels: &planes[..],
             width: w,
@@ -55,13 +44,14 @@ pub(crate) fn yuyv_speed(report: &mut String) -> Result<()> {
             height: h,
             subsamp: turbojpeg::Subsamp::Sub2x2,
         };
-        c.compress_yuv_to_vec(img).unwrap();
-    });
+        c.compress_yuv_to_vec(img)?;
+        Ok(())
+    })?;
     let mut rgb = Vec::new();
-    let detour = median(&mut || {
+    let detour = median_ms(60, || {
         framelink::client::source::camera::yuyv_to_rgb(&yuyv, w, h, &mut rgb);
-        enc.encode(&rgb, w as u32, h as u32, &mut out).unwrap();
-    });
+        enc.encode(&rgb, w as u32, h as u32, &mut out)
+    })?;
     writeln!(
         report,
         "## YUYV 1920x1080 to JPEG (q80, 4:2:0), median of 60, one core\n"
@@ -95,34 +85,21 @@ pub(crate) fn codec_speed(w: u32, h: u32) -> Result<(f64, f64, f64, f64, f64)> {
         }
         Image::Jpeg { .. } | Image::Yuv { .. } => bail!("the test pattern gives RGB or I420"),
     };
-    let time = |n: usize, mut f: Box<dyn FnMut() -> Result<()> + '_>| -> Result<f64> {
-        let mut t = Vec::with_capacity(n);
-        for _ in 0..n {
-            let s = Instant::now();
-            f()?;
-            t.push(s.elapsed().as_secs_f64() * 1000.0);
-        }
-        t.sort_by(|a, b| a.total_cmp(b));
-        Ok(t[n / 2])
-    };
     let mut out = Vec::new();
     let mut image_enc = encode::encoder(EncoderKind::Image, 80, Subsampling::S444)?;
-    let image_ms = time(15, Box::new(|| image_enc.encode(&frame, w, h, &mut out)))?;
+    let image_ms = median_ms(15, || image_enc.encode(&frame, w, h, &mut out))?;
     let mut turbo = encode::encoder(EncoderKind::Auto, 80, Subsampling::S420)?;
-    let turbo_ms = time(40, Box::new(|| turbo.encode(&frame, w, h, &mut out)))?;
+    let turbo_ms = median_ms(40, || turbo.encode(&frame, w, h, &mut out))?;
     let jpeg = out.clone();
     let i420_ms = match &planes {
-        Some(p) => time(
-            40,
-            Box::new(|| {
-                turbo
-                    .encode_yuv(encode::Yuv::I420(p), w, h, &mut out)
-                    .map(|_| ())
-            }),
-        )?,
+        Some(p) => median_ms(40, || {
+            turbo
+                .encode_yuv(encode::Yuv::I420(p), w, h, &mut out)
+                .map(|_| ())
+        })?,
         None => f64::NAN,
     };
-    let decode_ms = time(40, Box::new(|| encode::decode_rgb(&jpeg).map(|_| ())))?;
+    let decode_ms = median_ms(40, || encode::decode_rgb(&jpeg).map(|_| ()))?;
     Ok((
         image_ms,
         turbo_ms,
@@ -130,4 +107,16 @@ pub(crate) fn codec_speed(w: u32, h: u32) -> Result<(f64, f64, f64, f64, f64)> {
         decode_ms,
         jpeg.len() as f64 / 1000.0,
     ))
+}
+
+/// The median of `n` timed runs of `f`, in ms.
+fn median_ms(n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut t = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = Instant::now();
+        f()?;
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[n / 2])
 }

@@ -82,7 +82,6 @@ impl FfmpegSource {
     }
 
     fn start(&mut self) -> Result<()> {
-        use std::os::unix::process::CommandExt;
         self.stop();
         // The shell splits ARGS as a user would type them, then becomes ffmpeg.
         let script = format!(
@@ -94,15 +93,7 @@ impl FfmpegSource {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        // SAFETY: prctl(2) only, between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::shutdown::signal_when_parent_dies(&mut cmd, libc::SIGKILL);
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start ffmpeg for {}", self.input.name))?;

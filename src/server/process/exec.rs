@@ -69,24 +69,6 @@ pub const SUPERVISOR: &str = concat!(
 /// The file descriptor the lifeline's reading end has in the supervising shell.
 const LIFELINE_FD: i32 = 4;
 
-/// A close-on-exec pipe: (reading end, writing end).
-fn lifeline() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    // SAFETY: pipe2(2) fills `fds` with two new descriptors on success,
-    // which are then owned here and nowhere else.
-    unsafe {
-        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("cannot make a pipe for the exec processor");
-        }
-        Ok((
-            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-        ))
-    }
-}
-
 /// What the program is fed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExecInput {
@@ -116,7 +98,7 @@ struct Running {
     replies: Receiver<Result<Output, String>>,
     /// The lifeline's writing end (see [`SUPERVISOR`]): never written, only
     /// held; closed with the server.
-    _lifeline: std::os::fd::OwnedFd,
+    _lifeline: std::io::PipeWriter,
 }
 
 impl ExecProcessor {
@@ -153,18 +135,17 @@ impl ExecProcessor {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .process_group(0);
-        let (lifeline_read, lifeline) = lifeline()?;
+        // Started from the server's main or processing thread: both live as
+        // long as the server.
+        crate::shutdown::signal_when_parent_dies(&mut command, libc::SIGTERM);
+        let (lifeline_read, lifeline) =
+            std::io::pipe().context("cannot make a pipe for the exec processor")?;
         let read_fd = lifeline_read.as_raw_fd();
-        // SAFETY: only prctl(2), dup2(2) and fcntl(2) between fork and exec.
-        // The kernel sends SIGTERM when the thread that started the shell
-        // ends (the server's main or processing thread: both live as long as
-        // the server), also on `kill -9`. The lifeline's reading end becomes
-        // fd 4, kept across exec (both ends are close-on-exec otherwise).
+        // SAFETY: only dup2(2) or fcntl(2) between fork and exec: the
+        // lifeline's reading end becomes fd 4, kept across exec (both ends
+        // are close-on-exec otherwise).
         unsafe {
             command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
                 let kept = if read_fd == LIFELINE_FD {
                     libc::fcntl(LIFELINE_FD, libc::F_SETFD, 0)
                 } else {
