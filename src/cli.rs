@@ -299,10 +299,10 @@ impl ServerOpts {
         if self.max_frame_bytes < 64 {
             bail!("--max-frame-bytes must be at least 64");
         }
-        if self.max_pixels == 0 || self.max_pixels > crate::media::encode::MAX_DECODE_PIXELS {
+        if self.max_pixels == 0 || self.max_pixels > crate::media::decode::MAX_DECODE_PIXELS {
             bail!(
                 "--max-pixels must be 1..={} (8192x8192)",
-                crate::media::encode::MAX_DECODE_PIXELS
+                crate::media::decode::MAX_DECODE_PIXELS
             );
         }
         if self.max_clients == 0 {

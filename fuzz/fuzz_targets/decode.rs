@@ -87,12 +87,12 @@ fuzz_target!(|data: &[u8]| {
         assert!(!passed || pixels <= 1 << 20, "the frame check bounds the size");
         if passed {
             // Small enough to decode at speed: decodes to its header's size or fails.
-            if let Ok(img) = framelink::media::encode::decode_rgb(data) {
+            if let Ok(img) = framelink::media::decode::decode_rgb(data) {
                 assert_eq!(img.dimensions(), (w as u32, h as u32));
             }
-        } else if pixels > framelink::media::encode::MAX_DECODE_PIXELS {
+        } else if pixels > framelink::media::decode::MAX_DECODE_PIXELS {
             // Refused before anything is allocated for the pixels.
-            assert!(framelink::media::encode::decode_rgb(data).is_err());
+            assert!(framelink::media::decode::decode_rgb(data).is_err());
         }
     }
 });

@@ -14,7 +14,8 @@
 use crate::client::adapt::Adapter;
 use crate::client::source::{Image, Source};
 use crate::latest::LatestSender;
-use crate::media::encode::{self, Encoder, Yuv};
+use crate::media::decode::decode_rgb;
+use crate::media::encode::{Encoder, Yuv};
 use crate::shutdown::Shutdown;
 use crate::shutdown::TICK;
 use anyhow::{Context, Result};
@@ -272,7 +273,7 @@ impl Shaper {
                 height,
             } if level == 0 => return Ok((level, Shaped::Jpeg(data, width, height))),
             Image::Jpeg { data, .. } => {
-                let rgb = encode::decode_rgb(data)?;
+                let rgb = decode_rgb(data)?;
                 let (w, h) = rgb.dimensions();
                 self.decoded = rgb.into_raw();
                 (&self.decoded, w, h)
@@ -640,7 +641,7 @@ mod tests {
         let yuyv = crate::media::encode::tests::yuyv_frame(160, 120);
         for n in [1, 3] {
             let (got, _) = collect_from(n, Box::new(YuyvCamera(yuyv.clone())));
-            let decoded = crate::media::encode::decode_rgb(&got[0].jpeg).unwrap();
+            let decoded = crate::media::decode::decode_rgb(&got[0].jpeg).unwrap();
             assert_eq!(decoded.dimensions(), (160, 120), "{n} encoders");
             assert!(got.windows(2).all(|w| w[0].id < w[1].id));
         }

@@ -1,4 +1,4 @@
-//! JPEG encoding of captured RGB frames, and decoding on the server.
+//! JPEG encoding of captured frames (decoding is in [`decode`](super::decode)).
 //!
 //! libjpeg-turbo (the `turbojpeg` cargo feature, on by default) is the fast
 //! path; the pure-Rust `image` encoder is the fallback that builds anywhere.
@@ -566,65 +566,10 @@ pub fn encoder(
     }
 }
 
-/// The most pixels [`decode_rgb`] decodes (8192 × 8192: 192 MiB of RGB),
-/// whatever it is given: the server's `--max-pixels` may not be higher.
-pub const MAX_DECODE_PIXELS: u64 = 8192 * 8192;
-
-/// Decodes a JPEG to RGB8 (libjpeg-turbo when this build has it).
-///
-/// Refuses before allocating anything for the pixels a JPEG without a single
-/// readable frame header, or one larger than [`MAX_DECODE_PIXELS`]: the size
-/// in the header is what a decoder allocates for, so a few hundred bytes
-/// claiming 60000 × 60000 would otherwise ask for 10 GB.
-pub fn decode_rgb(jpeg: &[u8]) -> Result<image::RgbImage> {
-    let (w, h) = crate::media::jpeg::dimensions(jpeg)
-        .context("frame does not decode as JPEG: no single readable frame header")?;
-    let pixels = w as u64 * h as u64;
-    anyhow::ensure!(
-        pixels <= MAX_DECODE_PIXELS,
-        "frame of {w}x{h} is over the {MAX_DECODE_PIXELS} pixels this program decodes"
-    );
-    // The decoders are other people's code fed bytes from the network: one
-    // that panics on a frame (a bug of theirs, such as an arithmetic overflow
-    // on crafted coefficients) fails that frame, not the thread decoding it.
-    std::panic::catch_unwind(|| decode_unchecked(jpeg)).unwrap_or_else(|panic| {
-        Err(anyhow::anyhow!(
-            "frame does not decode as JPEG: the decoder failed on it ({})",
-            crate::logging::panic_text(&*panic)
-        ))
-    })
-}
-
-fn decode_unchecked(jpeg: &[u8]) -> Result<image::RgbImage> {
-    #[cfg(feature = "turbojpeg")]
-    {
-        let img = turbojpeg::decompress(jpeg, turbojpeg::PixelFormat::RGB)
-            .context("frame does not decode as JPEG")?;
-        let (w, h) = (img.width as u32, img.height as u32);
-        let pixels = if img.pitch == img.width * 3 {
-            img.pixels
-        } else {
-            img.pixels
-                .chunks(img.pitch)
-                .flat_map(|row| &row[..img.width * 3])
-                .copied()
-                .collect()
-        };
-        image::RgbImage::from_raw(w, h, pixels).context("decoded frame has the wrong size")
-    }
-    #[cfg(not(feature = "turbojpeg"))]
-    {
-        Ok(
-            image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
-                .context("frame does not decode as JPEG")?
-                .into_rgb8(),
-        )
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::media::decode::decode_rgb;
 
     /// A frame as a YUYV camera lays it out (BT.601, limited range), made
     /// from a smooth RGB picture.
@@ -780,7 +725,7 @@ pub(crate) mod tests {
             .unwrap());
     }
 
-    fn gradient(w: u32, h: u32) -> Vec<u8> {
+    pub(crate) fn gradient(w: u32, h: u32) -> Vec<u8> {
         (0..w * h)
             .flat_map(|i| [(i % w * 255 / w) as u8, (i / w * 255 / h) as u8, 90])
             .collect()
@@ -823,30 +768,5 @@ pub(crate) mod tests {
         for s in [Subsampling::S420, Subsampling::S422, Subsampling::S444] {
             check_roundtrip(&mut TurboEncoder::new(80, s).unwrap());
         }
-    }
-
-    #[test]
-    fn a_truncated_jpeg_is_an_error_or_at_least_not_a_panic() {
-        let mut out = Vec::new();
-        ImageEncoder::new(80)
-            .encode(&gradient(48, 32), 48, 32, &mut out)
-            .unwrap();
-        let _ = decode_rgb(&out[..out.len() / 2]);
-        assert!(decode_rgb(b"\xFF\xD8 definitely not").is_err());
-    }
-
-    #[test]
-    fn a_header_claiming_a_huge_size_is_refused_before_decoding() {
-        let mut out = Vec::new();
-        ImageEncoder::new(80)
-            .encode(&gradient(64, 48), 64, 48, &mut out)
-            .unwrap();
-        let sof = out
-            .windows(2)
-            .position(|w| w[0] == 0xFF && w[1] == 0xC0)
-            .unwrap();
-        out[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]); // 60000 x 60000
-        let err = decode_rgb(&out).unwrap_err();
-        assert!(format!("{err:#}").contains("60000x60000"), "{err:#}");
     }
 }

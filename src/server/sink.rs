@@ -55,7 +55,7 @@ impl FrameView {
         let jpeg = &self.frame.jpeg;
         self.decoded
             .get_or_insert_with(|| {
-                crate::media::encode::decode_rgb(jpeg).map_err(|e| format!("{e:#}"))
+                crate::media::decode::decode_rgb(jpeg).map_err(|e| format!("{e:#}"))
             })
             .as_ref()
             .map_err(Clone::clone)

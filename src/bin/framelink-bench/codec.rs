@@ -99,7 +99,9 @@ pub(crate) fn codec_speed(w: u32, h: u32) -> Result<(f64, f64, f64, f64, f64)> {
         })?,
         None => f64::NAN,
     };
-    let decode_ms = median_ms(40, || encode::decode_rgb(&jpeg).map(|_| ()))?;
+    let decode_ms = median_ms(40, || {
+        framelink::media::decode::decode_rgb(&jpeg).map(|_| ())
+    })?;
     Ok((
         image_ms,
         turbo_ms,
