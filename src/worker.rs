@@ -259,6 +259,9 @@ fn work(
     let mut last_forget = Instant::now();
     let mut last_problem: Option<String> = None;
     while !shutdown.is_triggered() {
+        if !processor.wait_ready(shutdown) {
+            break;
+        }
         let mut h = HeaderMap::new();
         h.insert(header::WORKER, config.name.as_str());
         h.insert(

@@ -25,6 +25,7 @@ pub use registry::ClientNow;
 use registry::Registry;
 use session::{refuse_full, serve, Slot};
 pub mod gate;
+pub mod handoff;
 pub mod live_view;
 pub mod process;
 pub mod record;
@@ -37,7 +38,7 @@ use crate::wire::auth::Token;
 use crate::wire::connection;
 use crate::wire::Limits;
 use anyhow::{Context, Result};
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use gate::Gate;
 use live_view::LiveFrames;
 use parking_lot::Mutex;
@@ -192,8 +193,26 @@ pub struct Server {
     listener: TcpListener,
     config: ServerConfig,
     processor: Option<Box<dyn Processor>>,
+    handoff: Option<handoff::HandoffStage>,
     sinks: Vec<Box<dyn Sink>>,
     live_view: Option<TcpListener>,
+    asks: Option<Receiver<Sender<ServerSummary>>>,
+}
+
+/// Asks a running server for its summary so far (see [`Server::summary_now`]).
+#[derive(Clone)]
+pub struct SummaryNow {
+    asks: Sender<Sender<ServerSummary>>,
+}
+
+impl SummaryNow {
+    /// The summary as it stands now (the run's figures so far); None when
+    /// the server is not running (yet, or any more). Blocks at most 1 s.
+    pub fn now(&self) -> Option<ServerSummary> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.asks.try_send(tx).ok()?;
+        rx.recv_timeout(Duration::from_secs(1)).ok()
+    }
 }
 
 impl Server {
@@ -202,9 +221,25 @@ impl Server {
             listener,
             config,
             processor: None,
+            handoff: None,
             sinks: Vec::new(),
             live_view: None,
+            asks: None,
         }
+    }
+
+    /// Hands frames to takers of the [`Handoff`](handoff::Handoff) made
+    /// with `stage` instead of to a processor (see [`handoff`]).
+    pub fn handoff(mut self, stage: handoff::HandoffStage) -> Self {
+        self.handoff = Some(stage);
+        self
+    }
+
+    /// A handle that reads the running server's figures from any thread.
+    pub fn summary_now(&mut self) -> SummaryNow {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        self.asks = Some(rx);
+        SummaryNow { asks: tx }
     }
 
     /// Runs `processor` instead of the one `config.processor` names.
@@ -238,8 +273,10 @@ impl Server {
             listener,
             config,
             processor,
+            handoff,
             mut sinks,
             live_view,
+            asks,
         } = self;
         listener
             .set_nonblocking(true)
@@ -248,10 +285,12 @@ impl Server {
         // worker pool.
         enum Processing {
             Local(Box<dyn Processor>),
+            Handoff(handoff::HandoffStage),
             #[cfg(feature = "nats")]
             Pool(Box<pool::Pool>),
         }
         let processing = match (processor, &config.pool) {
+            _ if handoff.is_some() => Processing::Handoff(handoff.expect("checked")),
             (Some(p), _) => Processing::Local(p),
             #[cfg(feature = "nats")]
             (None, Some(pc)) => Processing::Pool(Box::new(pool::Pool::connect(pc.clone())?)),
@@ -263,6 +302,7 @@ impl Server {
         };
         let processor_name = match &processing {
             Processing::Local(p) => p.name().to_string(),
+            Processing::Handoff(h) => h.name().to_string(),
             #[cfg(feature = "nats")]
             Processing::Pool(p) => format!("pool {}", p.url()),
         };
@@ -315,6 +355,9 @@ impl Server {
                             let mut sink = ProcessingSink::new(p, shared.processing.clone());
                             pipeline(&processing_rx, &mut [&mut sink], &shared.shutdown)
                         }
+                        Processing::Handoff(h) => {
+                            h.run(&processing_rx, &shared.processing, &shared.shutdown)
+                        }
                         #[cfg(feature = "nats")]
                         Processing::Pool(p) => {
                             p.run(&processing_rx, &shared.processing, &shared.shutdown)
@@ -331,6 +374,18 @@ impl Server {
                         Box::new(move || {
                             let token = shared.config.token.as_ref();
                             live_view::serve(s, l, frames, shared, token, io, &shared.shutdown)
+                        }),
+                    )?;
+                }
+                if let Some(asks) = asks {
+                    spawn(
+                        "figures",
+                        Box::new(move || {
+                            while !shared.shutdown.is_triggered() {
+                                if let Ok(answer) = asks.recv_timeout(crate::shutdown::TICK) {
+                                    let _ = answer.try_send(shared.summary());
+                                }
+                            }
                         }),
                     )?;
                 }

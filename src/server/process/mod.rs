@@ -41,7 +41,7 @@ impl Output {
         Output::Json(serde_json::to_string(value).unwrap_or_else(|_| "null".into()))
     }
 
-    fn into_wire(self) -> (ResultKind, Bytes) {
+    pub(crate) fn into_wire(self) -> (ResultKind, Bytes) {
         match self {
             Output::None => (ResultKind::None, Bytes::new()),
             Output::Json(s) => (ResultKind::Json, Bytes::from(s)),
@@ -65,6 +65,13 @@ pub trait Processor: Send {
 
     /// The client disconnected: forget its state.
     fn client_left(&mut self, _client: ClientId) {}
+
+    /// Blocks until the processor can start on a frame at once; false when
+    /// `stop` came first. A pool worker asks for a frame only after this,
+    /// so no frame waits for it. Default: ready at once.
+    fn wait_ready(&mut self, _stop: &Shutdown) -> bool {
+        true
+    }
 }
 
 /// Which built-in processor to run, as `--processor` names it.
