@@ -116,11 +116,11 @@ impl Want {
     }
 
     /// Gives `taken` to the taker, or back when it no longer waits.
-    fn give(&self, taken: Taken) -> Result<(), Taken> {
+    fn give(&self, taken: Taken) -> Option<Taken> {
         if !self.waits() {
-            return Err(taken);
+            return Some(taken);
         }
-        self.tx.try_send(taken).map_err(|e| e.into_inner())
+        self.tx.try_send(taken).err().map(|e| e.into_inner())
     }
 }
 
@@ -495,8 +495,8 @@ impl Processor for HandoffProcessor {
                 );
             };
             match w.give(taken) {
-                Ok(()) => break,
-                Err(t) => taken = t,
+                None => break,
+                Some(t) => taken = t,
             }
         }
         match rx.recv_timeout(self.timeout) {
