@@ -255,12 +255,26 @@ pub fn run_with_source(
     source: Box<dyn source::Source>,
     shutdown: Shutdown,
 ) -> Result<ClientSummary> {
+    run_with(config, source, None, shutdown)
+}
+
+/// [`run_with_source`], handing every result to `tap` too (besides
+/// `--results-jsonl` and `--save-results`).
+pub fn run_with(
+    config: ClientConfig,
+    source: Box<dyn source::Source>,
+    tap: Option<results::Tap>,
+    shutdown: Shutdown,
+) -> Result<ClientSummary> {
     let started = Instant::now();
     info!("source: {}", source.describe());
-    let results_out = Mutex::new(ResultsOut::open(
-        config.results_jsonl.as_deref(),
-        config.save_results.as_deref(),
-    )?);
+    let results_out = Mutex::new(
+        ResultsOut::open(
+            config.results_jsonl.as_deref(),
+            config.save_results.as_deref(),
+        )?
+        .with_tap(tap),
+    );
     let encoders = (0..config.encode_threads.max(1))
         .map(|_| encode::encoder(config.encoder, config.quality, config.subsampling))
         .collect::<Result<Vec<_>>>()?;

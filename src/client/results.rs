@@ -64,11 +64,51 @@ impl InFlight {
     }
 }
 
-/// Where results are written (`--results-jsonl`, `--save-results`).
+/// Where results are written (`--results-jsonl`, `--save-results`, and
+/// a program's own [`Tap`]).
 pub struct ResultsOut {
     jsonl: Option<Box<dyn Write + Send>>,
     save_dir: Option<PathBuf>,
     warned: bool,
+    tap: Option<Tap>,
+}
+
+/// A result as a [`Tap`] hands it over, with its capture → result time on
+/// this client's clock (None when the frame was no longer remembered).
+pub type Tapped = (ProcessResult, Option<Duration>);
+
+/// Results handed to the program running the client (the Python binding's
+/// `Client.results`), newest kept: when the program reads none for a
+/// while, the oldest unread ones make room (at most `capacity` wait).
+pub struct Tap {
+    tx: crossbeam_channel::Sender<Tapped>,
+    drain: crossbeam_channel::Receiver<Tapped>,
+}
+
+impl Tap {
+    /// A tap and the receiver the program reads results from.
+    pub fn new(capacity: usize) -> (Tap, crossbeam_channel::Receiver<Tapped>) {
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        (
+            Tap {
+                tx,
+                drain: rx.clone(),
+            },
+            rx,
+        )
+    }
+
+    fn give(&self, mut r: Tapped) {
+        loop {
+            match self.tx.try_send(r) {
+                Err(crossbeam_channel::TrySendError::Full(back)) => {
+                    let _ = self.drain.try_recv();
+                    r = back;
+                }
+                _ => return,
+            }
+        }
+    }
 }
 
 impl ResultsOut {
@@ -89,11 +129,24 @@ impl ResultsOut {
             jsonl,
             save_dir: save_dir.map(Path::to_path_buf),
             warned: false,
+            tap: None,
         })
+    }
+
+    /// Hands every result to `tap` too.
+    pub fn with_tap(mut self, tap: Option<Tap>) -> Self {
+        self.tap = tap;
+        self
     }
 
     /// Writes one result; a write error is logged once and that output stops.
     pub fn write(&mut self, r: &ProcessResult, capture_to_result: Option<Duration>) {
+        if let Some(tap) = &self.tap {
+            tap.give((r.clone(), capture_to_result));
+        }
+        if self.jsonl.is_none() && self.save_dir.is_none() {
+            return;
+        }
         let mut line = json!({
             "frame_id": r.frame_id,
             "status": r.status.as_str(),
