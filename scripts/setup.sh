@@ -9,10 +9,12 @@
 #   ffmpeg        an MJPEG stream on standard input, for the source tests
 #   nats-server   a real broker for the worker pool tests
 #   nats-py       (PyPI) the Python pool worker example, and its test
+#   python3-venv  target/py-venv: the Python package's build (maturin) and
+#                 test tools (pytest, numpy; imagezmq and pyzmq for its benchmark)
 # Rust itself (cargo) must already be installed: https://rustup.rs
 set -euo pipefail
 
-packages=(libclang-dev pkg-config cmake nasm xvfb x11-apps chromium ffmpeg nats-server)
+packages=(libclang-dev pkg-config cmake nasm xvfb x11-apps chromium ffmpeg nats-server python3-venv)
 command -v python3 >/dev/null || packages+=(python3 python3-pip)
 
 missing=()
@@ -36,6 +38,16 @@ if ! python3 -c 'import nats' 2>/dev/null; then
     echo "setup: installing nats-py (pip)"
     python3 -m pip install -q --disable-pip-version-check nats-py 2>/dev/null \
         || python3 -m pip install -q --disable-pip-version-check --break-system-packages nats-py
+fi
+
+# The Python package's build and test tools, in a virtual environment of
+# their own (never the system's Python).
+venv=target/py-venv
+python_tools=('maturin>=1.16,<2' numpy pytest nats-py 'imagezmq>=1.2' pyzmq)
+if ! "$venv/bin/python" -c 'import maturin, numpy, pytest, nats, zmq, imagezmq' 2>/dev/null; then
+    echo "setup: making $venv (${python_tools[*]})"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "${python_tools[@]}"
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }

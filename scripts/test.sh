@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: installs what is missing, checks formatting,
-# runs every test, then the window test under a virtual X display and the
-# live view test in headless Chromium.
+# runs every test, then the window test under a virtual X display, the
+# live view test in headless Chromium, and the Python package's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,12 @@ cargo test --all-targets --features testkit
 # The window, browser and pool tests need Xvfb, Chromium and nats-server
 # (nats-py for the Python worker); a plain `cargo test` ignores them.
 cargo test --features testkit --test window --test browser --test pool -- --ignored
+# The Python package (python/): built into target/py-venv and tested
+# against the programs just built (a Rust client into a Python server, a
+# Python client into a Rust server, a Python pool worker behind nats-server).
+cargo clippy -p framelink-python --all-targets --quiet -- -D warnings
+VIRTUAL_ENV="$PWD/target/py-venv" target/py-venv/bin/maturin develop --quiet -m python/Cargo.toml
+timeout 900 target/py-venv/bin/python -m pytest -q python/tests
 # The pure-Rust path the README offers (no libjpeg-turbo, no camera): it
 # builds, and frames stream end to end and hostile input is refused on it.
 cargo clippy --no-default-features --all-targets --quiet -- -D warnings

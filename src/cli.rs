@@ -295,6 +295,18 @@ impl NatsOpts {
 }
 
 impl ServerOpts {
+    /// Binds `--listen` and `--http` (both before anything is printed, so a
+    /// taken port fails at once), with the reason a user can act on.
+    pub fn bind(&self) -> Result<(std::net::TcpListener, Option<std::net::TcpListener>)> {
+        let bind = |addr: SocketAddr, flag| {
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| anyhow::anyhow!(bind_error(addr, flag, &e)))
+        };
+        let listener = bind(self.listen, "--listen")?;
+        let http = self.http.map(|a| bind(a, "--http")).transpose()?;
+        Ok((listener, http))
+    }
+
     pub fn config(&self) -> Result<ServerConfig> {
         if self.max_frame_bytes < 64 {
             bail!("--max-frame-bytes must be at least 64");

@@ -419,6 +419,7 @@ fn handle(
     let (kind, payload) = match out {
         Ok(Output::None) => ("none", Bytes::new()),
         Ok(Output::Json(s)) => ("json", Bytes::from(s)),
+        Ok(Output::Text(s)) => ("text", Bytes::from(s)),
         Ok(Output::Jpeg(b)) => ("jpeg", b),
         Err(e) => {
             debug!("frame failed: {e:#}");

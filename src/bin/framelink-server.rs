@@ -6,8 +6,7 @@ use framelink::cli::ServerOpts;
 use framelink::server::display::DisplaySink;
 use framelink::server::Server;
 use framelink::shutdown::Shutdown;
-use framelink::{cli, logging, output, server};
-use std::net::TcpListener;
+use framelink::{logging, output, server};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -25,17 +24,8 @@ fn run(opts: ServerOpts) -> Result<()> {
     // Every flag is checked before anything is bound or printed.
     let config = opts.config()?;
     let duration = opts.duration()?;
-    let listener = TcpListener::bind(opts.listen)
-        .map_err(|e| anyhow::anyhow!(cli::bind_error(opts.listen, "--listen", &e)))?;
+    let (listener, http) = opts.bind()?;
     let local = listener.local_addr()?;
-    // Bound before anything is printed, so a taken port fails at once.
-    let http = opts
-        .http
-        .map(|addr| {
-            TcpListener::bind(addr)
-                .map_err(|e| anyhow::anyhow!(cli::bind_error(addr, "--http", &e)))
-        })
-        .transpose()?;
     let addrs: Vec<String> = server::advertised_addresses(local)
         .iter()
         .map(ToString::to_string)

@@ -66,10 +66,11 @@ pub fn channel(name: impl Into<String>, timeout: Duration) -> (Handoff, HandoffS
 #[error("the server has stopped")]
 pub struct Closed;
 
-/// A reply to a frame that was already answered (at its deadline, or by an
-/// earlier reply): it was not sent.
+/// A reply that was not sent: the frame was already answered (at its
+/// deadline, or by an earlier reply), or no one waits for it any more (its
+/// camera's connection closed, the server stopped).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("frame {frame_id} was already answered ({why}): this reply was not sent")]
+#[error("frame {frame_id}: this reply was not sent ({why})")]
 pub struct Late {
     pub frame_id: u64,
     pub why: String,
@@ -194,7 +195,7 @@ impl Answer {
                 };
                 if let Some(reply) = reply {
                     // Never full (unbounded; the connection bounds what it owes).
-                    let _ = reply.try_send(ProcessResult {
+                    let sent = reply.try_send(ProcessResult {
                         frame_id,
                         status,
                         wait_us: micros_u32(handed.saturating_duration_since(arrived)),
@@ -202,10 +203,15 @@ impl Answer {
                         kind,
                         result,
                     });
+                    if sent.is_err() {
+                        return Err("the camera's connection has closed".into());
+                    }
                 }
             }
             Ok(To::Caller(tx)) => {
-                let _ = tx.send(out.map_err(anyhow::Error::msg));
+                if tx.send(out.map_err(anyhow::Error::msg)).is_err() {
+                    return Err("the pool's server no longer waits for it".into());
+                }
             }
             Err(_) => unreachable!("checked above"),
         }

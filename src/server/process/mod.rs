@@ -31,6 +31,8 @@ pub enum Output {
     None,
     /// One JSON value (UTF-8 text).
     Json(String),
+    /// Plain UTF-8 text.
+    Text(String),
     /// A JPEG image, for example the frame with boxes drawn on it.
     Jpeg(Bytes),
 }
@@ -45,6 +47,7 @@ impl Output {
         match self {
             Output::None => (ResultKind::None, Bytes::new()),
             Output::Json(s) => (ResultKind::Json, Bytes::from(s)),
+            Output::Text(s) => (ResultKind::Text, Bytes::from(s)),
             Output::Jpeg(b) => (ResultKind::Jpeg, b),
         }
     }

@@ -1,0 +1,117 @@
+//! `framelink.Worker`: a member of a framelink pool behind NATS whose
+//! frames are taken by Python.
+
+use crate::running::Running;
+use crate::{flags, parse, Frame};
+use framelink::cli::WorkerOpts;
+use framelink::server::handoff::{Handoff, HandoffProcessor};
+use framelink::shutdown::Shutdown;
+use pyo3::exceptions::{PyStopIteration, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// A pool worker: asks the servers behind the NATS broker `nats` for a
+/// frame whenever a Python thread waits in `for frame in worker`, and sends
+/// the reply back as the frame's result. Keyword arguments are
+/// framelink-worker's flags (`concurrency`: how many Python threads take
+/// frames at once; `process_timeout`).
+#[pyclass(module = "framelink")]
+pub struct Worker {
+    handoff: Handoff,
+    running: Running,
+}
+
+#[pymethods]
+impl Worker {
+    #[new]
+    #[pyo3(signature = (nats, **kwargs))]
+    fn new(nats: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Worker> {
+        if let Some(k) = kwargs {
+            if k.contains("processor")? {
+                return Err(PyValueError::new_err(
+                    "processor: a Python worker hands its frames to Python; processor= is framelink-worker's",
+                ));
+            }
+        }
+        let mut args = vec!["--nats".to_string(), nats.to_string()];
+        args.extend(flags(kwargs)?);
+        if !args.iter().any(|a| a == "--stats-interval") {
+            args.extend(["--stats-interval".into(), "0".into()]);
+        }
+        let opts: WorkerOpts = parse("Worker", args)?;
+        let config = opts
+            .config()
+            .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+        let duration = opts
+            .duration()
+            .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+        let timeout = config.processor.timeout;
+        let (handoff, processor) = HandoffProcessor::channel("python", timeout);
+        let shutdown = Shutdown::new();
+        if let Some(d) = duration {
+            shutdown.trigger_after(d);
+        }
+        let running = Running::start("worker", shutdown, move |shutdown| {
+            let summary = framelink::worker::run_with(config, shutdown, move || {
+                Ok(Box::new(processor.clone()))
+            })?;
+            Ok(serde_json::to_string(&summary)?)
+        })?;
+        Ok(Worker { handoff, running })
+    }
+
+    /// True until the worker stops (closed, `duration` over, or an error).
+    #[getter]
+    fn running(&self) -> bool {
+        !self.running.is_finished()
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// The next frame a server handed this worker; blocks until one comes.
+    /// Ends the loop when the worker stops; raises its error if it failed
+    /// (NATS unreachable at start, say).
+    fn __next__(&self, py: Python<'_>) -> PyResult<Frame> {
+        match self.running.take(py, &self.handoff, None) {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => unreachable!("no timeout"),
+            Err(e) if e.is_instance_of::<crate::StoppedError>(py) => {
+                Err(PyStopIteration::new_err(()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Like `next(worker)`, waiting at most `timeout` seconds; None when
+    /// none came in time.
+    #[pyo3(signature = (timeout = None))]
+    fn take(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Frame>> {
+        self.running.take(py, &self.handoff, timeout)
+    }
+
+    /// Stops the worker (the frame in hand is answered) and returns its summary.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text = self.running.stop(py)?;
+        crate::json_to_py(py, &text)
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<Bound<'_, PyAny>>,
+        _exc: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let closed = self.running.stop(py);
+        if exc_type.is_none() {
+            closed?;
+        }
+        Ok(false)
+    }
+}
