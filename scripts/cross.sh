@@ -7,6 +7,14 @@
 #
 #   scripts/cross.sh            build and check
 #   scripts/cross.sh --build    build only
+#   scripts/cross.sh --wheel    the Python package's aarch64 wheel (maturin, from
+#                               target/py-venv) in target/wheels/, imported by an
+#                               aarch64 Python under qemu-aarch64 and taking a
+#                               frame from a native client (Debian's arm64
+#                               python3.11 unpacked in target/aarch64-python/, the
+#                               arm64 architecture added to apt for it; numpy's
+#                               aarch64 wheel from PyPI). Not in the test run: it
+#                               adds minutes.
 #
 # The binary: target/aarch64-unknown-linux-gnu/release/framelink-client (copy
 # it to the device). Installs what is missing: the Rust target, Debian's
@@ -48,6 +56,63 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=/usr/aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include"
+if [[ ${1:-} == --wheel ]]; then
+    [[ -x target/py-venv/bin/maturin ]] || ./scripts/setup.sh
+    target/py-venv/bin/maturin build --release --quiet --target "$target" -m python/Cargo.toml \
+        --out target/wheels
+    wheel=$(ls -t target/wheels/framelink-*-cp39-abi3-*aarch64*.whl | head -1)
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    python3 -m zipfile -e "$wheel" "$work"
+    so=$(find "$work" -name '_framelink*.so' | head -1)
+    file_info=$(aarch64-linux-gnu-readelf -h -d --dyn-syms "$so")
+    grep -q 'Machine:.*AArch64' <<<"$file_info" || { echo "cross: $so is not an aarch64 library" >&2; exit 1; }
+    grep -q 'PyInit__framelink' <<<"$file_info" || { echo "cross: $so has no PyInit__framelink" >&2; exit 1; }
+    if grep -q 'NEEDED.*libpython' <<<"$file_info"; then
+        echo "cross: $so links libpython (an extension module must not)" >&2
+        exit 1
+    fi
+    echo "cross: built $wheel ($(du -h "$wheel" | cut -f1)): aarch64, abi3 (Python 3.9+), no libpython"
+
+    # An aarch64 Python to import it: Debian's, unpacked (not installed).
+    root=target/aarch64-python
+    if [[ ! -x $root/usr/bin/python3.11 ]]; then
+        dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+        apt-get update -qq
+        mkdir -p "$root/debs" "$root/lib"
+        (cd "$root/debs" && apt-get download -qq python3.11-minimal:arm64 libpython3.11-minimal:arm64 \
+            libpython3.11-stdlib:arm64 libexpat1:arm64 zlib1g:arm64 libffi8:arm64 libbz2-1.0:arm64 \
+            liblzma5:arm64 libssl3:arm64) || cannot "cannot download Debian's arm64 python3.11"
+        for d in "$root"/debs/*.deb; do dpkg -x "$d" "$root"; done
+        cp -a /usr/aarch64-linux-gnu/lib/*.so* "$root/lib/"
+    fi
+    site="$work/site"
+    target/py-venv/bin/pip download -q --disable-pip-version-check numpy --platform manylinux2014_aarch64 \
+        --python-version 3.11 --only-binary=:all: -d "$root/wheels"
+    for w in "$root"/wheels/numpy-*.whl "$wheel"; do python3 -m zipfile -e "$w" "$site"; done
+    cargo build --quiet --bin framelink-client
+    # Under qemu: a framelink.Server takes a frame from the native client and decodes it.
+    FRAMELINK_CLIENT=target/debug/framelink-client PYTHONPATH="$site" RUST_LOG=warn timeout 120 \
+        qemu-aarch64 -L "$root" "$root/usr/bin/python3.11" -c '
+import os, platform, subprocess, framelink
+assert platform.machine() == "aarch64", platform.machine()
+with framelink.Server(listen="127.0.0.1:0") as server:
+    client = subprocess.Popen([os.environ["FRAMELINK_CLIENT"], server.address, "--source", "test-pattern",
+                               "--width", "320", "--height", "240", "--stats-interval", "0"],
+                              stderr=subprocess.DEVNULL)
+    try:
+        frame = server.take(timeout=60)
+        assert frame is not None, "no frame within 60 s"
+        image = frame.to_numpy()
+        assert image.shape == (240, 320, 3), image.shape
+        assert frame.reply({"arch": platform.machine()})
+    finally:
+        client.kill()
+        client.wait()
+print(f"cross: the aarch64 wheel under qemu took frame {frame.frame_id} ({image.shape[1]}x{image.shape[0]}) from a native client")
+' || { echo "cross: the aarch64 wheel failed under qemu" >&2; exit 1; }
+    exit 0
+fi
 cargo build --release --quiet --target "$target" --bin framelink-client
 client="target/$target/release/framelink-client"
 echo "cross: built $client ($(du -h "$client" | cut -f1))"

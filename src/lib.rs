@@ -40,6 +40,10 @@
 //!   (`server::pool`) and the `worker` both speak it (cargo feature `nats`).
 //! - `src/bin`: the thin programs, which parse their command line and
 //!   call the library.
+//! - `python/` (a crate of its own, `framelink-python`): the Python package,
+//!   built on [`server::handoff`] (frames taken by Python threads),
+//!   `client::source::pushed` (frames given by Python) and
+//!   [`client::results::Tap`] (results read by Python).
 
 pub mod cli;
 pub mod client;

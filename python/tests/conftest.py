@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from delaylink import DelayLink
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(os.environ.get("FRAMELINK_BIN_DIR", ROOT / "target" / "debug"))
 
@@ -117,81 +119,6 @@ def take(source, timeout=WAIT):
     if frame is None:
         pytest.fail(f"no frame within {timeout} s")
     return frame
-
-
-class DelayLink:
-    """A TCP proxy that delays every byte by `delay` seconds each way (the
-    kernel here has no netem): what a slow radio link does to latency."""
-
-    def __init__(self, target, delay):
-        self.target = target
-        self.delay = delay
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.1)
-        self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
-        self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self):
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            host, port = self.target.rsplit(":", 1)
-            up = socket.create_connection((host, int(port)), timeout=WAIT)
-            for a, b in ((conn, up), (up, conn)):
-                t = threading.Thread(target=self._pump, args=(a, b), daemon=True)
-                t.start()
-                self.threads.append(t)
-
-    def _pump(self, src, dst):
-        import queue
-
-        chunks = queue.Queue()
-
-        def writer():
-            while True:
-                due, data = chunks.get()
-                if data is None:
-                    break
-                pause = due - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                try:
-                    dst.sendall(data)
-                except OSError:
-                    break
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-
-        w = threading.Thread(target=writer, daemon=True)
-        w.start()
-        src.settimeout(0.1)
-        while not self.stopping.is_set():
-            try:
-                data = src.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.put((time.monotonic() + self.delay, data))
-        chunks.put((0, None))
-        w.join(timeout=WAIT)
-        src.close()
-
-    def close(self):
-        self.stopping.set()
-        self.listener.close()
-        for t in self.threads:
-            t.join(timeout=WAIT)
 
 
 @pytest.fixture

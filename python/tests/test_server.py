@@ -194,3 +194,29 @@ def test_bad_arguments_are_python_errors_naming_the_keyword():
     with framelink.Server(listen="127.0.0.1:0") as server:
         with pytest.raises(framelink.Error, match=server.address.split(":")[-1]):
             framelink.Server(listen=server.address)
+
+
+def test_threads_take_frames_at_once_each_a_different_one(programs):
+    import threading
+
+    with framelink.Server(listen="127.0.0.1:0") as server:
+        programs.client(server.address, "--name", "cam-1")
+        programs.client(server.address, "--name", "cam-2")
+        taken = {0: [], 1: []}
+        both = threading.Barrier(2, timeout=WAIT)
+
+        def detector(n):
+            for _ in range(5):
+                frame = take(server)
+                taken[n].append((frame.camera, frame.frame_id))
+                both.wait()  # each holds its frame while the other takes one
+                frame.reply(n)
+
+        threads = [threading.Thread(target=detector, args=(n,)) for n in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT)
+        assert not any(t.is_alive() for t in threads)
+    assert len(taken[0]) == len(taken[1]) == 5
+    assert not set(taken[0]) & set(taken[1]), "never the same frame twice"

@@ -1,6 +1,6 @@
 //! Processing by code that takes frames at its own pace, on threads of its
 //! own (the Python binding's `for frame in server`), instead of by a
-//! [`Processor`](super::process::Processor) on the processing thread.
+//! [`Processor`] on the processing thread.
 //!
 //! A taker says it wants a frame ([`Handoff::want`]); the processing thread
 //! then takes the newest frame of whichever client has one and gives it to
@@ -14,7 +14,7 @@
 //! after that is refused ([`Late`]).
 //!
 //! The same [`Taken`] serves a worker of a pool: [`HandoffProcessor`] is a
-//! [`Processor`](super::process::Processor) that gives each frame to a taker
+//! [`Processor`] that gives each frame to a taker
 //! and waits for its answer.
 
 use super::pipeline::Joined;
