@@ -56,11 +56,13 @@ impl Frame {
         self.taken.frame.frame_id
     }
 
+    /// The picture's width in pixels (from its JPEG header).
     #[getter]
     fn width(&self) -> u16 {
         self.taken.frame.width
     }
 
+    /// The picture's height in pixels.
     #[getter]
     fn height(&self) -> u16 {
         self.taken.frame.height
