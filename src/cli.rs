@@ -9,6 +9,7 @@ use crate::server::process::{ProcessorConfig, ProcessorKind};
 use crate::server::record::RecordConfig;
 use crate::server::ServerConfig;
 use crate::wire::auth::Token;
+use crate::wire::host_name;
 use crate::DEFAULT_PORT;
 use anyhow::{bail, Result};
 use clap::Parser;
@@ -85,7 +86,7 @@ pub struct ServerOpts {
 
     /// Largest frame accepted in pixels (width x height, at most 67108864 = 8192x8192): a
     /// larger frame is rejected before anything decodes it. Default 16777216 (4096x4096).
-    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_PIXELS, value_name = "PIXELS")]
+    #[arg(long, default_value_t = crate::media::DEFAULT_MAX_PIXELS, value_name = "PIXELS")]
     pub max_pixels: u64,
 
     /// Most clients connected at once; one more is told the server is full.
@@ -800,23 +801,6 @@ fn interval(s: f64) -> Result<Option<Duration>> {
     } else {
         seconds("--stats-interval", s).map(Some)
     }
-}
-
-/// This machine's host name, or `framelink-client`.
-pub(crate) fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .map(|s| {
-            s.trim()
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(crate::wire::MAX_NAME_BYTES)
-                .collect::<String>()
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "framelink-client".into())
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ pub struct PoolConfig {
 
 /// A default server id: the host name and process id, made subject-safe.
 pub fn default_server_id() -> String {
-    let host = crate::cli::host_name();
+    let host = crate::wire::host_name();
     let host: String = host
         .chars()
         .map(|c| {

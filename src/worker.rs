@@ -52,7 +52,7 @@ impl WorkerConfig {
             nats: NatsConfig::new(url),
             processor,
             concurrency: 1,
-            name: format!("{}-{}", crate::cli::host_name(), std::process::id()),
+            name: format!("{}-{}", crate::wire::host_name(), std::process::id()),
             wait: Duration::from_secs(1),
             stats_interval: None,
             summary_json: None,

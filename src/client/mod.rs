@@ -229,7 +229,7 @@ pub const MAX_SIDE: u32 = 8192;
 /// The most pixels in a frame the client makes: the server's default
 /// `--max-pixels` (4096 × 4096), so what the client accepts, a default
 /// server accepts too.
-pub const MAX_PIXELS: u64 = crate::server::DEFAULT_MAX_PIXELS;
+pub const MAX_PIXELS: u64 = crate::media::DEFAULT_MAX_PIXELS;
 
 /// Checks a frame size asked for (`--width`, `--height`) at start, so a
 /// size that cannot work fails with its reason instead of an allocation

@@ -74,7 +74,7 @@ impl Yuv<'_> {
     pub fn to_rgb(&self, width: u32, height: u32, out: &mut Vec<u8>) {
         let (w, h) = (width as usize, height as usize);
         match self {
-            Yuv::Yuyv(data) => crate::client::source::camera::yuyv_to_rgb(data, w, h, out),
+            Yuv::Yuyv(data) => crate::media::convert::yuyv_to_rgb(data, w, h, out),
             Yuv::I420(data) => i420_to_rgb(data, w, h, out),
         }
     }
@@ -649,7 +649,7 @@ pub(crate) mod tests {
                 .encode_yuv(Yuv::Yuyv(&yuyv), w as u32, h as u32, &mut direct)
                 .unwrap());
             let mut rgb = Vec::new();
-            crate::client::source::camera::yuyv_to_rgb(&yuyv, w, h, &mut rgb);
+            crate::media::convert::yuyv_to_rgb(&yuyv, w, h, &mut rgb);
             let mut detour = Vec::new();
             enc.encode(&rgb, w as u32, h as u32, &mut detour).unwrap();
             assert_eq!(
@@ -706,7 +706,7 @@ pub(crate) mod tests {
             .encode_yuv(Yuv::I420(&planes), w as u32, h as u32, &mut direct)
             .unwrap());
         let mut rgb = Vec::new();
-        crate::client::source::camera::nv12_to_rgb(&nv12, w, h, &mut rgb);
+        crate::media::convert::nv12_to_rgb(&nv12, w, h, &mut rgb);
         let mut detour = Vec::new();
         enc.encode(&rgb, w as u32, h as u32, &mut detour).unwrap();
         let (mean, max) = difference(&direct, &detour);

@@ -52,9 +52,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::warn;
 
-/// The default `--max-pixels`: 16 Mpx (4096 × 4096; 4K UHD fits twice).
-pub const DEFAULT_MAX_PIXELS: u64 = 4096 * 4096;
-
 /// Everything the server needs to run, validated.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -97,7 +94,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_age: Duration::from_millis(80),
             max_frame_bytes: 16 * 1024 * 1024,
-            max_pixels: DEFAULT_MAX_PIXELS,
+            max_pixels: crate::media::DEFAULT_MAX_PIXELS,
             max_clients: 64,
             window: 2,
             io_timeout: Duration::from_secs(10),

@@ -16,3 +16,21 @@ pub mod tls;
 
 pub use codec::*;
 pub use message::*;
+
+/// This machine's host name, cut to a name HELLO carries, or
+/// `framelink-client`: the default client name, and a worker's.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|s| {
+            s.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_NAME_BYTES)
+                .collect::<String>()
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "framelink-client".into())
+}

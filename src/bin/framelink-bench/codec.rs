@@ -49,7 +49,7 @@ pub(crate) fn yuyv_speed(report: &mut String) -> Result<()> {
     })?;
     let mut rgb = Vec::new();
     let detour = median_ms(60, || {
-        framelink::client::source::camera::yuyv_to_rgb(&yuyv, w, h, &mut rgb);
+        framelink::media::convert::yuyv_to_rgb(&yuyv, w, h, &mut rgb);
         enc.encode(&rgb, w as u32, h as u32, &mut out)
     })?;
     writeln!(
