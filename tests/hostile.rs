@@ -523,8 +523,31 @@ fn before_welcome_only_handshake_sized_messages_are_read() {
     let mut bytes = wire::preface().to_vec();
     bytes.extend([kind::FRAME, 0x00, 0x10, 0x00, 0x00]);
     peer.write_raw(&bytes);
-    let text = expect_goodbye(peer.read_reply(), GoodbyeCode::TooLarge);
-    assert!(text.contains("FRAME"), "{text}");
+    let text = expect_goodbye(peer.read_reply(), GoodbyeCode::ProtocolError);
+    assert!(
+        text.contains("FRAME before the handshake finished"),
+        "{text}"
+    );
+    good_client_goes_on(&server, Instant::now());
+    good.stop().unwrap();
+    server.stop();
+}
+
+#[test]
+fn a_small_frame_instead_of_hello_is_named_for_what_it_is() {
+    let (server, good) = with_good_client(server_config());
+    let mut peer = RawPeer::connect(server.addr);
+    // A 100-byte FRAME where the HELLO belongs: the size of a handshake
+    // message, but not one.
+    let mut bytes = wire::preface().to_vec();
+    bytes.extend([kind::FRAME, 0x00, 0x00, 0x00, 100]);
+    bytes.extend([0u8; 100]);
+    peer.write_raw(&bytes);
+    let text = expect_goodbye(peer.read_reply(), GoodbyeCode::ProtocolError);
+    assert!(
+        text.contains("FRAME before the handshake finished"),
+        "{text}"
+    );
     good_client_goes_on(&server, Instant::now());
     good.stop().unwrap();
     server.stop();

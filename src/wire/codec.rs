@@ -78,6 +78,10 @@ pub enum Error {
     /// A message kind byte this version does not define.
     #[error("unknown message kind 0x{0:02x}")]
     UnknownKind(u8),
+    /// A FRAME, VERDICT or RESULT under [`Limits::handshake`]: sent before
+    /// the handshake finished, refused from its kind byte alone.
+    #[error("{0} before the handshake finished")]
+    Early(&'static str),
 }
 
 fn malformed(kind: &'static str, reason: impl Into<String>) -> Error {
@@ -90,16 +94,16 @@ fn malformed(kind: &'static str, reason: impl Into<String>) -> Error {
 /// Caps applied while decoding, before any allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest FRAME payload accepted.
+    /// Largest FRAME payload accepted; 0: no FRAME is accepted (yet).
     pub max_frame_bytes: u32,
-    /// Largest VERDICT result accepted.
+    /// Largest VERDICT or RESULT result accepted; 0: none is accepted (yet).
     pub max_result_bytes: u32,
 }
 
 impl Limits {
-    /// The caps before a peer is authenticated: no FRAME payload and no
-    /// result bytes, so nothing larger than a GOODBYE (1 028 bytes of body)
-    /// is read before WELCOME.
+    /// The caps before a peer is authenticated: no FRAME, VERDICT or RESULT
+    /// at all (each is [`Error::Early`] from its kind byte), so nothing
+    /// larger than a GOODBYE (1 028 bytes of body) is read before WELCOME.
     pub const fn handshake() -> Self {
         Limits {
             max_frame_bytes: 0,
@@ -169,6 +173,14 @@ pub fn check(buf: &[u8], limits: &Limits) -> Result<usize, Error> {
     }
     let k = buf[0];
     let (max, name) = max_body(k, limits)?;
+    let not_yet = match k {
+        kind::FRAME => limits.max_frame_bytes == 0,
+        kind::VERDICT | kind::RESULT => limits.max_result_bytes == 0,
+        _ => false,
+    };
+    if not_yet {
+        return Err(Error::Early(name));
+    }
     if buf.len() < ENVELOPE_LEN {
         return Err(Error::Incomplete);
     }
