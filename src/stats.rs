@@ -91,6 +91,10 @@ pub struct ResultFigures {
     pub results_processed: u64,
     pub results_skipped: u64,
     pub results_failed: u64,
+    /// Accepted frames whose RESULT never came (a connection that ended
+    /// first; a clean stop waits for them): processed + skipped + failed +
+    /// owed = accepted.
+    pub results_owed: u64,
     /// Client clock, from capture to the result's arrival (processed results).
     pub capture_to_result_ms: Percentiles,
 }
@@ -245,6 +249,24 @@ impl Tally {
         Percentiles::of(&self.transit)
     }
 
+    /// Client: accepted frames whose RESULT has not come.
+    pub fn results_owed(&self) -> u64 {
+        let r = &self.results;
+        self.counts
+            .accepted
+            .saturating_sub(r.processed + r.skipped + r.failed)
+    }
+
+    /// Client: what the server still owes: a VERDICT for each frame sent,
+    /// and (when it sends results) a RESULT for each frame accepted.
+    pub fn owed(&self, results: bool) -> u64 {
+        let c = self.counts;
+        let verdicts = c
+            .sent
+            .saturating_sub(c.accepted + c.dropped_stale + c.rejected);
+        verdicts + if results { self.results_owed() } else { 0 }
+    }
+
     /// The summary figures, keyed as `--summary-json` writes them.
     pub fn figures(&self, client_side: bool) -> Figures {
         let c = self.counts;
@@ -268,6 +290,7 @@ impl Tally {
                 results_processed: self.results.processed,
                 results_skipped: self.results.skipped,
                 results_failed: self.results.failed,
+                results_owed: self.results_owed(),
                 capture_to_result_ms: self.results.capture_to_result_ms(),
             }),
         }

@@ -132,7 +132,9 @@ fn with_status<'a>(lines: &'a [Value], status: &str) -> Vec<&'a Value> {
 
 /// Every result names a distinct frame, and every accepted frame but the
 /// few in flight at the end has one.
-fn exactly_one_each(lines: &[Value], accepted: u64, in_flight: u64) {
+/// One result per frame, and none owed: the client stopped cleanly, so the
+/// RESULT of every frame the server accepted came before its GOODBYE.
+fn exactly_one_each(lines: &[Value], summary: &framelink::client::ClientSummary) {
     let ids: Vec<u64> = lines
         .iter()
         .map(|l| l["frame_id"].as_u64().unwrap())
@@ -142,11 +144,15 @@ fn exactly_one_each(lines: &[Value], accepted: u64, in_flight: u64) {
         ids.len(),
         "one result per frame: {ids:?}"
     );
-    assert!(
-        ids.len() as u64 + in_flight >= accepted && ids.len() as u64 <= accepted,
+    let accepted = summary.figures.frames_accepted;
+    assert_eq!(
+        ids.len() as u64,
+        accepted,
         "{} results for {accepted} accepted frames",
         ids.len()
     );
+    let owed = summary.figures.results.as_ref().map(|r| r.results_owed);
+    assert_eq!(owed, Some(0), "results owed at a clean stop");
 }
 
 fn exactly_one_result_per_frame_with(workers: usize) {
@@ -167,7 +173,7 @@ fn exactly_one_result_per_frame_with(workers: usize) {
     let workers: Vec<_> = pool.into_iter().map(TestWorker::stop).collect();
     server.stop();
     let lines = json_lines(&jsonl);
-    exactly_one_each(&lines, summary.figures.frames_accepted, 4);
+    exactly_one_each(&lines, &summary);
     for l in with_status(&lines, "processed") {
         assert_eq!(l["result"]["client"], "cam", "{l}");
         assert_eq!(l["result"]["frame_id"], l["frame_id"], "{l}");
@@ -225,7 +231,7 @@ fn a_slow_worker_gets_only_newest_frames_and_the_rest_are_skipped() {
             "a frame waited {waited} ms for the worker: {l}"
         );
     }
-    exactly_one_each(&json_lines(&jsonl), summary.figures.frames_accepted, 4);
+    exactly_one_each(&json_lines(&jsonl), &summary);
 }
 
 #[test]
@@ -289,7 +295,7 @@ fn a_worker_killed_holding_a_frame_costs_that_frame_only() {
     let summary = c.stop().unwrap();
     healthy.stop();
     server.stop();
-    exactly_one_each(&json_lines(&jsonl), summary.figures.frames_accepted, 4);
+    exactly_one_each(&json_lines(&jsonl), &summary);
 }
 
 #[test]
@@ -324,7 +330,7 @@ fn the_broker_killed_and_restarted_costs_answers_never_the_stream() {
         summary.connections, 1,
         "the client never lost its server: {summary:?}"
     );
-    exactly_one_each(&json_lines(&jsonl), summary.figures.frames_accepted, 4);
+    exactly_one_each(&json_lines(&jsonl), &summary);
 }
 
 #[test]
@@ -430,7 +436,7 @@ fn the_python_worker_answers_frames() {
         );
         assert!(r["jpeg_bytes"].as_u64().unwrap() > 100, "{l}");
     }
-    exactly_one_each(&json_lines(&jsonl), summary.figures.frames_accepted, 4);
+    exactly_one_each(&json_lines(&jsonl), &summary);
 }
 
 #[test]

@@ -392,3 +392,59 @@ fn every_accepted_frame_gets_exactly_one_result_after_its_verdict() {
     );
     server.stop();
 }
+
+/// The summary of a client that stopped cleanly adds up, nothing owed:
+/// every accepted frame's RESULT came before its GOODBYE, and each is a
+/// line of `--results-jsonl`.
+fn nothing_owed(summary: &framelink::client::ClientSummary, jsonl: &Path) {
+    let r = summary.figures.results.as_ref().expect("results came");
+    let text = serde_json::to_string(summary).unwrap();
+    assert_eq!(r.results_owed, 0, "{text}");
+    assert_eq!(
+        r.results_processed + r.results_skipped + r.results_failed + r.results_owed,
+        summary.figures.frames_accepted,
+        "{text}"
+    );
+    assert!(r.results_processed >= 1, "{text}");
+    let ids: HashSet<u64> = json_lines(jsonl)
+        .iter()
+        .map(|l| l["frame_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len() as u64, summary.figures.frames_accepted, "{text}");
+}
+
+#[test]
+fn a_stopping_client_waits_for_the_result_a_slow_processor_owes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("r.jsonl");
+    // 300 ms a frame at 30 fps: at the stop, a frame is being processed.
+    let server =
+        TestServer::start_processor(server_config(), Box::new(Takes(Duration::from_millis(300))));
+    let client = client_with_results(&server, "cam", 30.0, &jsonl);
+    server.wait_frames(Some("cam"), 10);
+    let summary = client.stop().unwrap();
+    server.stop();
+    nothing_owed(&summary, &jsonl);
+}
+
+#[test]
+fn a_stopping_client_waits_for_the_result_an_exec_program_owes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("r.jsonl");
+    let program = tmp.path().join("slow.py");
+    std::fs::write(
+        &program,
+        "import json, sys, time\n\
+         for line in sys.stdin.buffer:\n\
+         \x20   sys.stdin.buffer.read(json.loads(line)['bytes'])\n\
+         \x20   time.sleep(0.2)\n\
+         \x20   print(json.dumps({'ok': True}), flush=True)\n",
+    )
+    .unwrap();
+    let server = exec_server(format!("python3 '{}'", program.display()), ExecInput::Jpeg);
+    let client = client_with_results(&server, "cam", 30.0, &jsonl);
+    server.wait_frames(Some("cam"), 10);
+    let summary = client.stop().unwrap();
+    server.stop();
+    nothing_owed(&summary, &jsonl);
+}

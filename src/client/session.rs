@@ -373,6 +373,19 @@ pub(super) fn session(
         ));
     }
 
+    // What earlier sessions left owed (their connection ended first) is
+    // not waited for at the end of this one.
+    let results = welcome.capabilities & wire::CAP_RESULTS != 0;
+    let owed_before = tracking.stats.lock().total.owed(results);
+    let owed = || {
+        tracking
+            .stats
+            .lock()
+            .total
+            .owed(results)
+            .saturating_sub(owed_before)
+    };
+
     // The reader thread takes tickets and verdicts; this thread sends frames.
     let watch = Watch::new(io, Duration::from_micros(welcome.max_age_us as u64));
     let session_stop = Shutdown::new();
@@ -406,6 +419,26 @@ pub(super) fn session(
             &watch,
         );
         let stopping = matches!(sent, SendEnd::Stopped);
+        if stopping && owed() > 0 {
+            // A clean stop: the verdicts and results of the frames already
+            // sent come first (bounded), then GOODBYE.
+            info!(
+                "stopping: waiting up to {} s for the {} verdicts and results the server owes",
+                OWED_GRACE.as_secs(),
+                owed()
+            );
+            let deadline = Instant::now() + OWED_GRACE;
+            while owed() > 0 && !reader_done.is_triggered() && Instant::now() < deadline {
+                reader_done.wait_timeout(Duration::from_millis(10));
+            }
+            let left = owed();
+            if left > 0 && !reader_done.is_triggered() {
+                warn!(
+                    "stopping with {left} verdicts or results owed: the server did not send them within {} s",
+                    OWED_GRACE.as_secs()
+                );
+            }
+        }
         if stopping {
             let _ = writer.goodbye(false, GoodbyeCode::ShuttingDown, "client stopping");
             // Let the last verdicts arrive, briefly.
@@ -432,6 +465,10 @@ pub(super) fn session(
     });
     Ok((end, true))
 }
+
+/// How long a stopping client waits for the verdicts and results it is
+/// still owed before its GOODBYE.
+const OWED_GRACE: Duration = Duration::from_secs(5);
 
 /// Notices a server that stopped answering (frozen, or a link that died
 /// without a reset): frames were sent, and nothing came back for longer
