@@ -449,11 +449,12 @@ pub struct ClientOpts {
     #[arg(long, value_enum, default_value_t = EncoderKind::Auto)]
     pub encoder: EncoderKind,
 
-    /// Threads encoding frames, released in capture order. More than one helps only a
-    /// device with idle cores and a source faster than one encoder (1080p above ~150 fps
-    /// here); on 2 cores shared with the server it costs more CPU per frame (BENCHMARKS.md).
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub encode_threads: usize,
+    /// Threads encoding frames, released in capture order (1..=16). Default: one per
+    /// core for a source that makes frames on demand (`--fps 0`: the test pattern, files,
+    /// a folder), where more encoders mean more frames (BENCHMARKS.md); one at a paced
+    /// rate, where one keeps up and a second would cost CPU for nothing.
+    #[arg(long, value_name = "N")]
+    pub encode_threads: Option<usize>,
 
     /// Chroma subsampling for frames encoded with libjpeg-turbo.
     #[arg(long, value_enum, default_value_t = Subsampling::S420)]
@@ -605,8 +606,9 @@ impl ClientOpts {
             encoder: self.encoder,
             subsampling: self.subsampling,
             encode_threads: match self.encode_threads {
-                n @ 1..=16 => n,
-                n => bail!("--encode-threads must be 1..=16, got {n}"),
+                Some(n @ 1..=16) => n,
+                Some(n) => bail!("--encode-threads must be 1..=16, got {n}"),
+                None => default_encode_threads(self.fps),
             },
             connect_timeout: seconds("--connect-timeout", self.connect_timeout)?,
             io_timeout: seconds("--io-timeout", self.io_timeout)?,
@@ -800,6 +802,16 @@ fn interval(s: f64) -> Result<Option<Duration>> {
         Ok(None)
     } else {
         seconds("--stats-interval", s).map(Some)
+    }
+}
+
+/// `--encode-threads` when not given: one per core (at most 16) for an
+/// on-demand source (`--fps 0`), else one.
+fn default_encode_threads(fps: f64) -> usize {
+    if fps == 0.0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
+    } else {
+        1
     }
 }
 
@@ -997,5 +1009,23 @@ mod tests {
         assert_eq!(src("camera"), SourceKind::Camera);
         assert_eq!(src("test-pattern"), SourceKind::TestPattern);
         assert_eq!(src("frames/"), SourceKind::Folder("frames/".into()));
+    }
+
+    #[test]
+    fn encoders_default_to_the_cores_for_an_on_demand_source_only() {
+        let threads = |args: &[&str]| {
+            let mut all = vec!["c", "h"];
+            all.extend(args);
+            ClientOpts::parse_from(all).config().unwrap().encode_threads
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+        assert_eq!(threads(&["--fps", "0"]), cores);
+        assert_eq!(threads(&[]), 1, "a paced source (30 fps) has one");
+        assert_eq!(threads(&["--fps", "0", "--encode-threads", "1"]), 1);
+        assert_eq!(threads(&["--encode-threads", "3"]), 3);
+        let e = ClientOpts::parse_from(["c", "h", "--encode-threads", "0"])
+            .config()
+            .unwrap_err();
+        assert!(e.to_string().contains("1..=16"), "{e}");
     }
 }
