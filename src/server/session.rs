@@ -160,7 +160,7 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, accepted: Instant, shar
         Err(e @ ConnError::Refused(_)) => debug!("rejected: {e}"),
         Err(e) => {
             let why = format!("{e}{}", tls_failed());
-            if shared.notices.first(peer, &why) {
+            if shared.notices.first(peer, &failure_kind(&e)) {
                 warn!("rejected: {why}{}", Notices::NOTE);
             } else {
                 debug!("rejected again: {why}");
@@ -181,6 +181,7 @@ impl Notices {
     /// How long a logged refusal keeps its repeats at debug level.
     pub const QUIET: Duration = Duration::from_secs(60);
     const MAX: usize = 4096;
+    const PRUNE_AT: usize = 64;
     pub const NOTE: &'static str =
         " (repeats from this address for 60 s are logged at debug level)";
 
@@ -196,7 +197,9 @@ impl Notices {
         {
             return false;
         }
-        if logged.len() >= Self::MAX {
+        // Only the last QUIET's refusals are kept: a peer refused every
+        // second for months costs one entry, not one per refusal.
+        if logged.len() >= Self::PRUNE_AT {
             logged.retain(|_, t| now.duration_since(*t) < Self::QUIET);
             if logged.len() >= Self::MAX {
                 logged.clear();
@@ -204,6 +207,34 @@ impl Notices {
         }
         logged.insert(key, now);
         true
+    }
+}
+
+/// What kind of failure `e` is, for [`Notices`]: the same kind from the
+/// same address is logged once a minute, although its text may change
+/// every time (a foreign peer's first bytes, a length).
+fn failure_kind(e: &ConnError) -> String {
+    match e {
+        ConnError::Protocol(wire::Error::NotFramelink(text)) => {
+            let what = if text.contains("HTTP") {
+                "HTTP"
+            } else if text.contains("TLS") {
+                "TLS"
+            } else {
+                "foreign bytes"
+            };
+            format!("not framelink: {what}")
+        }
+        ConnError::Protocol(wire::Error::TooLarge { what, .. }) => format!("too large: {what}"),
+        ConnError::Protocol(wire::Error::Malformed { kind, .. }) => format!("malformed: {kind}"),
+        ConnError::Protocol(wire::Error::UnknownKind(_)) => "unknown message kind".into(),
+        ConnError::Protocol(wire::Error::Early(what)) => format!("early: {what}"),
+        ConnError::Protocol(wire::Error::Incomplete) => "incomplete".into(),
+        ConnError::Io(e) => format!("i/o: {:?}", e.kind()),
+        ConnError::Closed { mid_message } => format!("closed (mid-message {mid_message})"),
+        ConnError::TimedOut(_, what) => format!("timed out {what}"),
+        ConnError::Shutdown => "shutdown".into(),
+        ConnError::Refused(text) => format!("refused: {text}"),
     }
 }
 
@@ -682,4 +713,35 @@ fn refuse_for(writer: &Mutex<Writer>, e: &ConnError) {
         ConnError::Io(_) | ConnError::Closed { .. } | ConnError::Refused(_) => return,
     };
     let _ = writer.lock().goodbye(false, code, e.to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn foreign(bytes: &[u8]) -> ConnError {
+        ConnError::Protocol(wire::check_preface(bytes).unwrap_err())
+    }
+
+    #[test]
+    fn a_peer_refused_again_and_again_with_changing_text_is_one_notice() {
+        let notices = Notices::default();
+        let peer: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let (a, b) = (foreign(&[1, 2, 3, 4, 5, 6]), foreign(&[9, 8, 7, 6, 5, 4]));
+        assert_ne!(a.to_string(), b.to_string(), "the texts differ");
+        assert_eq!(failure_kind(&a), failure_kind(&b));
+        assert!(notices.first(peer, &failure_kind(&a)));
+        assert!(
+            !notices.first(peer, &failure_kind(&b)),
+            "logged once a minute"
+        );
+        // Another kind from the same address is its own notice.
+        let http = foreign(b"GET / HTTP/1.1\r\n");
+        assert!(notices.first(peer, &failure_kind(&http)));
+        // Thousands of refusals keep one entry per address and kind.
+        for i in 0..10_000u32 {
+            notices.first(peer, &failure_kind(&foreign(&i.to_be_bytes())));
+        }
+        assert_eq!(notices.logged.lock().len(), 2);
+    }
 }
