@@ -32,7 +32,7 @@
 //! - Small shared pieces: [`latest`] (the slot that keeps only the newest
 //!   value), [`shutdown`] (the stop flag every loop watches), [`stats`]
 //!   (figures and percentiles), [`logging`], [`output`] (the programs' own
-//!   lines) and [`cli`] (both command lines, turned into validated configs).
+//!   lines) and [`cli`] (the command lines, turned into validated configs).
 //! - `testkit` (cargo feature `testkit`): tools for tests and the benchmark,
 //!   such as a TCP proxy that delays and throttles a link. Not part of
 //!   either program.
