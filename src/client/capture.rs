@@ -638,7 +638,7 @@ mod tests {
 
     #[test]
     fn yuyv_camera_frames_are_encoded_with_one_or_several_encoders() {
-        let yuyv = crate::media::encode::tests::yuyv_frame(160, 120);
+        let yuyv = crate::media::convert::tests::yuyv_frame(160, 120);
         for n in [1, 3] {
             let (got, _) = collect_from(n, Box::new(YuyvCamera(yuyv.clone())));
             let decoded = crate::media::decode::decode_rgb(&got[0].jpeg).unwrap();

@@ -12,7 +12,7 @@ pub(crate) fn yuyv_speed(_report: &mut String) -> Result<()> {
 
 #[cfg(feature = "turbojpeg")]
 pub(crate) fn yuyv_speed(report: &mut String) -> Result<()> {
-    use framelink::media::encode::yuyv_to_planes;
+    use framelink::media::convert::yuyv_to_planes;
     let (w, h) = (1920usize, 1080usize);
     // A camera-layout frame: a moving-looking gradient in limited range.
     let yuyv: Vec<u8> = (0..w * h / 2)

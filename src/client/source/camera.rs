@@ -381,7 +381,7 @@ mod imp {
                             raw.data.len()
                         );
                     }
-                    crate::media::encode::nv12_to_i420(&raw.data, w, h, &mut self.yuv);
+                    crate::media::convert::nv12_to_i420(&raw.data, w, h, &mut self.yuv);
                 }
                 FrameFormat::NV12 => nv12_to_rgb(&raw.data, w, h, &mut self.rgb),
                 FrameFormat::GRAY => {
