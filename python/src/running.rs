@@ -134,6 +134,34 @@ impl Running {
     }
 }
 
+impl Running {
+    /// `next()` of a loop over `handoff`'s frames: blocks until one comes;
+    /// the loop ends (StopIteration) when the run stops cleanly, and raises
+    /// the run's error if it failed.
+    pub(crate) fn next(&self, py: Python<'_>, handoff: &Handoff) -> PyResult<Frame> {
+        match self.take(py, handoff, None) {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => unreachable!("no timeout"),
+            Err(e) if e.is_instance_of::<StoppedError>(py) => {
+                Err(pyo3::exceptions::PyStopIteration::new_err(()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The end of a `with` block: `close()` ran; its error is raised unless
+/// the block is already ending by an exception (which then goes on).
+pub(crate) fn exit_with<T>(
+    closed: PyResult<T>,
+    exc_type: Option<Bound<'_, PyAny>>,
+) -> PyResult<bool> {
+    if exc_type.is_none() {
+        closed?;
+    }
+    Ok(false)
+}
+
 impl Drop for Running {
     /// A run whose Python object is gone stops (within 100 ms, on its own).
     fn drop(&mut self) {

@@ -6,7 +6,7 @@ use framelink::cli::ServerOpts;
 use framelink::server::handoff::{self, Handoff};
 use framelink::server::{Server as Core, SummaryNow};
 use framelink::shutdown::Shutdown;
-use pyo3::exceptions::{PyStopIteration, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -146,14 +146,7 @@ impl Server {
     /// The newest fresh frame of whichever camera has one; blocks until one
     /// comes. Ends the loop when the server stops; raises its error if it failed.
     fn __next__(&self, py: Python<'_>) -> PyResult<Frame> {
-        match self.running.take(py, &self.handoff, None) {
-            Ok(Some(f)) => Ok(f),
-            Ok(None) => unreachable!("no timeout"),
-            Err(e) if e.is_instance_of::<crate::StoppedError>(py) => {
-                Err(PyStopIteration::new_err(()))
-            }
-            Err(e) => Err(e),
-        }
+        self.running.next(py, &self.handoff)
     }
 
     /// Like `next(server)`, waiting at most `timeout` seconds (None: no
@@ -198,11 +191,7 @@ impl Server {
         _exc: Option<Bound<'_, PyAny>>,
         _tb: Option<Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let closed = self.running.stop(py);
-        if exc_type.is_none() {
-            closed?;
-        }
-        Ok(false)
+        crate::running::exit_with(self.running.stop(py), exc_type)
     }
 
     fn __repr__(&self) -> String {

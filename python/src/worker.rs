@@ -6,7 +6,7 @@ use crate::{flags, parse, Frame};
 use framelink::cli::WorkerOpts;
 use framelink::server::handoff::{Handoff, HandoffProcessor};
 use framelink::shutdown::Shutdown;
-use pyo3::exceptions::{PyStopIteration, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -74,14 +74,7 @@ impl Worker {
     /// Ends the loop when the worker stops; raises its error if it failed
     /// (NATS unreachable at start, say).
     fn __next__(&self, py: Python<'_>) -> PyResult<Frame> {
-        match self.running.take(py, &self.handoff, None) {
-            Ok(Some(f)) => Ok(f),
-            Ok(None) => unreachable!("no timeout"),
-            Err(e) if e.is_instance_of::<crate::StoppedError>(py) => {
-                Err(PyStopIteration::new_err(()))
-            }
-            Err(e) => Err(e),
-        }
+        self.running.next(py, &self.handoff)
     }
 
     /// Like `next(worker)`, waiting at most `timeout` seconds; None when
@@ -108,10 +101,6 @@ impl Worker {
         _exc: Option<Bound<'_, PyAny>>,
         _tb: Option<Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let closed = self.running.stop(py);
-        if exc_type.is_none() {
-            closed?;
-        }
-        Ok(false)
+        crate::running::exit_with(self.running.stop(py), exc_type)
     }
 }
