@@ -257,14 +257,17 @@ impl Tally {
             .saturating_sub(r.processed + r.skipped + r.failed)
     }
 
+    /// Client: frames sent that have no VERDICT (yet).
+    pub fn unanswered(&self) -> u64 {
+        let c = self.counts;
+        c.sent
+            .saturating_sub(c.accepted + c.dropped_stale + c.rejected)
+    }
+
     /// Client: what the server still owes: a VERDICT for each frame sent,
     /// and (when it sends results) a RESULT for each frame accepted.
     pub fn owed(&self, results: bool) -> u64 {
-        let c = self.counts;
-        let verdicts = c
-            .sent
-            .saturating_sub(c.accepted + c.dropped_stale + c.rejected);
-        verdicts + if results { self.results_owed() } else { 0 }
+        self.unanswered() + if results { self.results_owed() } else { 0 }
     }
 
     /// The summary figures, keyed as `--summary-json` writes them.
@@ -278,10 +281,7 @@ impl Tally {
             frames_rejected: c.rejected,
             frames_superseded: c.superseded,
             frames_too_large: client_side.then_some(c.too_large),
-            frames_unanswered: client_side.then(|| {
-                c.sent
-                    .saturating_sub(c.accepted + c.dropped_stale + c.rejected)
-            }),
+            frames_unanswered: client_side.then(|| self.unanswered()),
             fps_accepted: round2(self.fps_accepted()),
             age_ms: self.age_ms(),
             transit_ms: self.transit_ms(),

@@ -1,8 +1,8 @@
 //! `framelink.Client`: frames captured in Python, encoded and sent by the
 //! framelink client on Rust threads, results back.
 
-use crate::running::Running;
-use crate::{flags, json_to_py, parse, StoppedError, SLICE};
+use crate::running::{sliced, Running, Step};
+use crate::{flags, json_to_py, parse, StoppedError};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use framelink::cli::ClientOpts;
 use framelink::client::results::{Tap, Tapped};
@@ -48,16 +48,10 @@ impl Client {
         }
         let mut args = vec![server.to_string()];
         args.extend(flags(kwargs)?);
-        if !args.iter().any(|a| a == "--stats-interval") {
-            args.extend(["--stats-interval".into(), "0".into()]);
-        }
+        crate::no_status_line_unless_asked(&mut args);
         let opts: ClientOpts = parse("Client", args)?;
-        let mut config = opts
-            .config()
-            .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
-        let duration = opts
-            .duration()
-            .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+        let mut config = opts.config().map_err(crate::invalid)?;
+        let duration = opts.duration().map_err(crate::invalid)?;
         // Frames come at the program's pace, at their own size.
         config.source.fps = 0.0;
         let (pusher, source) = pushed::channel();
@@ -122,9 +116,7 @@ impl Client {
             return Err(self.running.stopped(py));
         }
         match &*self.pusher.lock() {
-            Some(p) => p
-                .push(pushed)
-                .map_err(|e| PyValueError::new_err(format!("{e:#}"))),
+            Some(p) => p.push(pushed).map_err(crate::invalid),
             None => Err(StoppedError::new_err("the client has been closed")),
         }
     }
@@ -136,16 +128,9 @@ impl Client {
     /// `timeout` seconds (None: when the client stops).
     #[pyo3(signature = (timeout = None))]
     fn results(&self, timeout: Option<f64>) -> PyResult<Results> {
-        if let Some(t) = timeout {
-            if !(t >= 0.0 && t.is_finite()) {
-                return Err(PyValueError::new_err(format!(
-                    "timeout must be a number of seconds >= 0, got {t}"
-                )));
-            }
-        }
         Ok(Results {
             rx: self.results.clone(),
-            timeout: timeout.map(Duration::from_secs_f64),
+            timeout: crate::timeout(timeout)?,
             running: self.running.clone(),
         })
     }
@@ -213,22 +198,15 @@ impl Results {
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let deadline = self.timeout.map(|t| Instant::now() + t);
-        loop {
-            let slice = deadline
-                .map(|d| d.saturating_duration_since(Instant::now()).min(SLICE))
-                .unwrap_or(SLICE);
-            match py.detach(|| self.rx.recv_timeout(slice)) {
-                Ok(r) => return result_dict(py, r),
-                Err(RecvTimeoutError::Disconnected) => return Err(PyStopIteration::new_err(())),
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            py.check_signals()?;
-            if self.running.is_finished() && self.rx.is_empty() {
-                return Err(PyStopIteration::new_err(()));
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(PyStopIteration::new_err(()));
-            }
+        let step = |slice| match self.rx.recv_timeout(slice) {
+            Ok(r) => Step::Got(r),
+            Err(RecvTimeoutError::Timeout) => Step::Nothing,
+            Err(RecvTimeoutError::Disconnected) => Step::Closed,
+        };
+        let ended = || self.running.is_finished() && self.rx.is_empty();
+        match sliced(py, deadline, step, ended)? {
+            Step::Got(r) => result_dict(py, r),
+            Step::Nothing | Step::Closed => Err(PyStopIteration::new_err(())),
         }
     }
 }

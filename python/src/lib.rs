@@ -42,6 +42,29 @@ pyo3::create_exception!(
 /// How long a blocking call waits between looks at Python's signals.
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
+/// A `timeout=` argument in seconds: None (no limit), or a number >= 0.
+pub(crate) fn timeout(seconds: Option<f64>) -> PyResult<Option<Duration>> {
+    match seconds {
+        Some(t) if !(t >= 0.0 && t.is_finite()) => Err(PyValueError::new_err(format!(
+            "timeout must be a number of seconds >= 0, got {t}"
+        ))),
+        t => Ok(t.map(Duration::from_secs_f64)),
+    }
+}
+
+/// A bad argument the library found (its text names the flag) as `ValueError`.
+pub(crate) fn invalid(e: anyhow::Error) -> PyErr {
+    PyValueError::new_err(format!("{e:#}"))
+}
+
+/// The run's figures go to Python (`stats()`, `close()`), so no status line
+/// on stderr unless `stats_interval=` asks for one.
+pub(crate) fn no_status_line_unless_asked(args: &mut Vec<String>) {
+    if !args.iter().any(|a| a == "--stats-interval") {
+        args.extend(["--stats-interval".into(), "0".into()]);
+    }
+}
+
 /// An error of the library as a Python `framelink.Error`, with its causes.
 pub(crate) fn error(e: anyhow::Error) -> PyErr {
     Error::new_err(format!("{e:#}"))

@@ -101,35 +101,57 @@ impl Running {
         handoff: &Handoff,
         timeout: Option<f64>,
     ) -> PyResult<Option<Frame>> {
-        let deadline = match timeout {
-            Some(t) if !(t >= 0.0 && t.is_finite()) => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "timeout must be a number of seconds >= 0, got {t}"
-                )))
-            }
-            Some(t) => Some(Instant::now() + Duration::from_secs_f64(t)),
-            None => None,
-        };
+        let deadline = crate::timeout(timeout)?.map(|t| Instant::now() + t);
         if self.is_finished() {
             return Err(self.stopped(py));
         }
         let want = handoff.want().map_err(|_| self.stopped(py))?;
-        loop {
-            let slice = deadline
-                .map(|d| d.saturating_duration_since(Instant::now()).min(SLICE))
-                .unwrap_or(SLICE);
-            match py.detach(|| want.wait(slice)) {
-                Ok(Some(taken)) => return Ok(Some(Frame::new(taken))),
-                Ok(None) => {}
-                Err(_) => return Err(self.stopped(py)),
-            }
-            py.check_signals()?;
-            if self.is_finished() {
-                return Err(self.stopped(py));
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(None);
-            }
+        let step = |slice| match want.wait(slice) {
+            Ok(Some(taken)) => Step::Got(taken),
+            Ok(None) => Step::Nothing,
+            Err(_) => Step::Closed,
+        };
+        match sliced(py, deadline, step, || self.is_finished())? {
+            Step::Got(taken) => Ok(Some(Frame::new(taken))),
+            Step::Nothing => Ok(None),
+            Step::Closed => Err(self.stopped(py)),
+        }
+    }
+}
+
+/// What a wait found.
+pub(crate) enum Step<T> {
+    Got(T),
+    /// Nothing yet (a step), or nothing before the deadline (the wait).
+    Nothing,
+    /// Nothing will come: the channel closed, or the run ended.
+    Closed,
+}
+
+/// Waits until `deadline` (None: no limit) in steps of at most [`SLICE`],
+/// each `step(slice)` run without the GIL, looking at Python's signals
+/// between them (a pending one's error, e.g. KeyboardInterrupt, is
+/// returned). After a step that found nothing, `ended()` true closes the wait.
+pub(crate) fn sliced<T: Send>(
+    py: Python<'_>,
+    deadline: Option<Instant>,
+    step: impl Fn(Duration) -> Step<T> + Sync,
+    ended: impl Fn() -> bool,
+) -> PyResult<Step<T>> {
+    loop {
+        let slice = deadline
+            .map(|d| d.saturating_duration_since(Instant::now()).min(SLICE))
+            .unwrap_or(SLICE);
+        match py.detach(|| step(slice)) {
+            Step::Nothing => {}
+            found => return Ok(found),
+        }
+        py.check_signals()?;
+        if ended() {
+            return Ok(Step::Closed);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Step::Nothing);
         }
     }
 }

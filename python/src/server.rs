@@ -47,23 +47,14 @@ impl Server {
             }
         }
         let mut args = flags(kwargs.as_ref())?;
-        if !args.iter().any(|a| a == "--stats-interval") {
-            args.extend(["--stats-interval".into(), "0".into()]);
-        }
+        crate::no_status_line_unless_asked(&mut args);
         if !display {
             args.push("--no-display".into());
         }
         let opts: ServerOpts = parse("Server", args)?;
-        let config = opts
-            .config()
-            .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
-        let timeout = opts
-            .processing
-            .timeout()
-            .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
-        let duration = opts
-            .duration()
-            .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+        let config = opts.config().map_err(crate::invalid)?;
+        let timeout = opts.processing.timeout().map_err(crate::invalid)?;
+        let duration = opts.duration().map_err(crate::invalid)?;
         let (listener, http) = opts.bind().map_err(error)?;
         let address = listener
             .local_addr()

@@ -35,16 +35,10 @@ impl Worker {
         }
         let mut args = vec!["--nats".to_string(), nats.to_string()];
         args.extend(flags(kwargs)?);
-        if !args.iter().any(|a| a == "--stats-interval") {
-            args.extend(["--stats-interval".into(), "0".into()]);
-        }
+        crate::no_status_line_unless_asked(&mut args);
         let opts: WorkerOpts = parse("Worker", args)?;
-        let config = opts
-            .config()
-            .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
-        let duration = opts
-            .duration()
-            .map_err(|e| PyValueError::new_err(format!("{e:#}")))?;
+        let config = opts.config().map_err(crate::invalid)?;
+        let duration = opts.duration().map_err(crate::invalid)?;
         let timeout = config.processor.timeout;
         let (handoff, processor) = HandoffProcessor::channel("python", timeout);
         let shutdown = Shutdown::new();
