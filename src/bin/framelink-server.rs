@@ -47,14 +47,29 @@ fn run(opts: ServerOpts) -> Result<()> {
     if let Some(d) = duration {
         shutdown.trigger_after(d);
     }
+    let scheme = if config.http_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let fingerprint = config.http_fingerprint.clone();
     let mut server = Server::new(listener, config);
     if let Some(http) = http {
         let at = http.local_addr()?;
-        let urls: Vec<String> = server::advertised_addresses(at)
-            .iter()
-            .map(|a| format!("http://{a}/"))
-            .collect();
-        output::stdout_line(&format!("live view: {}", urls.join(", ")));
+        let urls = |path: &str| {
+            server::advertised_addresses(at)
+                .iter()
+                .map(|a| format!("{scheme}://{a}{path}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        output::stdout_line(&format!("live view: {}", urls("/")));
+        output::stdout_line(&format!("browser camera: {}", urls("/camera")));
+        if let Some(fp) = fingerprint {
+            output::stdout_line(&format!(
+                "self-signed certificate, SHA-256 {fp}: the browser warns once; proceed if it shows this fingerprint"
+            ));
+        }
         server = server.live_view(http);
     }
     if !opts.no_display {

@@ -77,6 +77,13 @@ pub struct ServerOpts {
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Serve the live view and the browser camera (`/camera`) over HTTPS with a certificate
+    /// made at start for this machine's names and addresses; its SHA-256 fingerprint is
+    /// printed, to compare with what the browser shows. For a LAN: a phone's browser gives
+    /// its camera only to an https page. Frames over TCP stay as --tls-cert says.
+    #[arg(long, requires = "http", conflicts_with = "tls_cert")]
+    pub self_signed: bool,
+
     /// This server's id in a worker pool: results come back on `PREFIX.results.ID`
     /// (default: host name and process id). Letters, digits, '-' and '_'.
     #[arg(long, value_name = "ID")]
@@ -129,8 +136,30 @@ impl ServerOpts {
                 );
             }
         }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::wire::tls::server_config(cert, key)?),
+            _ => None,
+        };
+        let (http_tls, http_fingerprint) = match self.http {
+            Some(http) if self.self_signed => {
+                let mut names = vec!["localhost".to_string(), crate::wire::host_name()];
+                names.extend(["127.0.0.1".to_string(), "::1".to_string()]);
+                names.extend(
+                    crate::server::advertised_addresses(http)
+                        .iter()
+                        .map(|a| a.ip().to_string()),
+                );
+                names.sort();
+                names.dedup();
+                let (config, fingerprint) = crate::wire::tls::self_signed(&names)?;
+                (Some(config), Some(fingerprint))
+            }
+            _ => (tls.clone(), None),
+        };
         Ok(ServerConfig {
             kernel_arrival: true,
+            http_tls,
+            http_fingerprint,
             max_age: Duration::from_millis(self.max_latency_ms as u64),
             max_frame_bytes: self.max_frame_bytes,
             max_pixels: self.max_pixels,
@@ -140,10 +169,7 @@ impl ServerOpts {
             stats_interval: self.common.stats_interval()?,
             summary_json: self.common.summary_json()?,
             token: self.common.token()?,
-            tls: match (&self.tls_cert, &self.tls_key) {
-                (Some(cert), Some(key)) => Some(crate::wire::tls::server_config(cert, key)?),
-                _ => None,
-            },
+            tls,
             processor: self.processing.config(&self.processor)?,
             pool: match &self.processor {
                 ProcessorKind::Pool(url) => {

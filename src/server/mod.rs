@@ -23,7 +23,7 @@ mod session;
 use pipeline::{pipeline, Joined};
 pub use registry::ClientNow;
 use registry::Registry;
-use session::{refuse_full, serve, Slot};
+use session::{refuse, refuse_full, serve, serve_websocket, Slot};
 pub mod gate;
 pub mod handoff;
 pub mod live_view;
@@ -83,6 +83,11 @@ pub struct ServerConfig {
     pub token: Option<Token>,
     /// TLS with this certificate (None: plain TCP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// HTTPS for the live view and the browser camera (`--tls-cert`, or
+    /// `--self-signed` for it alone; None: plain HTTP).
+    pub http_tls: Option<Arc<rustls::ServerConfig>>,
+    /// The SHA-256 fingerprint of a `--self-signed` certificate, to show users.
+    pub http_fingerprint: Option<String>,
     /// A frame's arrival is the kernel's receive stamp of its last bytes
     /// (plain TCP on Linux), not the instant the connection's thread read
     /// them. Off only to measure what it saves.
@@ -105,6 +110,8 @@ impl Default for ServerConfig {
             record: None,
             token: None,
             tls: None,
+            http_tls: None,
+            http_fingerprint: None,
             kernel_arrival: true,
         }
     }
@@ -341,6 +348,15 @@ impl Server {
         // The first internal failure (a thread's panic) that ended the run.
         let fatal: Mutex<Option<String>> = Mutex::new(None);
         let fatal = &fatal;
+        let site = shared.live_frames.as_ref().map(|frames| live_view::Site {
+            frames,
+            stats: shared,
+            cameras: shared,
+            token: shared.config.token.as_ref(),
+            tls: shared.config.http_tls.as_ref(),
+            io_timeout: shared.config.io_timeout,
+        });
+        let site = site.as_ref();
         std::thread::scope(|s| {
             let spawn = |name, f| spawn_named(s, name, f, fatal, &shared.shutdown);
             let started = (|| {
@@ -364,14 +380,10 @@ impl Server {
                 if let Some(w) = record_writer {
                     spawn("record", Box::new(move || w.run(&shared.shutdown)))?;
                 }
-                if let (Some(l), Some(frames)) = (&live_view, &shared.live_frames) {
-                    let io = shared.config.io_timeout;
+                if let (Some(l), Some(site)) = (&live_view, site) {
                     spawn(
                         "http",
-                        Box::new(move || {
-                            let token = shared.config.token.as_ref();
-                            live_view::serve(s, l, frames, shared, token, io, &shared.shutdown)
-                        }),
+                        Box::new(move || live_view::serve(s, l, site, &shared.shutdown)),
                     )?;
                 }
                 if let Some(asks) = asks {
@@ -491,19 +503,8 @@ fn accept_loop<'s>(
                 let spawned = std::thread::Builder::new()
                     .name(format!("conn {peer}"))
                     .spawn_scoped(s, move || {
-                        // The slot is given back however the connection ends,
-                        // a bug's panic included (it is logged, the server goes on).
                         let _slot = Slot(&shared.active);
-                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            serve(stream, peer, accepted, shared)
-                        }));
-                        if let Err(panic) = ran {
-                            tracing::error!(
-                                %peer,
-                                "connection ended by an internal error (a bug; please report it): {}",
-                                crate::logging::panic_text(&panic)
-                            );
-                        }
+                        contained(peer, || serve(stream, peer, accepted, shared))
                     });
                 if let Err(e) = spawned {
                     shared.active.fetch_sub(1, Ordering::SeqCst);
@@ -519,6 +520,38 @@ fn accept_loop<'s>(
                 shared.shutdown.wait_timeout(Duration::from_millis(100));
             }
         }
+    }
+}
+
+/// Runs one connection (its place in `--max-clients` is held by the
+/// caller, given back however this ends): a bug's panic there is logged and
+/// ends only that connection; the server goes on.
+fn contained(peer: SocketAddr, f: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        tracing::error!(
+            %peer,
+            "connection ended by an internal error (a bug; please report it): {}",
+            crate::logging::panic_text(&panic)
+        );
+    }
+}
+
+impl live_view::Cameras for Shared {
+    fn serve_camera(
+        &self,
+        stream: crate::wire::stream::Stream,
+        bridge: crate::wire::tls::BridgeError,
+        peer: SocketAddr,
+        accepted: Instant,
+    ) {
+        if self.active.fetch_add(1, Ordering::SeqCst) >= self.config.max_clients {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            return refuse(stream, peer, self);
+        }
+        let _slot = Slot(&self.active);
+        contained(peer, || {
+            serve_websocket(stream, bridge, peer, accepted, self)
+        })
     }
 }
 

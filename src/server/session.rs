@@ -68,43 +68,54 @@ pub(super) fn refuse_full<'s>(
     peer: SocketAddr,
     shared: &'s Shared,
 ) {
-    if shared.notices.first(peer, "server full") {
-        warn!(%peer, max_clients = shared.config.max_clients, "refused: server full{}", Notices::NOTE);
-    } else {
-        debug!(%peer, "refused again: server full");
-    }
     let place = Slot(&shared.refusing);
     if shared.refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
+        note_full(peer, shared);
         return;
     }
     let _ = std::thread::Builder::new()
         .name(format!("refuse {peer}"))
         .spawn_scoped(s, move || {
             let _place = place;
-            let text = format!(
-                "server full: {} clients are connected (--max-clients)",
-                shared.config.max_clients
-            );
-            let Ok((stream, _)) = wrap(stream, shared) else {
-                return;
-            };
-            let Ok(r) = stream.try_clone() else {
-                return;
-            };
-            let mut reader = Reader::new(r, Limits::handshake());
-            let mut writer = Writer::new(stream);
-            if writer.goodbye(true, GoodbyeCode::ServerFull, text).is_ok() {
-                // Drain until the client closes (it reads the goodbye, then
-                // closes): two seconds in all, however the bytes trickle.
-                let deadline = Instant::now() + Duration::from_secs(2);
-                if reader.read_preface(deadline, &shared.shutdown).is_ok() {
-                    while let Ok(Some(_)) = reader.read_message_by(deadline, &shared.shutdown) {}
-                }
+            if let Ok((stream, _)) = wrap(stream, shared) {
+                refuse(stream, peer, shared);
             }
         });
 }
 
-/// One connection, start to end. Logs how it ended; never panics on input.
+fn note_full(peer: SocketAddr, shared: &Shared) {
+    if shared.notices.first(peer, "server full") {
+        warn!(%peer, max_clients = shared.config.max_clients, "refused: server full{}", Notices::NOTE);
+    } else {
+        debug!(%peer, "refused again: server full");
+    }
+}
+
+/// Tells a client on `stream` that the server is full (GOODBYE
+/// `ServerFull`), then drains what it sends until it closes, two seconds
+/// at most. Runs on the calling thread.
+pub(super) fn refuse(stream: Stream, peer: SocketAddr, shared: &Shared) {
+    note_full(peer, shared);
+    let text = format!(
+        "server full: {} clients are connected (--max-clients)",
+        shared.config.max_clients
+    );
+    let Ok(r) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = Reader::new(r, Limits::handshake());
+    let mut writer = Writer::new(stream);
+    if writer.goodbye(true, GoodbyeCode::ServerFull, text).is_ok() {
+        // Drain until the client closes (it reads the goodbye, then
+        // closes): two seconds in all, however the bytes trickle.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        if reader.read_preface(deadline, &shared.shutdown).is_ok() {
+            while let Ok(Some(_)) = reader.read_message_by(deadline, &shared.shutdown) {}
+        }
+    }
+}
+
+/// One TCP connection, start to end. Logs how it ended; never panics on input.
 pub(super) fn serve(stream: TcpStream, peer: SocketAddr, accepted: Instant, shared: &Shared) {
     let span = info_span!("client", %peer, name = tracing::field::Empty);
     let _enter = span.enter();
@@ -116,8 +127,37 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, accepted: Instant, shar
             return;
         }
     };
+    run(stream, tls_error, peer, accepted, shared, &span);
+}
+
+/// A browser camera's connection (the live view's `/ws/camera`), start to
+/// end, on the calling thread: `stream` is the plain end of its WebSocket
+/// bridge. Turned away like a TCP client when the server is full.
+pub(super) fn serve_websocket(
+    stream: Stream,
+    bridge: tls::BridgeError,
+    peer: SocketAddr,
+    accepted: Instant,
+    shared: &Shared,
+) {
+    let span = info_span!("client", %peer, transport = "websocket", name = tracing::field::Empty);
+    let _enter = span.enter();
+    debug!("connected");
+    run(stream, Some(bridge), peer, accepted, shared, &span);
+}
+
+/// The connection on its plain stream; `bridge` says why a TLS or WebSocket
+/// bridge under it stopped, for the error message.
+fn run(
+    stream: Stream,
+    bridge: Option<tls::BridgeError>,
+    peer: SocketAddr,
+    accepted: Instant,
+    shared: &Shared,
+    span: &tracing::Span,
+) {
     let tls_failed = || {
-        tls_error
+        bridge
             .as_ref()
             .and_then(|e| e.lock().clone())
             .map(|e| format!(" ({e})"))
@@ -128,7 +168,7 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, accepted: Instant, shar
         peer,
         accepted + shared.config.io_timeout,
         shared,
-        &span,
+        span,
     ) {
         Ok(mut conn) => {
             let end = std::thread::scope(|s| {
@@ -153,7 +193,7 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, accepted: Instant, shar
             }
             match end {
                 Ok(why) => info!("disconnected: {why}"),
-                Err(e) => warn!("disconnected: {e}"),
+                Err(e) => warn!("disconnected: {e}{}", tls_failed()),
             }
         }
         // Already logged where it was decided, once per address and reason.
@@ -583,7 +623,7 @@ impl<'a> Connection<'a> {
             r.offer(&frame);
         }
         if let Some(l) = &self.shared.live_frames {
-            l.publish(self.id, &frame.jpeg);
+            l.publish(self.id, &frame.client_name, &frame.jpeg);
         }
         if let Some(d) = &self.to_display {
             d.send(frame.clone());

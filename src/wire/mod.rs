@@ -3,7 +3,7 @@
 //! [`message`] defines each message and how it is encoded; [`codec`] decodes
 //! them (check, then parse, over a byte slice: no sockets, no threads);
 //! [`connection`] does the buffered I/O over a [`stream::Stream`], which is a
-//! TCP socket or the plaintext end of a [`tls`] bridge; [`auth`] is the token
+//! TCP socket or the plain end of a [`tls`] or [`websocket`] bridge; [`auth`] is the token
 //! handshake. Everything a peer needs from the wire is re-exported here.
 
 pub mod auth;
@@ -13,6 +13,7 @@ pub mod message;
 pub mod rx_time;
 pub mod stream;
 pub mod tls;
+pub mod websocket;
 
 pub use codec::*;
 pub use message::*;

@@ -1,9 +1,11 @@
-//! A connection's byte stream: a TCP socket, or the plaintext end of a TLS
-//! bridge (a local socket pair, see [`crate::wire::tls`]). Readers and writers work
+//! A connection's byte stream: a TCP socket, or the plain end of a TLS or
+//! WebSocket bridge (a local socket pair, see [`crate::wire::tls`] and
+//! [`crate::wire::websocket`]). Readers and writers work
 //! the same on both, with the same timeouts.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -49,10 +51,26 @@ impl Stream {
         }
     }
 
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(on),
+            Stream::Local(s) => s.set_nonblocking(on),
+        }
+    }
+
     pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(d),
             Stream::Local(s) => s.set_write_timeout(d),
+        }
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Local(s) => s.as_raw_fd(),
         }
     }
 }

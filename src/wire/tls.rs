@@ -65,6 +65,36 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     Ok(Arc::new(config))
 }
 
+/// A certificate made now for `names` (DNS names or IP addresses) with a new
+/// key: the server's TLS settings, and the certificate's SHA-256 fingerprint
+/// (`AB:CD:…`) for a user to compare with what a browser shows.
+pub fn self_signed(names: &[String]) -> Result<(Arc<rustls::ServerConfig>, String)> {
+    use sha2::Digest;
+    let made = (|| {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "framelink-server");
+        let cert = params.self_signed(&key)?;
+        Ok::<_, rcgen::Error>((cert.der().clone(), key.serialize_der()))
+    })()
+    .context("cannot make a self-signed certificate (--self-signed)")?;
+    let (der, key) = made;
+    let fingerprint = sha2::Sha256::digest(&der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let key = PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(key));
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key)
+        .context("the self-signed certificate was refused by TLS (a bug; please report it)")?;
+    Ok((Arc::new(config), fingerprint))
+}
+
 /// The client's TLS settings: trust the certificates in `ca` (PEM).
 pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();

@@ -3,6 +3,7 @@
 //! Every wait has a timeout; nothing here sleeps to synchronize.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod nats;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -234,6 +235,26 @@ impl RawPeer {
         }
     }
 
+    /// A peer speaking through the browser camera's WebSocket (`/ws/camera`
+    /// on the live view at `http`): the library's bridge, client side, under
+    /// the same reader and writer. `stream` is the WebSocket's own socket.
+    pub fn websocket(http: SocketAddr) -> Self {
+        let (stream, status, head) = ws_upgrade(http, "/ws/camera", &[]);
+        assert_eq!(status, 101, "the upgrade is taken: {head}");
+        let (plain, _) = framelink::wire::websocket::bridge(
+            framelink::wire::stream::Stream::Tcp(stream.try_clone().unwrap()),
+            tungstenite::protocol::Role::Client,
+            Vec::new(),
+        )
+        .unwrap();
+        connection::configure_local(&plain, WAIT).unwrap();
+        RawPeer {
+            reader: Reader::new(plain.try_clone().unwrap(), Limits::default()),
+            writer: Writer::new(plain),
+            stream,
+        }
+    }
+
     /// Connects with a receive buffer of about `bytes`, set before the
     /// handshake so the TCP window stays that small: a slow downlink.
     pub fn connect_small_window(addr: SocketAddr, bytes: usize) -> Self {
@@ -337,6 +358,40 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
         .and_then(|s| s.parse().ok())
         .expect("a status code");
     (status, head, all[split + 4..].to_vec())
+}
+
+/// Asks the live view at `http` to upgrade `path` to a WebSocket, with
+/// `extra` header lines: the socket (read exactly to the end of the
+/// response head, so nothing after it is lost), the status and the head.
+pub fn ws_upgrade(http: SocketAddr, path: &str, extra: &[&str]) -> (TcpStream, u16, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&http, WAIT).expect("connect to the live view");
+    connection::configure(&s, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut ask = format!(
+        "GET {path} HTTP/1.1\r\nHost: {http}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for line in extra {
+        ask.push_str(line);
+        ask.push_str("\r\n");
+    }
+    ask.push_str("\r\n");
+    s.write_all(ask.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (s, status, head)
 }
 
 /// Reads lines of JSON from `path` (a client's `--results-jsonl`).
