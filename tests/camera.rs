@@ -198,3 +198,52 @@ fn a_closed_tab_frees_the_servers_place() {
     drop(page);
     server.stop();
 }
+
+#[test]
+#[ignore = "needs chromium: run by scripts/test.sh"]
+fn the_page_streams_over_https_with_a_self_signed_certificate() {
+    let server = support::ServerProcess::start(&["--http", "127.0.0.1:0", "--self-signed"]);
+    let line = server
+        .stdout
+        .wait_for("browser camera: https://", WITHIN)
+        .expect("the camera's https address is printed");
+    let url = line
+        .lines()
+        .find_map(|l| l.strip_prefix("browser camera: "))
+        .unwrap()
+        .split(", ")
+        .next()
+        .unwrap()
+        .to_string();
+    let said = server
+        .stdout
+        .wait_for("self-signed certificate, SHA-256 ", WITHIN)
+        .unwrap();
+    let fingerprint = said
+        .split("SHA-256 ")
+        .nth(1)
+        .and_then(|t| t.split(':').next())
+        .unwrap();
+    assert_eq!(fingerprint.len(), 2, "hex bytes with colons: {said}");
+    // The browser is told to accept the certificate, as a user does once.
+    let mut page = Chromium::open(
+        &format!("{url}?name=secure-phone"),
+        &["--ignore-certificate-errors"],
+    );
+    page.wait_for(
+        "window.framelinkCamera && window.framelinkCamera.accepted >= 5",
+        WITHIN,
+        "the page's frames are accepted over https and wss",
+    );
+    assert_eq!(page.eval("location.protocol"), "https:");
+    drop(page);
+    let summary = server.stop();
+    let cam = summary["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "secure-phone")
+        .cloned()
+        .expect("the page was a client");
+    assert!(cam["frames_accepted"].as_u64().unwrap() >= 5, "{cam}");
+}

@@ -130,6 +130,9 @@ fn pump(
     let mut pending = false;
     let (mut local_eof, mut ws_eof) = (false, false);
     let mut closing_since: Option<Instant> = None;
+    // tungstenite may hold more of the peer's messages than it handed out
+    // (one socket read can bring several): read again before waiting.
+    let mut maybe_more = false;
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         if closing_since.is_some_and(|t| t.elapsed() > CLOSE_GRACE) {
@@ -163,7 +166,10 @@ fn pump(
                 revents: 0,
             },
         ];
-        let wait = if closing_since.is_some() {
+        let read_now = maybe_more && !ws_eof && to_local.is_empty();
+        let wait = if read_now {
+            0
+        } else if closing_since.is_some() {
             100
         } else {
             POLL_MS
@@ -183,10 +189,14 @@ fn pump(
             return Ok(()); // the connection code dropped its end
         }
         // Peer → local.
-        if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && !ws_eof {
+        let readable = fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+        if (readable || read_now) && !ws_eof && to_local.is_empty() {
             match read_one(&mut ws) {
-                Ok(Got::Bytes(b)) => to_local.extend_from_slice(&b),
-                Ok(Got::Nothing) => {}
+                Ok(Got::Bytes(b)) => {
+                    to_local.extend_from_slice(&b);
+                    maybe_more = true;
+                }
+                Ok(Got::Nothing) => maybe_more = false,
                 Ok(Got::Closed) => ws_eof = true,
                 Err(why) => {
                     // Say why before the connection code sees the end.
