@@ -247,3 +247,34 @@ fn the_page_streams_over_https_with_a_self_signed_certificate() {
         .expect("the page was a client");
     assert!(cam["frames_accepted"].as_u64().unwrap() >= 5, "{cam}");
 }
+
+#[test]
+#[ignore = "needs chromium: run by scripts/test.sh"]
+fn the_live_view_page_gets_its_figures_pushed_not_polled() {
+    let server = TestServer::start_http(server_config());
+    let http = server.http.unwrap();
+    let cam = support::TestClient::pattern(server.addr, "pushed", 320, 240, 30.0);
+    server.wait_frames(Some("pushed"), 3);
+    let mut page = Chromium::open(&format!("http://{http}/"), &[]);
+    let figures = "(document.querySelector('.tile .figures') || {}).textContent";
+    let first = page.wait_for(figures, WITHIN, "the page shows the camera's figures");
+    // The figures change (pushed every second) ...
+    page.wait_for(
+        &format!("{figures} !== {first}"),
+        WITHIN,
+        "the figures are updated",
+    );
+    page.wait_for(
+        &format!("{figures} !== {first}"),
+        WITHIN,
+        "the figures are updated",
+    );
+    // ... while /stats.json was fetched once, when the page opened.
+    let fetched = page.eval(
+        "performance.getEntriesByType('resource').filter(e => e.name.includes('/stats.json')).length",
+    );
+    assert_eq!(fetched, 1, "the page polls /stats.json");
+    drop(page);
+    cam.stop().unwrap();
+    server.stop();
+}
