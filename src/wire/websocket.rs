@@ -9,8 +9,8 @@
 //! connection code uses the other end exactly as it would a TCP socket
 //! ([`Stream::Local`]): the same handshake deadline, limits, message
 //! deadlines and write timeouts apply, because they are the same code. The
-//! bridge holds at most one WebSocket message of each side, and a message
-//! is at most [`MAX_MESSAGE`] bytes: a larger one ends the connection before
+//! bridge holds at most about two WebSocket messages' worth of each side,
+//! and a message is at most [`MAX_MESSAGE`] bytes: a larger one ends the connection before
 //! it is buffered, so an unauthenticated browser costs what a TCP peer costs.
 
 use crate::wire::stream::Stream;
@@ -41,7 +41,7 @@ pub fn accept_key(key: &str) -> String {
 
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
+        .read_buffer_size(MAX_MESSAGE)
         .write_buffer_size(0)
         .max_write_buffer_size(2 * MAX_MESSAGE + 1024)
         .max_message_size(Some(MAX_MESSAGE))
@@ -191,18 +191,28 @@ fn pump(
         // Peer → local.
         let readable = fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
         if (readable || read_now) && !ws_eof && to_local.is_empty() {
-            match read_one(&mut ws) {
-                Ok(Got::Bytes(b)) => {
-                    to_local.extend_from_slice(&b);
-                    maybe_more = true;
-                }
-                Ok(Got::Nothing) => maybe_more = false,
-                Ok(Got::Closed) => ws_eof = true,
-                Err(why) => {
-                    // Say why before the connection code sees the end.
-                    *error.lock() = Some(why.clone());
-                    let _ = local.shutdown(std::net::Shutdown::Both);
-                    return Err(why);
+            // Every message there is, up to one message's worth of bytes
+            // held (a frame sent in several messages moves in one go).
+            while to_local.len() < MAX_MESSAGE {
+                match read_one(&mut ws) {
+                    Ok(Got::Bytes(b)) => {
+                        to_local.extend_from_slice(&b);
+                        maybe_more = true;
+                    }
+                    Ok(Got::Nothing) => {
+                        maybe_more = false;
+                        break;
+                    }
+                    Ok(Got::Closed) => {
+                        ws_eof = true;
+                        break;
+                    }
+                    Err(why) => {
+                        // Say why before the connection code sees the end.
+                        *error.lock() = Some(why.clone());
+                        let _ = local.shutdown(std::net::Shutdown::Both);
+                        return Err(why);
+                    }
                 }
             }
         }
