@@ -3,33 +3,33 @@
 //! limits), then the frame loop (FRAME in; the frame checked, judged by the
 //! gate and handed on; VERDICT and a new TICKET out), and the thread that
 //! writes RESULTs back. Errors end only this connection and are logged here.
+//!
+//! The handshake is in [`handshake`]; turning peers away (server full) and
+//! logging refusals once a minute in [`refusal`].
 
-use super::pipeline::Joined;
+mod handshake;
+mod refusal;
+
 use super::registry::Live;
 use super::sink::{ArrivedFrame, ClientId};
 use super::{gate, process, Shared};
-use crate::latest::{self, LatestSender};
-use crate::stats::Running;
-use crate::wire::auth;
+use crate::latest::LatestSender;
 use crate::wire::connection::{self, ConnError, Reader, Writer};
 use crate::wire::stream::Stream;
 use crate::wire::tls;
-use crate::wire::{
-    self, Challenge, GoodbyeCode, Limits, Message, Outcome, ProcessResult, Reason, Ticket, Verdict,
-    Welcome,
-};
+use crate::wire::{self, GoodbyeCode, Message, Outcome, ProcessResult, Reason, Ticket, Verdict};
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
+use refusal::failure_kind;
+pub(super) use refusal::{refuse, refuse_full, Notices};
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, info_span, warn};
 
-/// Most connections being turned away (server full) at once; more are just closed.
-const MAX_REFUSING: usize = 16;
 /// Accepted frames of one client whose RESULT is not written yet, at most.
 /// At the cap the connection stops taking frames (no verdict, no ticket)
 /// until the results writer catches up, and ends after `--io-timeout`: so
@@ -55,62 +55,6 @@ fn wrap(tcp: TcpStream, shared: &Shared) -> std::io::Result<(Stream, Option<tls:
             let (plain, error) = tls::accept(tcp, cfg)?;
             connection::configure_local(&plain, shared.config.io_timeout)?;
             Ok((plain, Some(error)))
-        }
-    }
-}
-
-/// Tells a client beyond `--max-clients` why it is turned away, on a short
-/// thread (at most [`MAX_REFUSING`] at once) that reads the client's hello
-/// before closing, so the goodbye is not lost to a reset.
-pub(super) fn refuse_full<'s>(
-    s: &'s std::thread::Scope<'s, '_>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: &'s Shared,
-) {
-    let place = Slot(&shared.refusing);
-    if shared.refusing.fetch_add(1, Ordering::SeqCst) >= MAX_REFUSING {
-        note_full(peer, shared);
-        return;
-    }
-    let _ = std::thread::Builder::new()
-        .name(format!("refuse {peer}"))
-        .spawn_scoped(s, move || {
-            let _place = place;
-            if let Ok((stream, _)) = wrap(stream, shared) {
-                refuse(stream, peer, shared);
-            }
-        });
-}
-
-fn note_full(peer: SocketAddr, shared: &Shared) {
-    if shared.notices.first(peer, "server full") {
-        warn!(%peer, max_clients = shared.config.max_clients, "refused: server full{}", Notices::NOTE);
-    } else {
-        debug!(%peer, "refused again: server full");
-    }
-}
-
-/// Tells a client on `stream` that the server is full (GOODBYE
-/// `ServerFull`), then drains what it sends until it closes, two seconds
-/// at most. Runs on the calling thread.
-pub(super) fn refuse(stream: Stream, peer: SocketAddr, shared: &Shared) {
-    note_full(peer, shared);
-    let text = format!(
-        "server full: {} clients are connected (--max-clients)",
-        shared.config.max_clients
-    );
-    let Ok(r) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = Reader::new(r, Limits::handshake());
-    let mut writer = Writer::new(stream);
-    if writer.goodbye(true, GoodbyeCode::ServerFull, text).is_ok() {
-        // Drain until the client closes (it reads the goodbye, then
-        // closes): two seconds in all, however the bytes trickle.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        if reader.read_preface(deadline, &shared.shutdown).is_ok() {
-            while let Ok(Some(_)) = reader.read_message_by(deadline, &shared.shutdown) {}
         }
     }
 }
@@ -209,75 +153,6 @@ fn run(
     }
 }
 
-/// Remembers which refusals were logged, per peer address and reason, so a
-/// misconfigured client retrying every few seconds shows once a minute, not
-/// on every retry. Bounded: forgets everything past [`Notices::MAX`] entries.
-#[derive(Default)]
-pub(super) struct Notices {
-    logged: parking_lot::Mutex<std::collections::HashMap<(std::net::IpAddr, String), Instant>>,
-}
-
-impl Notices {
-    /// How long a logged refusal keeps its repeats at debug level.
-    pub const QUIET: Duration = Duration::from_secs(60);
-    const MAX: usize = 4096;
-    const PRUNE_AT: usize = 64;
-    pub const NOTE: &'static str =
-        " (repeats from this address for 60 s are logged at debug level)";
-
-    /// True when this refusal of this address was not logged in the last
-    /// [`QUIET`](Self::QUIET): log it at warning level then.
-    pub fn first(&self, peer: SocketAddr, why: &str) -> bool {
-        let mut logged = self.logged.lock();
-        let now = Instant::now();
-        let key = (peer.ip(), why.to_string());
-        if logged
-            .get(&key)
-            .is_some_and(|t| now.duration_since(*t) < Self::QUIET)
-        {
-            return false;
-        }
-        // Only the last QUIET's refusals are kept: a peer refused every
-        // second for months costs one entry, not one per refusal.
-        if logged.len() >= Self::PRUNE_AT {
-            logged.retain(|_, t| now.duration_since(*t) < Self::QUIET);
-            if logged.len() >= Self::MAX {
-                logged.clear();
-            }
-        }
-        logged.insert(key, now);
-        true
-    }
-}
-
-/// What kind of failure `e` is, for [`Notices`]: the same kind from the
-/// same address is logged once a minute, although its text may change
-/// every time (a foreign peer's first bytes, a length).
-fn failure_kind(e: &ConnError) -> String {
-    match e {
-        ConnError::Protocol(wire::Error::NotFramelink(text)) => {
-            let what = if text.contains("HTTP") {
-                "HTTP"
-            } else if text.contains("TLS") {
-                "TLS"
-            } else {
-                "foreign bytes"
-            };
-            format!("not framelink: {what}")
-        }
-        ConnError::Protocol(wire::Error::TooLarge { what, .. }) => format!("too large: {what}"),
-        ConnError::Protocol(wire::Error::Malformed { kind, .. }) => format!("malformed: {kind}"),
-        ConnError::Protocol(wire::Error::UnknownKind(_)) => "unknown message kind".into(),
-        ConnError::Protocol(wire::Error::Early(what)) => format!("early: {what}"),
-        ConnError::Protocol(wire::Error::Incomplete) => "incomplete".into(),
-        ConnError::Io(e) => format!("i/o: {:?}", e.kind()),
-        ConnError::Closed { mid_message } => format!("closed (mid-message {mid_message})"),
-        ConnError::TimedOut(_, what) => format!("timed out {what}"),
-        ConnError::Shutdown => "shutdown".into(),
-        ConnError::Refused(text) => format!("refused: {text}"),
-    }
-}
-
 /// Writes results to the client as they come. Unblocked by a result or by
 /// the connection ending (`done` disconnects); a write blocks at most the
 /// I/O timeout.
@@ -330,185 +205,6 @@ struct Connection<'a> {
 }
 
 impl<'a> Connection<'a> {
-    /// Reads the client's preface and HELLO, answers WELCOME and the first
-    /// tickets. A wrong peer or version is told why (GOODBYE) and closed.
-    ///
-    /// The whole handshake (TLS included) must be done by `deadline`, and
-    /// until WELCOME only handshake-sized messages are read
-    /// ([`Limits::handshake`]): an unauthenticated peer holds a place for at
-    /// most `--io-timeout` and a few kilobytes, whatever it trickles.
-    fn start(
-        stream: Stream,
-        peer: SocketAddr,
-        deadline: Instant,
-        shared: &'a Shared,
-        span: &tracing::Span,
-    ) -> Result<Self, ConnError> {
-        let mut reader = Reader::new(stream.try_clone()?, Limits::handshake());
-        if shared.config.kernel_arrival {
-            reader.stamp_arrivals();
-        }
-        let mut writer = Writer::new(stream);
-        // The server speaks first: its preface and a fresh challenge.
-        let server_nonce = auth::nonce();
-        writer.send(
-            true,
-            &[&Message::Challenge(Challenge {
-                nonce: server_nonce,
-            })],
-        )?;
-        let refuse = |writer: &mut Writer, code, text: String| {
-            let _ = writer.goodbye(false, code, text);
-        };
-        let version = match reader.read_preface(deadline, &shared.shutdown) {
-            Ok(v) => v,
-            Err(e) => {
-                if let ConnError::Protocol(p) = &e {
-                    refuse(&mut writer, GoodbyeCode::ProtocolError, p.to_string());
-                }
-                return Err(e);
-            }
-        };
-        if version != wire::VERSION {
-            let text = format!("this server speaks framelink protocol version {}, the client sent version {version}", wire::VERSION);
-            refuse(&mut writer, GoodbyeCode::UnsupportedVersion, text.clone());
-            return Err(ConnError::Protocol(wire::Error::Malformed {
-                kind: "preface",
-                reason: text,
-            }));
-        }
-        let hello = match reader.read_message_by(deadline, &shared.shutdown) {
-            Ok(Some(Message::Hello(h))) => h,
-            Ok(Some(other)) => {
-                let text = format!("expected HELLO after the preface, got {}", other.name());
-                refuse(&mut writer, GoodbyeCode::ProtocolError, text.clone());
-                return Err(ConnError::Protocol(wire::Error::Malformed {
-                    kind: "handshake",
-                    reason: text,
-                }));
-            }
-            Ok(None) => return Err(ConnError::Closed { mid_message: false }),
-            Err(e) => {
-                refuse_for(&Mutex::new(writer), &e);
-                return Err(e);
-            }
-        };
-        span.record("name", hello.name.as_str());
-        if let Some(token) = &shared.config.token {
-            if !token.check_hello(&server_nonce, &hello.client_nonce, &hello.proof) {
-                let text = if hello.proof.is_empty() {
-                    "this server needs a token: give the client --token or FRAMELINK_TOKEN"
-                } else {
-                    "wrong token"
-                };
-                if shared.notices.first(peer, text) {
-                    warn!(%peer, client = %hello.name, "refused: {text}{}", Notices::NOTE);
-                } else {
-                    debug!(%peer, client = %hello.name, "refused again: {text}");
-                }
-                refuse(&mut writer, GoodbyeCode::Unauthorized, text.into());
-                return Err(ConnError::Refused(text.into()));
-            }
-        }
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        // A stage that does not take the client within a second (stuck on a
-        // frame, or closing down) would leave it streaming into nowhere:
-        // turn it away as busy instead, and it retries.
-        let join = |stage: &Sender<Joined>, name: &str| {
-            let (tx, rx) = latest::channel();
-            match stage.send_timeout(Joined { id, frames: rx }, Duration::from_secs(1)) {
-                Ok(()) => Ok(tx),
-                Err(_) => Err(format!(
-                    "server busy: its {name} stage is not taking new clients; retry later"
-                )),
-            }
-        };
-        let joined = join(&shared.to_processing, "processing").and_then(|p| {
-            let d = shared
-                .to_display
-                .as_ref()
-                .map(|d| join(d, "display"))
-                .transpose()?;
-            Ok((p, d))
-        });
-        let (to_processing, to_display) = match joined {
-            Ok(j) => j,
-            Err(text) => {
-                if shared.notices.first(peer, &text) {
-                    warn!(%peer, client = %hello.name, "refused: {text}{}", Notices::NOTE);
-                } else {
-                    debug!(%peer, client = %hello.name, "refused again: {text}");
-                }
-                refuse(&mut writer, GoodbyeCode::ServerFull, text.clone());
-                return Err(ConnError::Refused(text));
-            }
-        };
-        let live = Arc::new(Live {
-            name: hello.name.as_str().into(),
-            peer,
-            stats: Mutex::new(Running::default()),
-            superseded: to_processing.superseded_counter(),
-            superseded_reported: AtomicU64::new(0),
-            last_age_us: AtomicU64::new(0),
-            recent: Mutex::default(),
-            last_result: Mutex::default(),
-            last_size: std::sync::atomic::AtomicU32::new(0),
-        });
-        shared.registry.add(id, live.clone());
-        let wants_results = hello.capabilities & wire::CAP_RESULTS != 0;
-        let (results, results_rx) = if wants_results {
-            // Unbounded, but never longer than RESULTS_OWED: see `owed`.
-            let (tx, rx) = crossbeam_channel::unbounded();
-            let (owed_tx, owed_rx) = crossbeam_channel::bounded(RESULTS_OWED);
-            (Some((tx, owed_tx)), Some((rx, owed_rx)))
-        } else {
-            (None, None)
-        };
-        // Authenticated (or no token needed): frames may come now.
-        reader.set_limits(shared.limits);
-        let mut conn = Connection {
-            id,
-            shared,
-            reader,
-            writer: Arc::new(Mutex::new(writer)),
-            live,
-            to_processing,
-            to_display,
-            results,
-            results_rx,
-            outstanding: VecDeque::new(),
-            last_frame_id: None,
-            link_check: gate::LinkCheck::default(),
-            next_ticket: 0,
-        };
-        let welcome = Message::Welcome(Welcome {
-            capabilities: if wants_results { wire::CAP_RESULTS } else { 0 },
-            max_age_us: wire::micros_u32(shared.config.max_age),
-            max_frame_bytes: shared.config.max_frame_bytes,
-            window: shared.config.window,
-            proof: shared
-                .config
-                .token
-                .as_ref()
-                .map(|t| t.welcome_proof(&hello.client_nonce, &server_nonce))
-                .unwrap_or_default(),
-        });
-        let tickets: Vec<Message> = (0..shared.config.window)
-            .map(|_| Message::Ticket(conn.issue_ticket()))
-            .collect();
-        let mut out: Vec<&Message> = vec![&welcome];
-        out.extend(tickets.iter());
-        if let Err(e) = conn.writer.lock().send(false, &out) {
-            shared.registry.remove(id);
-            return Err(e.into());
-        }
-        info!(
-            capabilities = hello.capabilities,
-            "connected: {} (peer {peer})", hello.name
-        );
-        Ok(conn)
-    }
-
     fn issue_ticket(&mut self) -> Ticket {
         let t = Ticket {
             id: self.next_ticket,
@@ -753,35 +449,4 @@ fn refuse_for(writer: &Mutex<Writer>, e: &ConnError) {
         ConnError::Io(_) | ConnError::Closed { .. } | ConnError::Refused(_) => return,
     };
     let _ = writer.lock().goodbye(false, code, e.to_string());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn foreign(bytes: &[u8]) -> ConnError {
-        ConnError::Protocol(wire::check_preface(bytes).unwrap_err())
-    }
-
-    #[test]
-    fn a_peer_refused_again_and_again_with_changing_text_is_one_notice() {
-        let notices = Notices::default();
-        let peer: SocketAddr = "192.0.2.7:5000".parse().unwrap();
-        let (a, b) = (foreign(&[1, 2, 3, 4, 5, 6]), foreign(&[9, 8, 7, 6, 5, 4]));
-        assert_ne!(a.to_string(), b.to_string(), "the texts differ");
-        assert_eq!(failure_kind(&a), failure_kind(&b));
-        assert!(notices.first(peer, &failure_kind(&a)));
-        assert!(
-            !notices.first(peer, &failure_kind(&b)),
-            "logged once a minute"
-        );
-        // Another kind from the same address is its own notice.
-        let http = foreign(b"GET / HTTP/1.1\r\n");
-        assert!(notices.first(peer, &failure_kind(&http)));
-        // Thousands of refusals keep one entry per address and kind.
-        for i in 0..10_000u32 {
-            notices.first(peer, &failure_kind(&foreign(&i.to_be_bytes())));
-        }
-        assert_eq!(notices.logged.lock().len(), 2);
-    }
 }
