@@ -10,18 +10,24 @@
 //! last. Buffers are reused through a pool of N + 1: the capture thread waits
 //! for a free one, so at most N + 1 raw frames exist and nothing queues up
 //! (a camera keeps its own newest frame meanwhile).
+//!
+//! [`shape`] applies the adaptation's setting to each frame; [`publish`]
+//! releases encoded frames in capture order.
+
+mod publish;
+mod shape;
 
 use crate::client::adapt::Adapter;
-use crate::client::source::{Image, Source};
+use crate::client::source::Source;
 use crate::latest::LatestSender;
-use crate::media::decode::decode_rgb;
 use crate::media::encode::{Encoder, Yuv};
 use crate::shutdown::Shutdown;
 use crate::shutdown::TICK;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use crossbeam_channel::RecvTimeoutError;
-use std::sync::atomic::{AtomicU64, Ordering};
+use publish::Publisher;
+use shape::{Shaped, Shaper};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,103 +43,6 @@ pub struct EncodedFrame {
     pub level: usize,
     /// The source's own JPEG, sent as it came (not encoded here).
     pub as_captured: bool,
-}
-
-/// Publishes encoded frames in increasing id order, dropping late ones.
-struct Publisher {
-    slot: Mutex<(LatestSender<EncodedFrame>, Option<u64>)>,
-    /// Wait for the sender to take a frame instead of replacing it (an
-    /// on-demand source; see [`Source::on_demand`]). The wait ends on
-    /// `shutdown` or when nobody reads.
-    wait_for_sender: Option<Shutdown>,
-    /// Frames that never reach the sender: replaced or finished too late.
-    superseded: Arc<AtomicU64>,
-    /// Frames handed to encoder threads, by id, in capture order: None while
-    /// encoding, then the result (None: it failed).
-    order: Mutex<std::collections::BTreeMap<u64, Option<Option<EncodedFrame>>>>,
-}
-
-impl Publisher {
-    /// Frame `id` went to an encoder thread: frames after it wait for it.
-    fn expect(&self, id: u64) {
-        self.order
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, None);
-    }
-
-    /// Frame `id` is encoded (or failed): publishes every frame now ready
-    /// in capture order.
-    fn finish(&self, id: u64, frame: Option<EncodedFrame>) {
-        let mut order = self.order.lock().unwrap_or_else(|e| e.into_inner());
-        order.insert(id, Some(frame));
-        while let Some(entry) = order.first_entry() {
-            if entry.get().is_none() {
-                break; // an earlier frame is still encoding
-            }
-            if let Some(Some(frame)) = entry.remove() {
-                self.publish(frame);
-            }
-        }
-    }
-
-    fn publish(&self, frame: EncodedFrame) {
-        let mut guard = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        let (slot, last) = &mut *guard;
-        if last.is_some_and(|l| frame.id <= l) {
-            // A newer frame was published while this one was encoding.
-            self.superseded.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        *last = Some(frame.id);
-        let Some(shutdown) = &self.wait_for_sender else {
-            slot.send(frame);
-            return;
-        };
-        let mut frame = frame;
-        while let Err(back) = slot.send_when_empty(frame, TICK) {
-            if shutdown.is_triggered() || slot.is_orphaned() {
-                return;
-            }
-            frame = back;
-        }
-    }
-
-    /// Waits until every frame handed to an encoder is published and the
-    /// sender has taken the last one from the slot, for at most `grace`;
-    /// `shutdown` or a gone sender end the wait sooner. For a stream that
-    /// ended: its last frame still goes out (it may have ended before the
-    /// first connection was even made).
-    fn flush(&self, shutdown: &Shutdown, grace: Duration) {
-        let until = Instant::now() + grace;
-        while Instant::now() < until && !self.is_orphaned() {
-            let encoding = !self
-                .order
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty();
-            let waiting = !self
-                .slot
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .0
-                .is_empty();
-            if !encoding && !waiting {
-                return;
-            }
-            if shutdown.wait_timeout(Duration::from_millis(5)) {
-                return;
-            }
-        }
-    }
-
-    fn is_orphaned(&self) -> bool {
-        self.slot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .is_orphaned()
-    }
 }
 
 /// An encoder and the quality it was last set to: a quality change (from
@@ -200,167 +109,6 @@ struct RawFrame {
     at: Instant,
     quality: u8,
     level: usize,
-}
-
-/// A captured frame after the adaptation's setting was applied.
-enum Shaped<'a> {
-    /// Left out to lower the frame rate.
-    Skip,
-    /// A camera's JPEG, sent as it is.
-    Jpeg(&'a [u8], u32, u32),
-    /// A YUV frame at full size, to encode at `quality` (from YUV where the
-    /// encoder can, else through RGB).
-    Yuv {
-        data: Yuv<'a>,
-        width: u32,
-        height: u32,
-        quality: u8,
-    },
-    /// Pixels to encode at `quality`.
-    Rgb {
-        data: &'a [u8],
-        width: u32,
-        height: u32,
-        quality: u8,
-    },
-}
-
-/// Applies the adaptation's current setting to each captured frame: lower
-/// rate (frames left out), smaller size (resized), lower quality (a camera's
-/// own JPEG is decoded and encoded again only then).
-struct Shaper {
-    adapter: Arc<Adapter>,
-    /// The width of the top setting, which the current one is a fraction of.
-    top_width: u32,
-    top_fps: f64,
-    last_kept: Option<Instant>,
-    decoded: Vec<u8>,
-    scaled: Vec<u8>,
-    resizer: fast_image_resize::Resizer,
-}
-
-impl Shaper {
-    fn new(adapter: Arc<Adapter>) -> Self {
-        let top = adapter.top();
-        Shaper {
-            adapter,
-            top_width: top.width.max(1),
-            top_fps: top.fps,
-            last_kept: None,
-            decoded: Vec::new(),
-            scaled: Vec::new(),
-            resizer: fast_image_resize::Resizer::new(),
-        }
-    }
-
-    /// The frame as it should be sent now, and the level it was made at.
-    fn shape<'a>(&'a mut self, image: Image<'a>, at: Instant) -> Result<(usize, Shaped<'a>)> {
-        let (level, setting) = self.adapter.current();
-        if setting.fps > 0.0 && (self.top_fps <= 0.0 || setting.fps < self.top_fps) {
-            let period = Duration::from_secs_f64(1.0 / setting.fps);
-            if self
-                .last_kept
-                .is_some_and(|t| at.saturating_duration_since(t) < period.mul_f64(0.9))
-            {
-                return Ok((level, Shaped::Skip));
-            }
-        }
-        self.last_kept = Some(at);
-        let (data, width, height): (&[u8], u32, u32) = match image {
-            Image::Jpeg {
-                data,
-                width,
-                height,
-            } if level == 0 => return Ok((level, Shaped::Jpeg(data, width, height))),
-            Image::Jpeg { data, .. } => {
-                let rgb = decode_rgb(data)?;
-                let (w, h) = rgb.dimensions();
-                self.decoded = rgb.into_raw();
-                (&self.decoded, w, h)
-            }
-            Image::Rgb {
-                data,
-                width,
-                height,
-            } => (data, width, height),
-            Image::Yuv {
-                data,
-                width,
-                height,
-            } => {
-                if setting.width as f64 / self.top_width as f64 >= 0.999 {
-                    return Ok((
-                        level,
-                        Shaped::Yuv {
-                            data,
-                            width,
-                            height,
-                            quality: setting.quality,
-                        },
-                    ));
-                }
-                data.to_rgb(width, height, &mut self.decoded);
-                (&self.decoded[..], width, height)
-            }
-        };
-        let fraction = setting.width as f64 / self.top_width as f64;
-        if fraction < 0.999 {
-            let w = ((width as f64 * fraction) as u32 & !1).max(2);
-            let h = ((height as f64 * fraction) as u32 & !1).max(2);
-            self.scaled.resize(w as usize * h as usize * 3, 0);
-            resize(
-                &mut self.resizer,
-                data,
-                width,
-                height,
-                &mut self.scaled,
-                w,
-                h,
-            )?;
-            return Ok((
-                level,
-                Shaped::Rgb {
-                    data: &self.scaled,
-                    width: w,
-                    height: h,
-                    quality: setting.quality,
-                },
-            ));
-        }
-        Ok((
-            level,
-            Shaped::Rgb {
-                data,
-                width,
-                height,
-                quality: setting.quality,
-            },
-        ))
-    }
-}
-
-/// Resizes RGB pixels (`width`×`height`) into `out` (`w`×`h`), bilinear.
-fn resize(
-    resizer: &mut fast_image_resize::Resizer,
-    rgb: &[u8],
-    width: u32,
-    height: u32,
-    out: &mut [u8],
-    w: u32,
-    h: u32,
-) -> Result<()> {
-    use fast_image_resize::{images, FilterType, PixelType, ResizeAlg, ResizeOptions};
-    let src = images::ImageRef::new(width, height, rgb, PixelType::U8x3)
-        .context("frame buffer does not match its size")?;
-    let mut dst = images::Image::from_slice_u8(w, h, out, PixelType::U8x3)
-        .context("resize buffer does not match its size")?;
-    resizer
-        .resize(
-            &src,
-            &mut dst,
-            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
-        )
-        .context("resizing a frame failed")
 }
 
 fn dims(w: u32, h: u32) -> Result<(u16, u16)> {
@@ -608,8 +356,10 @@ fn ended(e: anyhow::Error, publisher: &Publisher, shutdown: &Shutdown) -> anyhow
 mod tests {
     use super::*;
     use crate::client::source::test_pattern::TestPattern;
+    use crate::client::source::Image;
     use crate::latest;
     use crate::media::encode::{encoder, EncoderKind, Subsampling};
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     /// Runs the stage with `n` encoders and collects what the sender would see.
