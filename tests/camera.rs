@@ -278,3 +278,81 @@ fn the_live_view_page_gets_its_figures_pushed_not_polled() {
     cam.stop().unwrap();
     server.stop();
 }
+
+#[test]
+#[ignore = "needs chromium: run by scripts/test.sh"]
+fn the_page_gives_the_camera_back_while_hidden_and_reconnects_by_itself() {
+    // A fixed live view port, so a second server can take the first's place.
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let at = http.to_string();
+    let first = support::ServerProcess::start(&["--http", &at]);
+    let mut page = Chromium::open(&format!("http://{at}/camera?name=roamer"), &[]);
+    page.wait_for(
+        "window.framelinkCamera.accepted >= 3",
+        WITHIN,
+        "the page streams",
+    );
+    // Hidden: the camera is released and the server's place given back.
+    let visibility = |hidden: bool| {
+        format!(
+            "Object.defineProperty(document, 'hidden', {{value: {hidden}, configurable: true}}); document.dispatchEvent(new Event('visibilitychange')); true"
+        )
+    };
+    page.eval(&visibility(true));
+    page.wait_for(
+        "window.framelinkCamera.state === 'paused' && document.getElementById('video').srcObject === null",
+        WITHIN,
+        "a hidden page releases the camera",
+    );
+    let deadline = std::time::Instant::now() + WITHIN;
+    while clients(http) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a hidden page holds its place"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Shown again: the camera is taken again and streaming goes on.
+    let before = page
+        .eval("window.framelinkCamera.accepted")
+        .as_u64()
+        .unwrap();
+    page.eval(&visibility(false));
+    page.wait_for(
+        &format!(
+            "window.framelinkCamera.accepted >= {} && window.framelinkCamera.connections === 2",
+            before + 3
+        ),
+        WITHIN,
+        "a page shown again streams again",
+    );
+    // The server goes away and another comes on the same port: the page
+    // says so and reconnects by itself.
+    first.stop();
+    page.wait_for(
+        "['reconnecting', 'error'].includes(window.framelinkCamera.state)",
+        WITHIN,
+        "the page says the connection is lost",
+    );
+    let second = support::ServerProcess::start(&["--http", &at]);
+    page.wait_for(
+        "window.framelinkCamera.connections === 3 && window.framelinkCamera.state === 'streaming'",
+        WITHIN,
+        "the page reconnects to the new server",
+    );
+    let c = (0..300)
+        .find_map(|_| {
+            let c = client(http, "roamer").filter(|c| c["frames_accepted"].as_u64() > Some(2));
+            if c.is_none() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            c
+        })
+        .expect("the new server takes the page's frames");
+    assert!(c["frames_accepted"].as_u64().unwrap() > 2);
+    drop(page);
+    second.stop();
+}
