@@ -392,3 +392,90 @@ fn a_link_slower_than_the_threshold_is_named_once_in_both_programs() {
     server.stop();
     assert_eq!(text.text().matches("round trip alone").count(), 1, "once");
 }
+
+#[test]
+fn every_flag_can_be_given_in_the_environment_and_the_command_line_wins() {
+    let env = [
+        ("FRAMELINK_LISTEN", "127.0.0.1:0"),
+        ("FRAMELINK_HTTP", "127.0.0.1:0"),
+        ("FRAMELINK_MAX_LATENCY_MS", "7"),
+        ("FRAMELINK_NO_DISPLAY", "true"),
+        ("FRAMELINK_STATS_INTERVAL", "0"),
+        ("FRAMELINK_WINDOW", "3"),
+    ];
+    let (mut child, stdout, _stderr) = support::spawn_program(
+        env!("CARGO_BIN_EXE_framelink-server"),
+        &["--window", "5"],
+        None,
+        &env,
+    );
+    let said = stdout
+        .wait_for("live view: http://", WAIT)
+        .expect("the live view's address is printed");
+    let http: std::net::SocketAddr = said
+        .lines()
+        .find_map(|l| l.strip_prefix("live view: http://"))
+        .and_then(|l| l.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .expect("the live view's address");
+    let (_, _, body) = support::http_get(http, "/stats.json");
+    let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(stats["max_age_ms"], 7.0, "{stats}");
+    // The window is the command line's 5, not the environment's 3.
+    let addr = support::listening_address(&stdout);
+    let mut peer = support::RawPeer::connect(addr);
+    match peer.hello("env", None) {
+        Some(framelink::wire::Message::Welcome(w)) => assert_eq!(w.window, 5),
+        other => panic!("expected WELCOME, got {other:?}"),
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // --help says so.
+    let help = wait(
+        server()
+            .arg("--help")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("[env: FRAMELINK_MAX_LATENCY_MS="), "{help}");
+}
+
+#[test]
+fn man_pages_and_completions_come_from_the_same_flags() {
+    for (program, flag) in [
+        (env!("CARGO_BIN_EXE_framelink-server"), "max-latency-ms"),
+        (env!("CARGO_BIN_EXE_framelink-client"), "encode-threads"),
+    ] {
+        let man = wait(
+            Command::new(program)
+                .args(["--generate", "man"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        assert!(man.status.success());
+        let man = String::from_utf8_lossy(&man.stdout);
+        assert!(man.contains(".TH framelink-"), "a man page: {man}");
+        assert!(
+            man.contains(&flag.replace('-', "\\-")),
+            "{flag} in the man page"
+        );
+        assert!(man.contains("FRAMELINK_"), "the environment variables too");
+        for shell in ["bash", "zsh", "fish"] {
+            let out = wait(
+                Command::new(program)
+                    .args(["--generate", shell])
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+            assert!(out.status.success(), "{shell}");
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains(flag),
+                "{shell} completes --{flag}"
+            );
+        }
+    }
+}

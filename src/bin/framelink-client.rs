@@ -22,6 +22,9 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: ClientOpts) -> Result<()> {
+    if let Some(what) = opts.common.generate {
+        return framelink::cli::generate::<ClientOpts>(what);
+    }
     if opts.list_cameras {
         output::stdout_line(&client::source::camera::list()?);
         return Ok(());

@@ -1,7 +1,6 @@
 //! `framelink-server`: parse the command line, bind, run. The work is in the library.
 
 use anyhow::Result;
-use clap::Parser;
 use framelink::cli::ServerOpts;
 use framelink::server::display::DisplaySink;
 use framelink::server::Server;
@@ -11,7 +10,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     logging::init();
-    match run(ServerOpts::parse()) {
+    let (opts, _) = framelink::cli::parse::<ServerOpts>();
+    match run(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             output::stderr_line(&format!("error: {e:#}"));
@@ -21,6 +21,9 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: ServerOpts) -> Result<()> {
+    if let Some(what) = opts.common.generate {
+        return framelink::cli::generate::<ServerOpts>(what);
+    }
     // Every flag is checked before anything is bound or printed.
     let config = opts.config()?;
     let duration = opts.duration()?;

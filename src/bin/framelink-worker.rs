@@ -1,7 +1,6 @@
 //! `framelink-worker`: parse the command line, connect to NATS, work. The work is in the library.
 
 use anyhow::Result;
-use clap::Parser;
 use framelink::cli::WorkerOpts;
 use framelink::shutdown::Shutdown;
 use framelink::{logging, output, worker};
@@ -9,7 +8,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     logging::init();
-    match run(WorkerOpts::parse()) {
+    let (opts, _) = framelink::cli::parse::<WorkerOpts>();
+    match run(opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             output::stderr_line(&format!("error: {e:#}"));
@@ -19,6 +19,9 @@ fn main() -> ExitCode {
 }
 
 fn run(opts: WorkerOpts) -> Result<()> {
+    if let Some(what) = opts.common.generate {
+        return framelink::cli::generate::<WorkerOpts>(what);
+    }
     let config = opts.config()?;
     let duration = opts.duration()?;
     let shutdown = Shutdown::new();

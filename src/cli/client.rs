@@ -10,7 +10,7 @@ pub struct ClientOpts {
     /// The server, as HOST or HOST:PORT (default port 1998); or several, comma-separated
     /// (`hostA,hostB:2000`): the client uses the first that takes it and moves to the next
     /// when one is down, full or refuses it.
-    #[arg(required_unless_present = "list_cameras")]
+    #[arg(required_unless_present_any = ["list_cameras", "generate"])]
     pub server: Option<String>,
 
     /// Where frames come from: `camera`, `test-pattern` (synthetic, needs nothing), `-` (an
@@ -134,9 +134,7 @@ impl ClientOpts {
     /// Parses the command line, and says which of the flags given there do
     /// not apply to the source chosen (so none is silently ignored).
     pub fn parse_noting_ignored() -> (Self, Vec<String>) {
-        use clap::{CommandFactory, FromArgMatches};
-        let matches = Self::command().get_matches();
-        let opts = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let (opts, matches) = super::parse::<Self>();
         let given =
             |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
         let ignored = opts.ignored_flags(given);

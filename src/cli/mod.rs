@@ -29,9 +29,77 @@ pub use server::ServerOpts;
 #[cfg(feature = "nats")]
 pub use worker::WorkerOpts;
 
+/// What `--generate` writes, from the same option definitions as the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generate {
+    /// The man page (roff).
+    Man,
+    /// bash completions.
+    Bash,
+    /// zsh completions.
+    Zsh,
+    /// fish completions.
+    Fish,
+}
+
+/// The environment variable that gives flag `id` (a field name): every flag
+/// of every program can be set as `FRAMELINK_<FLAG>`, e.g.
+/// `FRAMELINK_MAX_LATENCY_MS=60` for `--max-latency-ms 60`; the command line wins.
+pub fn env_name(id: &str) -> String {
+    format!("FRAMELINK_{}", id.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// Program `T`'s command line, every flag also read from its
+/// [`env_name`] (and shown so in `--help`).
+pub fn command<T: clap::CommandFactory>() -> clap::Command {
+    T::command().mut_args(|a| {
+        let id = a.get_id().as_str().to_string();
+        if matches!(id.as_str(), "help" | "version" | "generate") {
+            a
+        } else {
+            a.env(env_name(&id))
+        }
+    })
+}
+
+/// Parses program `T`'s command line and environment; exits with clap's
+/// message on a mistake, as `Parser::parse` does.
+pub fn parse<T: clap::Parser>() -> (T, clap::ArgMatches) {
+    let matches = command::<T>().get_matches();
+    let opts = T::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    (opts, matches)
+}
+
+/// Writes program `T`'s man page or completions to standard output.
+pub fn generate<T: clap::CommandFactory>(what: Generate) -> Result<()> {
+    use std::io::Write;
+    let mut cmd = command::<T>();
+    let name = cmd.get_name().to_string();
+    let mut out = std::io::stdout().lock();
+    match what {
+        Generate::Man => clap_mangen::Man::new(cmd).render(&mut out)?,
+        Generate::Bash => {
+            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, name, &mut out)
+        }
+        Generate::Zsh => {
+            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, name, &mut out)
+        }
+        Generate::Fish => {
+            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, name, &mut out)
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// The flags both programs share.
 #[derive(Debug, clap::Args)]
 pub struct CommonOpts {
+    /// Write this program's man page (`man`) or shell completions (`bash`, `zsh`, `fish`) to
+    /// standard output, and exit.
+    #[arg(long, value_enum, value_name = "WHAT", exclusive = true)]
+    pub generate: Option<Generate>,
+
     /// Shared secret both sides prove they know (it never crosses the wire); the server's
     /// live view wants it too (`?token=` or `Authorization: Bearer`). Default: FRAMELINK_TOKEN.
     #[arg(long, value_name = "SECRET")]

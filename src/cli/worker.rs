@@ -10,8 +10,8 @@ use super::*;
 pub struct WorkerOpts {
     /// The NATS broker the servers use: nats://HOST:PORT (comma-separated for a cluster;
     /// tls://HOST:PORT to require TLS).
-    #[arg(long, value_name = "URL")]
-    pub nats: String,
+    #[arg(long, value_name = "URL", required_unless_present = "generate")]
+    pub nats: Option<String>,
 
     /// What runs on each frame: `count`, `motion` or `exec:COMMAND` (as on the server).
     #[arg(long, default_value = "count", value_name = "NAME")]
@@ -38,11 +38,11 @@ pub struct WorkerOpts {
 #[cfg(feature = "nats")]
 impl WorkerOpts {
     pub fn config(&self) -> Result<crate::worker::WorkerConfig> {
-        if !self.nats.contains("://") {
-            bail!(
-                "--nats {:?}: give a URL, e.g. nats://127.0.0.1:4222",
-                self.nats
-            );
+        let Some(url) = self.nats.as_deref() else {
+            bail!("give the broker: --nats nats://HOST:PORT");
+        };
+        if !url.contains("://") {
+            bail!("--nats {url:?}: give a URL, e.g. nats://127.0.0.1:4222");
         }
         if matches!(self.processor, ProcessorKind::Pool(_)) {
             bail!("--processor names what runs on each frame: count, motion or exec:COMMAND");
@@ -60,7 +60,7 @@ impl WorkerOpts {
         Ok(crate::worker::WorkerConfig {
             nats: self
                 .nats_opts
-                .config(&self.nats, format!("framelink-worker {name}"))?,
+                .config(url, format!("framelink-worker {name}"))?,
             processor: self.processing.config(&self.processor)?,
             concurrency: self.concurrency,
             name,
