@@ -38,23 +38,35 @@ done
         --name intruder --stats-interval 0 --duration 1 >/dev/null 2>&1 || true
     sleep 1
   done ) &
+# Browser-camera sockets that upgrade and then send a malformed frame, or
+# nothing (and are dropped at the handshake deadline), every second.
+( while :; do
+    printf 'GET /ws/camera HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\x82\x86abcdXXXXXX' |
+        timeout 2 bash -c "cat >/dev/tcp/127.0.0.1/$http" 2>/dev/null || true
+    sleep 1
+  done ) &
 # Viewers: one that watches for 10 s at a time, one that never reads.
 ( while :; do
     timeout 10 curl -s "http://127.0.0.1:$http/stream/1.mjpg?token=soak-secret" >/dev/null || true
   done ) &
 ( exec 3<>/dev/tcp/127.0.0.1/$http; printf 'GET /stream/2.mjpg?token=soak-secret HTTP/1.1\r\n\r\n' >&3; sleep "$seconds" ) &
 
-echo "elapsed_s,rss_kb,threads,fds,clients,fps_accepted_total" | tee soak-report.csv
+# rss_kb is all resident memory; anon_kb the program's own (heap, stacks), file_kb
+# the code and libraries paged in from disk (grows as new code paths first run,
+# bounded by the binary's size).
+echo "elapsed_s,rss_kb,anon_kb,file_kb,threads,fds,clients,fps_accepted_total" | tee soak-report.csv
 start=$(date +%s)
 while kill -0 $server 2>/dev/null; do
     sleep 60
     kill -0 $server 2>/dev/null || break
     rss=$(awk '/VmRSS/ {print $2}' /proc/$server/status)
+    anon=$(awk '/RssAnon/ {print $2}' /proc/$server/status)
+    file=$(awk '/RssFile/ {print $2}' /proc/$server/status)
     threads=$(awk '/Threads/ {print $2}' /proc/$server/status)
     fds=$(ls /proc/$server/fd | wc -l)
     read -r clients fps < <(curl -s "http://127.0.0.1:$http/stats.json?token=soak-secret" |
         python3 -c 'import json,sys; s=json.load(sys.stdin); print(len(s["clients"]), round(sum(c["fps_accepted"] for c in s["clients"]),1))')
-    echo "$(( $(date +%s) - start )),$rss,$threads,$fds,$clients,$fps" | tee -a soak-report.csv
+    echo "$(( $(date +%s) - start )),$rss,$anon,$file,$threads,$fds,$clients,$fps" | tee -a soak-report.csv
 done
 wait $server || true
 echo "server summary:"
