@@ -9,12 +9,15 @@
 #   ffmpeg        an MJPEG stream on standard input, for the source tests
 #   nats-server   a real broker for the worker pool tests
 #   nats-py       (PyPI) the Python pool worker example, and its test
+#   systemd       systemd-socket-activate and systemd-analyze, for the service
+#                 tests (no systemd needs to run)
+#   man-db        man, to check the packaged man pages render
 #   python3-venv  target/py-venv: the Python package's build (maturin) and
 #                 test tools (pytest, numpy; imagezmq and pyzmq for its benchmark)
 # Rust itself (cargo) must already be installed: https://rustup.rs
 set -euo pipefail
 
-packages=(libclang-dev pkg-config cmake nasm xvfb x11-apps chromium ffmpeg nats-server python3-venv)
+packages=(libclang-dev pkg-config cmake nasm xvfb x11-apps chromium ffmpeg nats-server python3-venv systemd man-db)
 command -v python3 >/dev/null || packages+=(python3 python3-pip)
 
 missing=()

@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 cargo fmt --check || { echo "test: run 'cargo fmt' to format the code" >&2; exit 1; }
 cargo clippy --all-targets --features testkit --quiet -- -D warnings
 cargo test --all-targets --features testkit
-# The window, browser, camera and pool tests need Xvfb, Chromium and nats-server
-# (nats-py for the Python worker); a plain `cargo test` ignores them.
-cargo test --features testkit --test window --test browser --test camera --test pool -- --ignored
+# The window, browser, camera, pool and service tests need Xvfb, Chromium,
+# nats-server (nats-py for the Python worker) and systemd's tools; a plain
+# `cargo test` ignores them.
+cargo test --features testkit --test window --test browser --test camera --test pool --test service -- --ignored
 # The Python package (python/): built into target/py-venv and tested
 # against the programs just built (a Rust client into a Python server, a
 # Python client into a Rust server, a Python pool worker behind nats-server).

@@ -53,6 +53,7 @@ pub mod media;
 pub mod nats;
 pub mod output;
 pub mod server;
+pub mod service;
 pub mod shutdown;
 pub mod stats;
 #[cfg(feature = "testkit")]

@@ -1,4 +1,5 @@
-//! Log set-up for the programs: `tracing` to stderr, filtered by `RUST_LOG`
+//! Log set-up for the programs: `tracing` to stderr (no colours or timestamps
+//! of its own when stderr is the journal), filtered by `RUST_LOG`
 //! (default `info`, with the NATS client's own chatter at `warn`: the pool
 //! logs its connection changes itself). Status lines and summaries go to stdout instead: they
 //! are the programs' output, not logs.
@@ -9,12 +10,18 @@ use tracing_subscriber::EnvFilter;
 pub fn init() {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    // The journal stamps and colours lines itself.
+    let _ = if crate::service::logs_to_journal() {
+        builder.with_ansi(false).without_time().try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
     quiet_decoder_panics();
 }
 

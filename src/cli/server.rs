@@ -99,13 +99,36 @@ pub struct ServerOpts {
 impl ServerOpts {
     /// Binds `--listen` and `--http` (both before anything is printed, so a
     /// taken port fails at once), with the reason a user can act on.
+    ///
+    /// Under socket activation (a systemd `.socket` unit) the listeners it
+    /// hands over are taken instead: the first for frames, a second for the
+    /// live view (else `--http` is bound as usual).
     pub fn bind(&self) -> Result<(std::net::TcpListener, Option<std::net::TcpListener>)> {
         let bind = |addr: SocketAddr, flag| {
             std::net::TcpListener::bind(addr)
                 .map_err(|e| anyhow::anyhow!(bind_error(addr, flag, &e)))
         };
-        let listener = bind(self.listen, "--listen")?;
-        let http = self.http.map(|a| bind(a, "--http")).transpose()?;
+        let mut handed = crate::service::activated_listeners()?.into_iter();
+        let listener = match handed.next() {
+            Some(l) => {
+                tracing::info!(
+                    "socket activation: frames on the listener handed over ({})",
+                    l.local_addr()?
+                );
+                l
+            }
+            None => bind(self.listen, "--listen")?,
+        };
+        let http = match handed.next() {
+            Some(l) => {
+                tracing::info!(
+                    "socket activation: the live view on the listener handed over ({})",
+                    l.local_addr()?
+                );
+                Some(l)
+            }
+            None => self.http.map(|a| bind(a, "--http")).transpose()?,
+        };
         Ok((listener, http))
     }
 

@@ -165,6 +165,8 @@ struct Shared {
     next_id: AtomicU64,
     /// Refusals already logged, per address and reason.
     notices: session::Notices,
+    /// Beaten by the accept loop; pings the service manager's watchdog.
+    watchdog: crate::service::Watchdog,
     shutdown: Shutdown,
 }
 
@@ -337,6 +339,7 @@ impl Server {
             refusing: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             notices: session::Notices::default(),
+            watchdog: crate::service::Watchdog::default(),
             shutdown: shutdown.clone(),
             config,
         };
@@ -415,6 +418,16 @@ impl Server {
                 anyhow::Ok(())
             })();
             if started.is_ok() {
+                crate::service::ready("serving");
+                if let Some(every) = crate::service::Watchdog::interval() {
+                    let pinged = spawn(
+                        "watchdog",
+                        Box::new(move || shared.watchdog.run(every, &shared.shutdown)),
+                    );
+                    if let Err(e) = pinged {
+                        warn!("the watchdog cannot be pinged: {e:#}");
+                    }
+                }
                 if display_sinks.is_empty() {
                     while !shared.shutdown.wait_timeout(Duration::from_secs(3600)) {}
                 } else {
@@ -424,6 +437,7 @@ impl Server {
                 }
             }
             shared.shutdown.trigger();
+            crate::service::stopping();
             started
         })?;
         let summary = shared.summary();
@@ -485,6 +499,7 @@ fn accept_loop<'s>(
     shared: &'s Shared,
 ) {
     while !shared.shutdown.is_triggered() {
+        shared.watchdog.beat();
         match listener.accept() {
             Ok((stream, peer)) => {
                 let accepted = Instant::now();
