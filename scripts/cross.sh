@@ -52,6 +52,8 @@ fi
 
 # The cross C compiler for libjpeg-turbo (built by cmake) and the linker;
 # bindgen (the V4L2 bindings) reads the ARM headers from Debian's sysroot.
+# scripts/package.sh only wants the tools.
+[[ ${1:-} == --tools-only ]] && exit 0
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar

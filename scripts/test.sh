@@ -23,6 +23,9 @@ timeout 900 target/py-venv/bin/python -m pytest -q python/tests
 # builds, and frames stream end to end and hostile input is refused on it.
 cargo clippy --no-default-features --all-targets --quiet -- -D warnings
 cargo test --no-default-features --test end_to_end --test hostile --test dos
+# The .deb: built (from the test build: the packaging is what is checked),
+# installed with dpkg -i, its programs, man pages and systemd units checked.
+./scripts/package.sh --arch amd64 --profile dev --check
 # The fuzz target builds and runs for a minute (nightly toolchain; the
 # machine image has it, and scripts/fuzz.sh says so plainly if not).
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
