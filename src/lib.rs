@@ -16,7 +16,8 @@
 //!   (check-then-parse over a byte slice, no I/O), the buffered
 //!   [`Reader`](wire::connection::Reader)/[`Writer`](wire::connection::Writer),
 //!   the [`Stream`](wire::stream::Stream) (TCP or the plaintext end of a TLS
-//!   bridge), the token handshake ([`wire::auth`]) and TLS ([`wire::tls`]).
+//!   or WebSocket bridge), the token handshake ([`wire::auth`]), TLS
+//!   ([`wire::tls`]) and the WebSocket transport ([`wire::websocket`]).
 //!   The wire format is specified in `protocol.md`.
 //! - [`client`]: runs on the edge device. Sources (camera, test pattern,
 //!   folder), the capture stage that encodes into the latest-only slot,
@@ -26,13 +27,14 @@
 //!   builder and accept loop, one session per client (handshake, frame loop),
 //!   the staleness gate, the live figures, the stages that hand each client's
 //!   newest frame to the sinks (display) and the processor, recording and the
-//!   live view.
+//!   live view (with the browser camera, a client over a WebSocket).
 //! - [`media`]: pictures, with no knowledge of the link: JPEG structure
 //!   checks, encoders and the decoder, drawing text on frames.
 //! - Small shared pieces: [`latest`] (the slot that keeps only the newest
 //!   value), [`shutdown`] (the stop flag every loop watches), [`stats`]
 //!   (figures and percentiles), [`logging`], [`output`] (the programs' own
-//!   lines) and [`cli`] (the command lines, turned into validated configs).
+//!   lines), [`cli`] (the command lines, turned into validated configs) and
+//!   [`service`] (systemd: socket activation, readiness, the watchdog).
 //! - `testkit` (cargo feature `testkit`): tools for tests and the benchmark,
 //!   such as a TCP proxy that delays and throttles a link. Not part of
 //!   either program.
