@@ -33,6 +33,8 @@ pub struct Counts {
     pub bytes: u64,
     /// Client: frames over the server's size limit, so not sent.
     pub too_large: u64,
+    /// Client: frames left out as equal to the last one kept (`--drop-same-frames`).
+    pub unchanged: u64,
 }
 
 /// Processing results a client got back, and how long they took.
@@ -208,6 +210,7 @@ impl Tally {
         c.superseded += o.superseded;
         c.bytes += o.bytes;
         c.too_large += o.too_large;
+        c.unchanged += o.unchanged;
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.age.add(&other.age);
         let _ = self.transit.add(&other.transit);
@@ -281,6 +284,7 @@ impl Tally {
             frames_rejected: c.rejected,
             frames_superseded: c.superseded,
             frames_too_large: client_side.then_some(c.too_large),
+            frames_unchanged: client_side.then_some(c.unchanged),
             frames_unanswered: client_side.then(|| self.unanswered()),
             fps_accepted: round2(self.fps_accepted()),
             age_ms: self.age_ms(),
@@ -304,11 +308,16 @@ impl Tally {
         let age = self.age_ms();
         let transit = self.transit_ms();
         let mut line = format!(
-            "{:6.1} fps {} {:6.1} fps accepted | drops: superseded {} stale {} rejected {} | age p50 {} p99 {} ms | transit p50 {} p99 {} ms | {:.2} MB/s",
+            "{:6.1} fps {} {:6.1} fps accepted | drops: superseded {}{} stale {} rejected {} | age p50 {} p99 {} ms | transit p50 {} p99 {} ms | {:.2} MB/s",
             c.sent as f64 / secs,
             if client_side { "sent" } else { "received" },
             c.accepted as f64 / secs,
             c.superseded,
+            if c.unchanged > 0 {
+                format!(" unchanged {}", c.unchanged)
+            } else {
+                String::new()
+            },
             c.dropped_stale,
             c.rejected,
             fmt_ms(age.p50),
@@ -387,6 +396,9 @@ pub struct Figures {
     /// Client: frames over the server's `max_frame_bytes`, never sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_too_large: Option<u64>,
+    /// Client: frames left out as equal to the last one kept (`--drop-same-frames`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_unchanged: Option<u64>,
     /// Client: frames sent that got no VERDICT (the connection ended first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frames_unanswered: Option<u64>,
@@ -485,6 +497,11 @@ impl Running {
     pub fn record_too_large(&mut self) {
         self.total.record_too_large();
         self.interval.record_too_large();
+    }
+
+    pub fn add_unchanged(&mut self, n: u64) {
+        self.total.counts.unchanged += n;
+        self.interval.counts.unchanged += n;
     }
 
     pub fn add_superseded(&mut self, n: u64) {

@@ -387,3 +387,28 @@ fn png_files_in_a_folder_are_encoded_and_sent() {
     client.stop().unwrap();
     server.stop();
 }
+
+#[test]
+fn a_still_scene_is_sent_once_in_n_plus_one_frames_with_drop_same_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("still.jpg");
+    std::fs::write(&path, frame(96, 64, 7)).unwrap();
+    let server = TestServer::start(server_config());
+    let mut c = client_of(&server, SourceKind::Folder(path));
+    c.drop_same_frames = Some(4);
+    let client = TestClient::start(c);
+    // The camera is still heard from: a frame at least every fifth capture.
+    server.wait_frames(None, 6);
+    let summary = client.stop().unwrap();
+    let unchanged = summary.figures.frames_unchanged.unwrap();
+    let sent = summary.figures.frames_sent.unwrap();
+    assert!(
+        unchanged >= 4 * (sent - 1),
+        "{unchanged} left out, {sent} sent"
+    );
+    assert!(
+        unchanged <= 4 * sent,
+        "at most 4 in a row: {unchanged} left out, {sent} sent"
+    );
+    server.stop();
+}

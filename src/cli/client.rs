@@ -63,6 +63,12 @@ pub struct ClientOpts {
     #[arg(long, value_name = "N")]
     pub encode_threads: Option<usize>,
 
+    /// Leave out a frame equal to the last one sent (a camera's JPEG: the same image data;
+    /// raw pixels: the same on a sample, within a sensor's noise), at most N in a row so the
+    /// server still hears from the camera: a still scene costs neither encoding nor bytes.
+    #[arg(long, value_name = "N")]
+    pub drop_same_frames: Option<u32>,
+
     /// Chroma subsampling for frames encoded with libjpeg-turbo.
     #[arg(long, value_enum, default_value_t = Subsampling::S420)]
     pub subsampling: Subsampling,
@@ -214,6 +220,12 @@ impl ClientOpts {
                 Some(n @ 1..=16) => n,
                 Some(n) => bail!("--encode-threads must be 1..=16, got {n}"),
                 None => default_encode_threads(self.fps),
+            },
+            drop_same_frames: match self.drop_same_frames {
+                Some(0) => bail!(
+                    "--drop-same-frames must be at least 1 (leave it out to send every frame)"
+                ),
+                n => n,
             },
             connect_timeout: seconds("--connect-timeout", self.connect_timeout)?,
             io_timeout: seconds("--io-timeout", self.io_timeout)?,

@@ -16,6 +16,9 @@
 
 mod publish;
 mod shape;
+mod unchanged;
+
+pub use unchanged::Unchanged;
 
 use crate::client::adapt::Adapter;
 use crate::client::source::Source;
@@ -127,9 +130,12 @@ pub fn run(
     mut encoders: Vec<Box<dyn Encoder>>,
     slot: LatestSender<EncodedFrame>,
     adapter: Arc<Adapter>,
+    mut unchanged: Option<Unchanged>,
     shutdown: &Shutdown,
 ) -> Result<()> {
     let mut shaper = Shaper::new(adapter);
+    let mut left_out =
+        |shaped: &Shaped<'_>| unchanged.as_mut().is_some_and(|u| u.leaves_out(shaped));
     let superseded = slot.superseded_counter();
     let publisher = Arc::new(Publisher {
         slot: Mutex::new((slot, None)),
@@ -150,6 +156,7 @@ pub fn run(
             let at = captured.at;
             let (level, (jpeg, w, h, as_captured)) = match shaper.shape(captured.image, at)? {
                 (_, Shaped::Skip) => continue,
+                (_, ref shaped) if left_out(shaped) => continue,
                 (level, Shaped::Jpeg(data, w, h)) => {
                     (level, (Bytes::copy_from_slice(data), w, h, true))
                 }
@@ -267,6 +274,10 @@ pub fn run(
         let at = captured.at;
         match shaper.shape(captured.image, at)? {
             (_, Shaped::Skip) => {
+                let _ = pool_tx.try_send(buffer);
+                continue;
+            }
+            (_, ref shaped) if left_out(shaped) => {
                 let _ = pool_tx.try_send(buffer);
                 continue;
             }
@@ -456,6 +467,7 @@ mod tests {
                 encoders,
                 slot,
                 Arc::new(Adapter::fixed(160, 120, 80, 0.0)),
+                None,
                 &sd,
             )
         });

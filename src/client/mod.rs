@@ -43,6 +43,9 @@ pub struct ClientConfig {
     pub subsampling: encode::Subsampling,
     /// Threads encoding frames (1: the capture thread encodes).
     pub encode_threads: usize,
+    /// Leave out a frame equal to the last one kept, at most this many in a
+    /// row (`--drop-same-frames`; None: send every frame).
+    pub drop_same_frames: Option<u32>,
     /// Longest wait for a TCP connection to be set up.
     pub connect_timeout: Duration,
     /// How long the server may stall mid-message or in the handshake, and how
@@ -109,6 +112,7 @@ impl ClientConfig {
             encoder: encode::EncoderKind::Auto,
             subsampling: encode::Subsampling::S420,
             encode_threads: 1,
+            drop_same_frames: None,
             connect_timeout: Duration::from_secs(3),
             io_timeout: Duration::from_secs(10),
             max_backoff: Duration::from_secs(2),
@@ -310,6 +314,10 @@ pub fn run_with(
     };
     let (slot, frames) = latest::channel::<EncodedFrame>();
     let superseded = slot.superseded_counter();
+    let unchanged_count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let unchanged = config
+        .drop_same_frames
+        .map(|n| crate::client::capture::Unchanged::new(n, unchanged_count.clone()));
     let capture_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
 
     // Not scoped: a camera can block in the driver forever; it must not keep
@@ -325,7 +333,9 @@ pub fn run_with(
                 // A panic (a bug, or a camera driver's) ends the run as an
                 // error, like any other capture failure.
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::client::capture::run(source, encoders, slot, adapter, &shutdown)
+                    crate::client::capture::run(
+                        source, encoders, slot, adapter, unchanged, &shutdown,
+                    )
                 }))
                 .unwrap_or_else(|panic| {
                     Err(anyhow::anyhow!(
@@ -355,18 +365,27 @@ pub fn run_with(
     let mut last_problem = None;
     let outcome = std::thread::scope(|s| {
         if let Some(every) = config.stats_interval {
-            let (stats, superseded, shutdown, adapter, tracking) =
-                (&stats, &superseded, &shutdown, &adapter, &tracking);
+            let (stats, superseded, unchanged, shutdown, adapter, tracking) = (
+                &stats,
+                &superseded,
+                &unchanged_count,
+                &shutdown,
+                &adapter,
+                &tracking,
+            );
             let detailed = config.detailed_status;
             // Standard output then carries results only.
             let results_on_stdout = config.results_on_stdout();
             s.spawn(move || {
-                let mut reported = 0;
+                let (mut reported, mut reported_unchanged) = (0, 0);
                 while !shutdown.wait_timeout(every) {
                     let now = superseded.load(std::sync::atomic::Ordering::Relaxed);
+                    let now_unchanged = unchanged.load(std::sync::atomic::Ordering::Relaxed);
                     let mut st = stats.lock();
                     st.add_superseded(now - reported);
+                    st.add_unchanged(now_unchanged - reported_unchanged);
                     reported = now;
+                    reported_unchanged = now_unchanged;
                     let (t, elapsed) = st.take_interval();
                     drop(st);
                     let link = tracking.link.lock().clone();
@@ -425,6 +444,7 @@ pub fn run_with(
     let connected = tracking.connected_time();
     let mut total = stats.lock().total.clone();
     total.counts.superseded = superseded.load(std::sync::atomic::Ordering::Relaxed);
+    total.counts.unchanged = unchanged_count.load(std::sync::atomic::Ordering::Relaxed);
     let mut figures = total.figures(true);
     // Outages between connections do not dilute the rate.
     figures.fps_accepted = (total.fps_accepted_besides(between) * 100.0).round() / 100.0;

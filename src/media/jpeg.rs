@@ -82,6 +82,17 @@ fn segments(b: &[u8], mut visit: impl FnMut(Segment) -> bool) -> Option<usize> {
     }
 }
 
+/// Calls `visit` with each marker segment's marker byte and bytes (the
+/// marker included; after SOS, its entropy-coded data too), SOI and EOI
+/// left out. `None` when the JPEG does not walk whole from SOI to EOI.
+pub fn for_each_segment(b: &[u8], mut visit: impl FnMut(u8, &[u8])) -> Option<()> {
+    segments(b, |s| {
+        visit(s.marker, &b[s.start..s.end]);
+        true
+    })
+    .map(|_| ())
+}
+
 /// The length of the JPEG at the start of `b`, through its EOI marker: what a
 /// camera buffer should be cut to. `None` when no whole JPEG is there.
 pub fn whole_len(b: &[u8]) -> Option<usize> {
