@@ -15,17 +15,9 @@ use support::{server_config, TestClient, TestServer};
 fn chromium(url: &str, profile: &Path, what: &str) -> std::process::Output {
     // Time-limited: a browser that hangs fails the test instead of stalling CI.
     Command::new("timeout")
+        .args(["60", "chromium"])
+        .args(support::chromium::HEADLESS)
         .args([
-            "60",
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
             "--hide-scrollbars",
             "--window-size=1280,800",
             "--virtual-time-budget=3000",

@@ -8,26 +8,11 @@ use framelink::wire::{
     self, kind, Encoding, FrameHeader, GoodbyeCode, Message, Outcome, Reason, Ticket,
 };
 use std::time::{Duration, Instant};
-use support::{server_config, RawPeer, TestClient, TestServer};
+use support::{good_client_goes_on, server_config, RawPeer, TestClient, TestServer};
 
 /// A server with a good client already streaming.
 fn with_good_client(config: ServerConfig) -> (TestServer, TestClient) {
-    let server = TestServer::start(config);
-    let good = TestClient::pattern(server.addr, "good", 160, 120, 60.0);
-    server.wait_frames(Some("good"), 3);
-    (server, good)
-}
-
-/// The good client is still streaming after the hostile act that ended at
-/// `since`: five of its frames accepted after that moment arrive (older
-/// ones still queued for the test are passed over).
-fn good_client_goes_on(server: &TestServer, since: Instant) {
-    let mut after = 0;
-    while after < 5 {
-        if server.next_frame(Some("good")).at > since {
-            after += 1;
-        }
-    }
+    support::with_good_client(TestServer::start(config))
 }
 
 fn expect_goodbye(m: Option<Message>, code: GoodbyeCode) -> String {

@@ -9,24 +9,14 @@ use framelink::server::ServerConfig;
 use framelink::wire::{GoodbyeCode, Message, Outcome, Ticket, CAP_RESULTS};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
-use support::{frame_header, jpeg, server_config, ws_upgrade, RawPeer, TestClient, TestServer};
+use support::{
+    frame_header, good_client_goes_on, jpeg, server_config, ws_upgrade, RawPeer, TestClient,
+    TestServer,
+};
 
 /// A server with a live view and a good TCP camera already streaming.
 fn with_good_client(config: ServerConfig) -> (TestServer, TestClient) {
-    let server = TestServer::start_http(config);
-    let good = TestClient::pattern(server.addr, "good", 160, 120, 60.0);
-    server.wait_frames(Some("good"), 3);
-    (server, good)
-}
-
-/// Five frames of the good camera accepted after `since`.
-fn good_client_goes_on(server: &TestServer, since: Instant) {
-    let mut after = 0;
-    while after < 5 {
-        if server.next_frame(Some("good")).at > since {
-            after += 1;
-        }
-    }
+    support::with_good_client(TestServer::start_http(config))
 }
 
 fn tickets(peer: &mut RawPeer, window: u16) -> Vec<Ticket> {

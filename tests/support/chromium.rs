@@ -10,6 +10,19 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tungstenite::{Message, WebSocket};
 
+/// The flags every headless Chromium of the tests runs with: no sandbox or
+/// GPU, and none of its own network traffic.
+pub const HEADLESS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 /// The longest any one DevTools call may take.
 const CALL: Duration = Duration::from_secs(10);
 
@@ -33,15 +46,8 @@ impl Chromium {
     pub fn open(url: &str, extra: &[&str]) -> Chromium {
         let profile = tempfile::tempdir().unwrap();
         let child = Command::new("chromium")
+            .args(HEADLESS)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
                 "--use-fake-device-for-media-stream",
                 "--use-fake-ui-for-media-stream",
                 "--autoplay-policy=no-user-gesture-required",

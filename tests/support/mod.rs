@@ -215,6 +215,25 @@ impl TestClient {
     }
 }
 
+/// `server` with a good client named "good" already streaming to it.
+pub fn with_good_client(server: TestServer) -> (TestServer, TestClient) {
+    let good = TestClient::pattern(server.addr, "good", 160, 120, 60.0);
+    server.wait_frames(Some("good"), 3);
+    (server, good)
+}
+
+/// The good client is still streaming after the hostile act that ended at
+/// `since`: five of its frames accepted after that moment arrive (older
+/// ones still queued for the test are passed over).
+pub fn good_client_goes_on(server: &TestServer, since: Instant) {
+    let mut after = 0;
+    while after < 5 {
+        if server.next_frame(Some("good")).at > since {
+            after += 1;
+        }
+    }
+}
+
 /// A raw connection for speaking (or breaking) the protocol by hand.
 pub struct RawPeer {
     pub reader: Reader,
