@@ -106,3 +106,46 @@ impl Write for Stream {
         }
     }
 }
+
+/// For the bridges ([`crate::wire::tls`], [`crate::wire::websocket`]): a
+/// non-blocking call that would have had to wait.
+pub(crate) fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// For the bridges: poll(2) on their two descriptors for at most `ms`.
+/// `Ok(false)` when a signal interrupted it (poll again).
+pub(crate) fn poll_pair(fds: &mut [libc::pollfd; 2], ms: i32) -> Result<bool, String> {
+    // SAFETY: poll(2) on two descriptors the caller owns, for at most `ms`.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(e.to_string());
+    }
+    Ok(true)
+}
+
+/// For the bridges: writes what the peer sent on to the local end, as much
+/// as it takes now, and half-closes it once the peer has ended and all is
+/// passed on. False when the local end is gone.
+pub(crate) fn pass_on(local: &mut UnixStream, to_local: &mut Vec<u8>, peer_ended: bool) -> bool {
+    if !to_local.is_empty() {
+        match local.write(to_local) {
+            Ok(n) => {
+                to_local.drain(..n);
+            }
+            Err(e) if would_block(&e) => {}
+            Err(_) => return false,
+        }
+    }
+    if peer_ended && to_local.is_empty() {
+        let _ = local.shutdown(Shutdown::Write);
+    }
+    true
+}

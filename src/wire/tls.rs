@@ -10,7 +10,7 @@
 //! stops reading, writes to the plaintext end block and the usual write
 //! timeout applies.
 
-use crate::wire::stream::Stream;
+use crate::wire::stream::{pass_on, poll_pair, would_block, Stream};
 use anyhow::{anyhow, Context, Result};
 use parking_lot::Mutex;
 use rustls::pki_types::pem::PemObject;
@@ -165,10 +165,6 @@ pub fn connect(
     bridge(tcp, conn.into())
 }
 
-fn would_block(e: &io::Error) -> bool {
-    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
-}
-
 /// Moves bytes both ways until both sides are done. Returns why it stopped
 /// early, if it did.
 fn pump(
@@ -216,14 +212,8 @@ fn pump(
                 revents: 0,
             },
         ];
-        // SAFETY: poll(2) on two descriptors we own, for at most POLL_MS.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, POLL_MS) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e.to_string());
+        if !poll_pair(&mut fds, POLL_MS)? {
+            continue;
         }
         if fds[1].revents & (libc::POLLERR | libc::POLLNVAL) != 0
             || (local_eof && fds[1].revents & libc::POLLHUP != 0)
@@ -262,17 +252,8 @@ fn pump(
                 }
             }
         }
-        if !to_local.is_empty() {
-            match local.write(&to_local) {
-                Ok(n) => {
-                    to_local.drain(..n);
-                }
-                Err(e) if would_block(&e) => {}
-                Err(_) => return Ok(()),
-            }
-        }
-        if tcp_eof && to_local.is_empty() {
-            let _ = local.shutdown(std::net::Shutdown::Write);
+        if !pass_on(&mut local, &mut to_local, tcp_eof) {
+            return Ok(());
         }
         // Plaintext → TLS → TCP.
         let room = !tls.is_handshaking() || early < CHUNK;

@@ -13,10 +13,10 @@
 //! and a message is at most [`MAX_MESSAGE`] bytes: a larger one ends the connection before
 //! it is buffered, so an unauthenticated browser costs what a TCP peer costs.
 
-use crate::wire::stream::Stream;
+use crate::wire::stream::{pass_on, poll_pair, would_block, Stream};
 use crate::wire::tls::BridgeError;
 use bytes::Bytes;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -70,10 +70,6 @@ pub fn bridge(transport: Stream, role: Role, early: Vec<u8>) -> io::Result<(Stre
             }
         })?;
     Ok((Stream::Local(app), error))
-}
-
-fn would_block(e: &io::Error) -> bool {
-    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted)
 }
 
 /// What one read of the WebSocket gave.
@@ -174,14 +170,8 @@ fn pump(
         } else {
             POLL_MS
         };
-        // SAFETY: poll(2) on two descriptors we own, for at most POLL_MS.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, wait) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e.to_string());
+        if !poll_pair(&mut fds, wait)? {
+            continue;
         }
         let local_gone = fds[1].revents & (libc::POLLERR | libc::POLLNVAL) != 0
             || (fds[1].revents & libc::POLLHUP != 0 && (local_eof || pending));
@@ -216,17 +206,8 @@ fn pump(
                 }
             }
         }
-        if !to_local.is_empty() {
-            match local.write(&to_local) {
-                Ok(n) => {
-                    to_local.drain(..n);
-                }
-                Err(e) if would_block(&e) => {}
-                Err(_) => return Ok(()),
-            }
-        }
-        if ws_eof && to_local.is_empty() {
-            let _ = local.shutdown(std::net::Shutdown::Write);
+        if !pass_on(&mut local, &mut to_local, ws_eof) {
+            return Ok(());
         }
         // Local → peer, one read (at most one message) at a time.
         if fds[1].revents & (libc::POLLIN | libc::POLLHUP) != 0 && !local_eof && !pending {
