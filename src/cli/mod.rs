@@ -76,17 +76,15 @@ pub fn generate<T: clap::CommandFactory>(what: Generate) -> Result<()> {
     let mut cmd = command::<T>();
     let name = cmd.get_name().to_string();
     let mut out = std::io::stdout().lock();
-    match what {
-        Generate::Man => clap_mangen::Man::new(cmd).render(&mut out)?,
-        Generate::Bash => {
-            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, name, &mut out)
-        }
-        Generate::Zsh => {
-            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, name, &mut out)
-        }
-        Generate::Fish => {
-            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, name, &mut out)
-        }
+    let shell = match what {
+        Generate::Man => None,
+        Generate::Bash => Some(clap_complete::Shell::Bash),
+        Generate::Zsh => Some(clap_complete::Shell::Zsh),
+        Generate::Fish => Some(clap_complete::Shell::Fish),
+    };
+    match shell {
+        None => clap_mangen::Man::new(cmd).render(&mut out)?,
+        Some(shell) => clap_complete::generate(shell, &mut cmd, name, &mut out),
     }
     out.flush()?;
     Ok(())
