@@ -33,6 +33,15 @@ fn clients(http: std::net::SocketAddr) -> usize {
     stats["clients"].as_array().unwrap().len()
 }
 
+/// Waits until the server has no client (at most `WITHIN`); fails with `why`.
+fn no_clients_within(http: std::net::SocketAddr, why: &str) {
+    let deadline = std::time::Instant::now() + WITHIN;
+    while clients(http) != 0 {
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 #[ignore = "needs chromium: run by scripts/test.sh"]
 fn the_page_streams_its_camera_and_shows_the_results() {
@@ -183,14 +192,7 @@ fn a_closed_tab_frees_the_servers_place() {
     );
     assert_eq!(clients(http), 1);
     page.close_tab();
-    let deadline = std::time::Instant::now() + WITHIN;
-    while clients(http) != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the closed tab still holds the server's place"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    no_clients_within(http, "the closed tab still holds the server's place");
     // The place is free: a TCP camera takes it.
     let cam = support::TestClient::pattern(server.addr, "after", 320, 240, 30.0);
     server.wait_frames(Some("after"), 3);
@@ -307,14 +309,7 @@ fn the_page_gives_the_camera_back_while_hidden_and_reconnects_by_itself() {
         WITHIN,
         "a hidden page releases the camera",
     );
-    let deadline = std::time::Instant::now() + WITHIN;
-    while clients(http) != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a hidden page holds its place"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    no_clients_within(http, "a hidden page holds its place");
     // Shown again: the camera is taken again and streaming goes on.
     let before = page
         .eval("window.framelinkCamera.accepted")
