@@ -32,7 +32,7 @@
 //!   checks, encoders and the decoder, drawing text on frames.
 //! - Small shared pieces: [`latest`] (the slot that keeps only the newest
 //!   value), [`shutdown`] (the stop flag every loop watches), [`stats`]
-//!   (figures and percentiles), [`logging`], [`output`] (the programs' own
+//!   (figures and percentiles), [`logging`], [`memory`] (allocator settings for long runs), [`output`] (the programs' own
 //!   lines), [`cli`] (the command lines, turned into validated configs) and
 //!   [`service`] (systemd: socket activation, readiness, the watchdog).
 //! - `testkit` (cargo feature `testkit`): tools for tests and the benchmark,
@@ -52,6 +52,7 @@ pub mod client;
 pub mod latest;
 pub mod logging;
 pub mod media;
+pub mod memory;
 pub mod nats;
 pub mod output;
 pub mod server;

@@ -7,6 +7,7 @@ use framelink::{client, logging, output};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    framelink::memory::settle();
     logging::init();
     let (opts, ignored) = ClientOpts::parse_noting_ignored();
     for why in ignored {

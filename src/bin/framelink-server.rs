@@ -9,6 +9,7 @@ use framelink::{logging, output, server};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    framelink::memory::settle();
     logging::init();
     let (opts, _) = framelink::cli::parse::<ServerOpts>();
     match run(opts) {

@@ -498,8 +498,10 @@ fn accept_loop<'s>(
     listener: &'s TcpListener,
     shared: &'s Shared,
 ) {
+    let mut trim = crate::memory::Trim::default();
     while !shared.shutdown.is_triggered() {
         shared.watchdog.beat();
+        trim.maybe();
         match listener.accept() {
             Ok((stream, peer)) => {
                 let accepted = Instant::now();
