@@ -112,6 +112,16 @@ fn samples() -> Vec<Message> {
             kind: ResultKind::None,
             result: Bytes::new(),
         }),
+        Message::Source(SourceReport {
+            up: false,
+            for_us: 5_000_000,
+            text: "camera failed: No such device (os error 19)".into(),
+        }),
+        Message::Source(SourceReport {
+            up: true,
+            for_us: 12_300_000,
+            text: String::new(),
+        }),
     ]
 }
 

@@ -110,6 +110,13 @@ fn message() -> impl Strategy<Value = Message> {
             code: GoodbyeCode::from_code(c),
             text: t,
         })),
+        (any::<(bool, u32)>(), "[ -~]{0,60}").prop_map(|((up, f), t)| {
+            Message::Source(SourceReport {
+                up,
+                for_us: f,
+                text: t,
+            })
+        }),
     ]
 }
 

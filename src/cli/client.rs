@@ -69,6 +69,12 @@ pub struct ClientOpts {
     #[arg(long, value_name = "N")]
     pub drop_same_frames: Option<u32>,
 
+    /// Seconds without a frame before the source counts as lost (at least three frame
+    /// times at --fps): the server is told and shows NO SIGNAL; a source that fails is
+    /// opened again, with backoff, while the connection stays up.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub source_timeout: f64,
+
     /// Chroma subsampling for frames encoded with libjpeg-turbo.
     #[arg(long, value_enum, default_value_t = Subsampling::S420)]
     pub subsampling: Subsampling,
@@ -229,6 +235,7 @@ impl ClientOpts {
             },
             connect_timeout: seconds("--connect-timeout", self.connect_timeout)?,
             io_timeout: seconds("--io-timeout", self.io_timeout)?,
+            source_timeout: seconds("--source-timeout", self.source_timeout)?,
             max_backoff: seconds("--max-backoff", self.max_backoff)?,
             stats_interval: self.common.stats_interval()?,
             summary_json: self.common.summary_json()?,

@@ -21,6 +21,7 @@ mod unchanged;
 pub use unchanged::Unchanged;
 
 use crate::client::adapt::Adapter;
+use crate::client::source::outage::Outages;
 use crate::client::source::Source;
 use crate::latest::LatestSender;
 use crate::media::encode::{Encoder, Yuv};
@@ -122,15 +123,18 @@ fn dims(w: u32, h: u32) -> Result<(u16, u16)> {
 }
 
 /// Runs the capture stage until shutdown, until nobody reads the slot, or
-/// until the source fails (the error is returned). `encoders` must not be
-/// empty; with more than one, encoding runs on that many threads.
-/// Blocks in the source's `next_frame` (see [`Source::next_frame`]).
+/// until the source fails and `outages` cannot open it again (the error is
+/// returned). `encoders` must not be empty; with more than one, encoding
+/// runs on that many threads. Blocks in the source's `next_frame` (see
+/// [`Source::next_frame`]) and, while the source is lost, in
+/// [`Outages::recover`].
 pub fn run(
     mut source: Box<dyn Source>,
     mut encoders: Vec<Box<dyn Encoder>>,
     slot: LatestSender<EncodedFrame>,
     adapter: Arc<Adapter>,
     mut unchanged: Option<Unchanged>,
+    mut outages: Outages,
     shutdown: &Shutdown,
 ) -> Result<()> {
     let mut shaper = Shaper::new(adapter);
@@ -149,10 +153,19 @@ pub fn run(
         let mut encoder = Tuned::new(encoders.pop().context("no encoder")?);
         let mut buf = Vec::new();
         while !shutdown.is_triggered() && !publisher.is_orphaned() {
+            outages.health.asking();
             let captured = match source.next_frame() {
                 Ok(c) => c,
-                Err(e) => return Err(ended(e, &publisher, shutdown)),
+                Err(e) => match outages.recover(e, shutdown) {
+                    Ok(Some(again)) => {
+                        source = again;
+                        continue;
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(ended(e, &publisher, shutdown)),
+                },
             };
+            outages.health.frame();
             let at = captured.at;
             let (level, (jpeg, w, h, as_captured)) = match shaper.shape(captured.image, at)? {
                 (_, Shaped::Skip) => continue,
@@ -267,10 +280,22 @@ pub fn run(
             Ok(buf) => buf,
             Err(_) => continue,
         };
+        outages.health.asking();
         let captured = match source.next_frame() {
             Ok(c) => c,
-            Err(e) => return Err(ended(e, &publisher, shutdown)),
+            Err(e) => {
+                let _ = pool_tx.try_send(buffer);
+                match outages.recover(e, shutdown) {
+                    Ok(Some(again)) => {
+                        source = again;
+                        continue;
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(ended(e, &publisher, shutdown)),
+                }
+            }
         };
+        outages.health.frame();
         let at = captured.at;
         match shaper.shape(captured.image, at)? {
             (_, Shaped::Skip) => {
@@ -468,6 +493,7 @@ mod tests {
                 slot,
                 Arc::new(Adapter::fixed(160, 120, 80, 0.0)),
                 None,
+                Outages::none(),
                 &sd,
             )
         });

@@ -46,6 +46,9 @@ pub struct ClientConfig {
     /// Leave out a frame equal to the last one kept, at most this many in a
     /// row (`--drop-same-frames`; None: send every frame).
     pub drop_same_frames: Option<u32>,
+    /// How long the capture may wait for a frame before the source counts
+    /// as lost (`--source-timeout`; at least three frame times at `--fps`).
+    pub source_timeout: Duration,
     /// Longest wait for a TCP connection to be set up.
     pub connect_timeout: Duration,
     /// How long the server may stall mid-message or in the handshake, and how
@@ -113,6 +116,7 @@ impl ClientConfig {
             subsampling: encode::Subsampling::S420,
             encode_threads: 1,
             drop_same_frames: None,
+            source_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
             io_timeout: Duration::from_secs(10),
             max_backoff: Duration::from_secs(2),
@@ -151,16 +155,40 @@ pub struct ClientSummary {
     /// Why the last connection attempt failed or the last connection was
     /// lost or refused, if one was (e.g. "wrong token", a TLS error).
     pub last_problem: Option<String>,
+    /// Times the source stopped giving frames (and came back, or the run
+    /// ended while it was lost).
+    pub source_outages: u64,
+    /// Seconds the source was lost, in all.
+    pub source_lost_s: f64,
 }
 
 /// Runs the client until `shutdown` (Ctrl-C, `--duration`) and returns the
 /// summary. Opens the source first: a missing camera fails here, before any
 /// connection is tried. Fails too on a server that speaks another protocol
 /// version, and if the source fails mid-run.
+///
+/// A source that fails later, or stops giving frames, is opened again with
+/// backoff while the connection stays up (see [`source::outage`]); standard
+/// input that ends ends the run.
 pub fn run(config: ClientConfig, shutdown: Shutdown) -> Result<ClientSummary> {
     check_size(config.source.width, config.source.height)?;
-    let source = source::open(&config.source)?;
-    run_with_source(config, source, shutdown)
+    let wanted = config.source.clone();
+    if wanted.kind == source::SourceKind::Stdin {
+        let source = source::open(&wanted)?;
+        return run_with_source(config, source, shutdown);
+    }
+    run_reopening(config, Box::new(move || source::open(&wanted)), shutdown)
+}
+
+/// [`run`] with the source `open` opens: once now (its error ends the run
+/// before any connection), and again each time it fails.
+pub fn run_reopening(
+    config: ClientConfig,
+    mut open: source::outage::Reopen,
+    shutdown: Shutdown,
+) -> Result<ClientSummary> {
+    let source = open()?;
+    run_watched(config, source, Some(open), None, shutdown)
 }
 
 impl ClientSummary {
@@ -270,6 +298,16 @@ pub fn run_with(
     tap: Option<results::Tap>,
     shutdown: Shutdown,
 ) -> Result<ClientSummary> {
+    run_watched(config, source, None, tap, shutdown)
+}
+
+fn run_watched(
+    config: ClientConfig,
+    source: Box<dyn source::Source>,
+    reopen: Option<source::outage::Reopen>,
+    tap: Option<results::Tap>,
+    shutdown: Shutdown,
+) -> Result<ClientSummary> {
     let started = Instant::now();
     info!("source: {}", source.describe());
     let results_out = Mutex::new(
@@ -302,6 +340,11 @@ pub fn run_with(
     );
     let adapter = Arc::new(Adapter::new(ladder, config.adapt));
     let stats = Arc::new(Mutex::new(Running::default()));
+    let health = Arc::new(source::outage::SourceHealth::default());
+    let source_timeout = match config.source.fps {
+        fps if fps > 0.0 => config.source_timeout.max(Duration::from_secs_f64(3.0 / fps)),
+        _ => config.source_timeout,
+    };
     let tracking = Tracking {
         link: Mutex::new(Link::Connecting),
         connected: Mutex::default(),
@@ -311,6 +354,7 @@ pub fn run_with(
         in_flight: InFlight::default(),
         out: results_out,
         sent: Mutex::default(),
+        source: health.clone(),
     };
     let (slot, frames) = latest::channel::<EncodedFrame>();
     let superseded = slot.superseded_counter();
@@ -327,6 +371,7 @@ pub fn run_with(
     let capture = {
         let (shutdown, capture_error, adapter) =
             (shutdown.clone(), capture_error.clone(), adapter.clone());
+        let outages = source::outage::Outages::new(health.clone(), reopen);
         std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
@@ -334,7 +379,7 @@ pub fn run_with(
                 // error, like any other capture failure.
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     crate::client::capture::run(
-                        source, encoders, slot, adapter, unchanged, &shutdown,
+                        source, encoders, slot, adapter, unchanged, outages, &shutdown,
                     )
                 }))
                 .unwrap_or_else(|panic| {
@@ -364,6 +409,15 @@ pub fn run_with(
     let mut connections = 0;
     let mut last_problem = None;
     let outcome = std::thread::scope(|s| {
+        // Notices a source that keeps the capture thread waiting.
+        {
+            let (health, shutdown) = (&health, &shutdown);
+            s.spawn(move || {
+                while !shutdown.wait_timeout(Duration::from_millis(100)) {
+                    health.check(source_timeout);
+                }
+            });
+        }
         if let Some(every) = config.stats_interval {
             let (stats, superseded, unchanged, shutdown, adapter, tracking) = (
                 &stats,
@@ -389,7 +443,7 @@ pub fn run_with(
                     let (t, elapsed) = st.take_interval();
                     drop(st);
                     let link = tracking.link.lock().clone();
-                    let line = if detailed {
+                    let mut line = if detailed {
                         format!(
                             "{} | {} | {}",
                             link.word(),
@@ -400,6 +454,13 @@ pub fn run_with(
                         let sent = *tracking.sent.lock();
                         compact_status(&link, &t, elapsed, &adapter.setting_text(sent))
                     };
+                    if let Some(lost) = tracking.source.lost() {
+                        line += &format!(
+                            " | source lost for {:.0} s: {}",
+                            lost.since.elapsed().as_secs_f64(),
+                            lost.why
+                        );
+                    }
                     if !crate::output::line_to(results_on_stdout, &line) {
                         return;
                     }
@@ -448,6 +509,7 @@ pub fn run_with(
     let mut figures = total.figures(true);
     // Outages between connections do not dilute the rate.
     figures.fps_accepted = (total.fps_accepted_besides(between) * 100.0).round() / 100.0;
+    let (source_outages, source_lost) = health.totals();
     let summary = ClientSummary {
         figures,
         server: config.server.clone(),
@@ -458,6 +520,8 @@ pub fn run_with(
         offline_s: (offline.as_secs_f64() * 1000.0).round() / 1000.0,
         adapt: adapter.summary(),
         last_problem,
+        source_outages,
+        source_lost_s: (source_lost.as_secs_f64() * 1000.0).round() / 1000.0,
     };
     if let Some(path) = &config.summary_json {
         crate::output::write_json(path, &summary)?;

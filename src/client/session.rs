@@ -75,6 +75,8 @@ pub(super) struct Tracking {
     pub(super) out: Mutex<ResultsOut>,
     /// The last frame sent, for the status line.
     pub(super) sent: Mutex<Option<Sent>>,
+    /// Whether the source gives frames: told to the server in SOURCE messages.
+    pub(super) source: Arc<crate::client::source::outage::SourceHealth>,
 }
 
 /// Why a session with the server ended.
@@ -280,7 +282,7 @@ pub(super) fn session(
             };
             server_nonce = Some(c.nonce);
             let hello = Message::Hello(Hello {
-                capabilities: wire::CAP_RESULTS,
+                capabilities: wire::CAP_RESULTS | wire::CAP_SOURCE_STATE,
                 name: config.name.clone(),
                 client_nonce,
                 proof: config
@@ -415,6 +417,7 @@ pub(super) fn session(
             &tickets,
             frames,
             welcome.max_frame_bytes,
+            welcome.capabilities & wire::CAP_SOURCE_STATE != 0,
             tracking,
             shutdown,
             &watch,

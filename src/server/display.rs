@@ -1,6 +1,7 @@
 //! The server's window: every client's newest frame in a grid of tiles, each
 //! labelled with the client's name, the frames a second the window shows,
-//! and the frame's age on arrival. Closing the window (or Esc) stops the server.
+//! and the frame's age on arrival; NO SIGNAL over the tile of a client whose
+//! camera is lost. Closing the window (or Esc) stops the server.
 //!
 //! The X display going away (the X server stopped, an SSH session with X
 //! forwarding closed) does not: Xlib would end the process, so the window
@@ -10,6 +11,7 @@
 
 use crate::media::draw;
 use crate::server::sink::{ClientId, FrameView, Sink};
+use crate::server::source_state::LostSource;
 use anyhow::{anyhow, Result};
 use minifb::{Key, Window, WindowOptions};
 use std::collections::BTreeMap;
@@ -32,6 +34,8 @@ struct Tile {
     shown: u32,
     since: Instant,
     fps: f64,
+    /// While the client's camera is lost: "camera lost since 14:03:27".
+    lost: Option<String>,
 }
 
 /// The tiled composition, independent of any window so it can be tested.
@@ -66,6 +70,7 @@ impl Mosaic {
             shown: 0,
             since: now,
             fps: 0.0,
+            lost: None,
         });
         tile.rgb = rgb;
         tile.age_ms = age_ms;
@@ -81,6 +86,21 @@ impl Mosaic {
 
     pub fn remove(&mut self, client: ClientId) {
         self.tiles.remove(&client);
+    }
+
+    /// Marks a client's tile NO SIGNAL (with `lost`'s time) or clears it; a
+    /// client lost before its first frame gets a blank tile to say so.
+    pub fn source_changed(&mut self, client: ClientId, name: &str, lost: Option<&LostSource>) {
+        let tile = self.tiles.entry(client).or_insert_with(|| Tile {
+            name: name.to_string(),
+            rgb: image::RgbImage::new(16, 9),
+            age_ms: 0.0,
+            shown: 0,
+            since: Instant::now(),
+            fps: 0.0,
+            lost: None,
+        });
+        tile.lost = lost.map(LostSource::headline);
     }
 
     pub fn len(&self) -> usize {
@@ -126,6 +146,9 @@ impl Mosaic {
                 tw,
                 th - band,
             );
+            if let Some(headline) = &tile.lost {
+                no_signal(&mut self.canvas, self.width, (ox, oy + band, tw, th - band), headline);
+            }
             let label = format!(
                 "{}  {:.1} fps  age {:.1} ms",
                 tile.name, tile.fps, tile.age_ms
@@ -141,6 +164,31 @@ impl Mosaic {
             );
         }
         &self.canvas
+    }
+}
+
+/// Dims the box (ox, oy, w, h) of a tile whose camera is lost (its last
+/// picture stays, darkened) and writes NO SIGNAL and `headline` over it.
+fn no_signal(
+    canvas: &mut [u32],
+    stride: usize,
+    (ox, oy, w, h): (usize, usize, usize, usize),
+    headline: &str,
+) {
+    for y in oy..(oy + h).min(canvas.len() / stride) {
+        for px in &mut canvas[y * stride + ox..y * stride + (ox + w).min(stride)] {
+            *px = (*px >> 2) & 0x003F_3F3F;
+        }
+    }
+    let height = canvas.len() / stride;
+    let big = if w >= draw::text_width("NO SIGNAL", 4) + 8 { 4 } else { 2 };
+    let cy = oy + h / 2;
+    for (text, scale, y) in [
+        ("NO SIGNAL", big, cy.saturating_sub(8 * big + 4)),
+        (headline, 2, cy + 4),
+    ] {
+        let x = ox + w.saturating_sub(draw::text_width(text, scale)) / 2;
+        draw::label_u32(canvas, stride, height, x, y, scale, text);
     }
 }
 
@@ -283,6 +331,11 @@ impl Sink for DisplaySink {
         self.dirty = true;
     }
 
+    fn source_changed(&mut self, client: ClientId, name: &str, lost: Option<&LostSource>) {
+        self.mosaic.source_changed(client, name, lost);
+        self.dirty = true;
+    }
+
     fn tick(&mut self) -> bool {
         if DISPLAY_LOST.load(std::sync::atomic::Ordering::SeqCst) {
             if let Some(w) = self.window.take() {
@@ -394,6 +447,46 @@ mod tests {
             .filter(|&&p| (p >> 16) & 0xFF > 200 && (p >> 8) & 0xFF < 50)
             .count();
         assert!(reddish >= 316 * 158 * 9 / 10, "{reddish}");
+    }
+
+    #[test]
+    fn a_lost_camera_dims_its_tile_and_says_no_signal_until_it_is_back() {
+        let (w, h) = (320, 180);
+        let mut m = Mosaic::new(w, h);
+        let img = image::RgbImage::from_pixel(32, 16, image::Rgb([250, 0, 0]));
+        let mut red = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut red, 95)
+            .encode(&img, 32, 16, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        m.update(&mut view(1, red)).unwrap();
+        let reddish = |c: &[u32]| {
+            c.iter()
+                .filter(|&&p| (p >> 16) & 0xFF > 200 && (p >> 8) & 0xFF < 50)
+                .count()
+        };
+        let white_below_band = |c: &[u32]| {
+            c[LABEL_BAND * w..]
+                .iter()
+                .filter(|&&p| p == 0x00FF_FFFF)
+                .count()
+        };
+        assert!(reddish(m.render()) > w * h / 2);
+        let lost = LostSource {
+            since: std::time::SystemTime::now(),
+            why: "no frame for 5.0 s".into(),
+        };
+        m.source_changed(1, "cam1", Some(&lost));
+        let canvas = m.render().to_vec();
+        assert_eq!(reddish(&canvas), 0, "the last picture is dimmed");
+        assert!(white_below_band(&canvas) > 200, "NO SIGNAL is written over it");
+        m.source_changed(1, "cam1", None);
+        let canvas = m.render().to_vec();
+        assert!(reddish(&canvas) > w * h / 2);
+        assert_eq!(white_below_band(&canvas), 0);
+
+        // A camera lost before its first frame still gets a tile saying so.
+        m.source_changed(2, "cam2", Some(&lost));
+        assert_eq!(m.len(), 2);
     }
 
     #[test]

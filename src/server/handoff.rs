@@ -548,7 +548,14 @@ mod tests {
         let (handoff, stage) = channel("python", timeout);
         let (joined_tx, joined_rx) = crossbeam_channel::bounded(4);
         let (slot, frames) = latest::channel();
-        joined_tx.send(Joined { id: 1, frames }).unwrap();
+        joined_tx
+            .send(Joined {
+                id: 1,
+                name: "cam".into(),
+                frames,
+                source: Arc::default(),
+            })
+            .unwrap();
         let (reply, results) = crossbeam_channel::unbounded();
         let counts = Arc::new(ProcessingCounts::default());
         let shutdown = Shutdown::new();

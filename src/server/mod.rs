@@ -30,6 +30,7 @@ pub mod live_view;
 pub mod process;
 pub mod record;
 pub mod sink;
+pub mod source_state;
 
 use crate::server::sink::Sink;
 use crate::shutdown::Shutdown;

@@ -13,7 +13,10 @@ use tracing::{info, warn};
 /// A new client for the display or processing thread: its newest-frame receiver.
 pub(super) struct Joined {
     pub(super) id: ClientId,
+    pub(super) name: std::sync::Arc<str>,
     pub(super) frames: LatestReceiver<ArrivedFrame>,
+    /// Its camera's state, for the sinks that show it (the window).
+    pub(super) source: std::sync::Arc<crate::server::source_state::SourceState>,
 }
 
 /// The display thread and the processing thread: waits on every client's newest-frame
@@ -31,6 +34,8 @@ pub(super) fn pipeline(
         crate::shutdown::TICK
     };
     let mut clients: Vec<Joined> = Vec::new();
+    // Each client's source changes the sinks were told of (beside `clients`).
+    let mut source_shown: Vec<u64> = Vec::new();
     let mut failures: HashMap<(ClientId, usize), u64> = HashMap::new();
     let mut last_tick = Instant::now();
     enum Event {
@@ -62,7 +67,10 @@ pub(super) fn pipeline(
             }
         };
         match event {
-            Event::Joined(j) => clients.push(j),
+            Event::Joined(j) => {
+                clients.push(j);
+                source_shown.push(0);
+            }
             Event::Frame(frame) => {
                 let client = frame.client;
                 let mut view = FrameView::new(frame);
@@ -84,6 +92,7 @@ pub(super) fn pipeline(
             }
             Event::Left(i) => {
                 let gone = clients.remove(i);
+                source_shown.remove(i);
                 failures.retain(|(c, _), _| *c != gone.id);
                 for sink in sinks.iter_mut() {
                     sink.client_left(gone.id);
@@ -93,6 +102,16 @@ pub(super) fn pipeline(
         }
         if last_tick.elapsed() >= tick {
             last_tick = Instant::now();
+            for (c, shown) in clients.iter().zip(source_shown.iter_mut()) {
+                let now = c.source.changes();
+                if now != *shown {
+                    *shown = now;
+                    let lost = c.source.lost();
+                    for sink in sinks.iter_mut() {
+                        sink.source_changed(c.id, &c.name, lost.as_ref());
+                    }
+                }
+            }
             // Every sink ticks, even after one asked to stop.
             let mut go = true;
             for sink in sinks.iter_mut() {

@@ -4,6 +4,7 @@
 use super::live_view::{self, StatsSource};
 use super::record::Recorder;
 use super::sink::ClientId;
+use super::source_state::SourceState;
 use super::{ClientSummary, ServerSummary, Shared};
 use crate::stats::{Percentiles, Running, Tally};
 use crate::wire::{ProcessResult, ResultKind, ResultStatus};
@@ -39,6 +40,8 @@ pub(super) struct Live {
     pub(super) last_result: Mutex<Option<serde_json::Value>>,
     /// Width and height of the newest frame received (width << 16 | height).
     pub(super) last_size: std::sync::atomic::AtomicU32,
+    /// Its camera, as its SOURCE messages say.
+    pub(super) source: Arc<SourceState>,
 }
 
 impl Live {
@@ -141,12 +144,24 @@ impl Registry {
             sum.counts.superseded += now - l.superseded_reported.swap(now, Ordering::Relaxed);
             elapsed = elapsed.max(e);
         }
-        Some(format!(
+        let mut line = format!(
             "{} client{} | {}",
             live.len(),
             if live.len() == 1 { "" } else { "s" },
             sum.status_line(elapsed, false)
-        ))
+        );
+        let mut lost: Vec<(ClientId, String)> = live
+            .iter()
+            .filter_map(|(id, l)| {
+                let s = l.source.lost()?;
+                Some((*id, format!(" | {}: {} ({})", l.name, s.headline(), s.why)))
+            })
+            .collect();
+        lost.sort();
+        for (_, text) in lost {
+            line += &text;
+        }
+        Some(line)
     }
 
     /// Every connected client's figures now, for `/stats.json` and `/metrics`.
@@ -158,6 +173,7 @@ impl Registry {
             .map(|(id, l)| {
                 let st = l.stats.lock();
                 let c = st.total.counts;
+                let lost = l.source.lost();
                 ClientNow {
                     id: *id,
                     name: l.name.to_string(),
@@ -175,6 +191,17 @@ impl Registry {
                     height: l.last_size.load(Ordering::Relaxed) & 0xFFFF,
                     bytes: c.bytes,
                     last_result: l.last_result.lock().clone(),
+                    source_up: lost.is_none(),
+                    source_lost_since: lost
+                        .as_ref()
+                        .map(|s| super::source_state::time_of_day(s.since)),
+                    source_lost_since_unix_s: lost.as_ref().map(|s| {
+                        s.since
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0.0, |d| d.as_secs_f64())
+                    }),
+                    source_problem: lost.map(|s| s.why),
+                    source_outages: l.source.outages(),
                 }
             })
             .collect();
@@ -241,6 +268,16 @@ pub struct ClientNow {
     pub bytes: u64,
     /// The newest processing result, shortened.
     pub last_result: Option<serde_json::Value>,
+    /// False while the client says its camera gives no frames.
+    pub source_up: bool,
+    /// Since when it is lost: `HH:MM:SS` on this server's clock (local time),
+    /// and as Unix seconds.
+    pub source_lost_since: Option<String>,
+    pub source_lost_since_unix_s: Option<f64>,
+    /// Why, as the client says ("no frame for 5.0 s", the device's error).
+    pub source_problem: Option<String>,
+    /// Outages this connection reported.
+    pub source_outages: u64,
 }
 
 impl StatsSource for Shared {
@@ -321,6 +358,14 @@ impl StatsSource for Shared {
             "Frames accepted from each connected client over the last second.",
             now.iter()
                 .map(|(name, c)| (format!("{{{}}}", who(name)), c.fps_accepted))
+                .collect(),
+        );
+        family(
+            "source_up",
+            "gauge",
+            "1 while each connected client's camera gives frames, 0 while the client says it is lost.",
+            now.iter()
+                .map(|(name, c)| (format!("{{{}}}", who(name)), f64::from(u8::from(c.source_up))))
                 .collect(),
         );
         let mut age = Vec::new();

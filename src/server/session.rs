@@ -199,6 +199,8 @@ struct Connection<'a> {
     outstanding: VecDeque<Ticket>,
     /// The previous FRAME's id on this connection: ids must increase.
     last_frame_id: Option<u64>,
+    /// Both sides set `SOURCE_STATE`: SOURCE messages may come.
+    source_state: bool,
     /// Says once when the link's round trip alone is over the threshold.
     link_check: gate::LinkCheck,
     next_ticket: u32,
@@ -253,6 +255,17 @@ impl<'a> Connection<'a> {
                         self.owe_result()?;
                         self.hand_on(frame);
                     }
+                }
+                Message::Source(report) if self.source_state => {
+                    if report.up {
+                        info!(
+                            "camera back after {:.1} s",
+                            report.for_us as f64 / 1e6
+                        );
+                    } else {
+                        warn!("camera lost: {}", report.text);
+                    }
+                    self.live.source.report(&report);
                 }
                 Message::Goodbye(g) => {
                     return Ok(if g.text.is_empty() {

@@ -82,6 +82,17 @@ pub trait Sink {
     /// The client disconnected: forget its state.
     fn client_left(&mut self, _client: ClientId) {}
 
+    /// The client's camera is lost (`lost` says since when and why) or back
+    /// (None). Told at the next tick after the client says so; a viewer shows
+    /// it, a processor never gets a frame made up for it.
+    fn source_changed(
+        &mut self,
+        _client: ClientId,
+        _name: &str,
+        _lost: Option<&crate::server::source_state::LostSource>,
+    ) {
+    }
+
     /// Called at least every 100 ms (about every 16 ms with a window open).
     /// Returns false to ask the server to stop (the window was closed).
     fn tick(&mut self) -> bool {

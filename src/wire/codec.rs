@@ -78,7 +78,7 @@ pub enum Error {
     /// A message kind byte this version does not define.
     #[error("unknown message kind 0x{0:02x}")]
     UnknownKind(u8),
-    /// A FRAME, VERDICT or RESULT under [`Limits::handshake`]: sent before
+    /// A FRAME, SOURCE, VERDICT or RESULT under [`Limits::handshake`]: sent before
     /// the handshake finished, refused from its kind byte alone.
     #[error("{0} before the handshake finished")]
     Early(&'static str),
@@ -158,6 +158,7 @@ fn max_body(kind: u8, limits: &Limits) -> Result<(u64, &'static str), Error> {
             RESULT_FIXED_LEN as u64 + limits.max_result_bytes as u64,
             "RESULT",
         ),
+        kind::SOURCE => ((SOURCE_FIXED_LEN + MAX_SOURCE_TEXT) as u64, "SOURCE"),
         k => return Err(Error::UnknownKind(k)),
     })
 }
@@ -174,7 +175,7 @@ pub fn check(buf: &[u8], limits: &Limits) -> Result<usize, Error> {
     let k = buf[0];
     let (max, name) = max_body(k, limits)?;
     let not_yet = match k {
-        kind::FRAME => limits.max_frame_bytes == 0,
+        kind::FRAME | kind::SOURCE => limits.max_frame_bytes == 0,
         kind::VERDICT | kind::RESULT => limits.max_result_bytes == 0,
         _ => false,
     };
@@ -429,6 +430,33 @@ pub fn parse(msg: Bytes) -> Result<Message, Error> {
                 processing_us: BigEndian::read_u32(&b[13..17]),
                 kind: ResultKind::from_code(b[17]),
                 result: body.slice(RESULT_FIXED_LEN..),
+            })
+        }
+        kind::SOURCE => {
+            if body.len() < SOURCE_FIXED_LEN {
+                return Err(malformed(
+                    "SOURCE",
+                    format!("shorter than {SOURCE_FIXED_LEN} bytes"),
+                ));
+            }
+            let up = match body[0] {
+                0 => false,
+                1 => true,
+                s => return Err(malformed("SOURCE", format!("state {s} is not 0 or 1"))),
+            };
+            let n = BigEndian::read_u16(&body[5..7]) as usize;
+            if n > MAX_SOURCE_TEXT {
+                return Err(malformed(
+                    "SOURCE",
+                    format!("text length {n} is over {MAX_SOURCE_TEXT}"),
+                ));
+            }
+            let text = exact(&body, SOURCE_FIXED_LEN, n, "SOURCE", "text")?;
+            let text = String::from_utf8_lossy(text);
+            Message::Source(SourceReport {
+                up,
+                for_us: BigEndian::read_u32(&body[1..5]),
+                text: truncate_utf8(&text, MAX_SOURCE_TEXT).to_string(),
             })
         }
         k => return Err(Error::UnknownKind(k)),

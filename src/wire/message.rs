@@ -42,6 +42,14 @@ pub const RESULT_FIXED_LEN: usize = 8 + 1 + 4 + 4 + 1 + 4;
 /// Capability bit: the client wants RESULT messages (in HELLO); the server
 /// will send them (in WELCOME).
 pub const CAP_RESULTS: u32 = 1;
+/// Capability bit: the client tells the server when its source (camera)
+/// is lost and back, in SOURCE messages (in HELLO); the server reads them
+/// (in WELCOME).
+pub const CAP_SOURCE_STATE: u32 = 2;
+/// Longest SOURCE text, in bytes.
+pub const MAX_SOURCE_TEXT: usize = 256;
+/// Size of a SOURCE body before its text.
+pub const SOURCE_FIXED_LEN: usize = 1 + 4 + 2;
 
 /// A duration as whole microseconds in a u32 field, saturating (about 71 minutes).
 pub fn micros_u32(d: std::time::Duration) -> u32 {
@@ -66,6 +74,7 @@ pub mod kind {
     pub const GOODBYE: u8 = 0x06;
     pub const RESULT: u8 = 0x07;
     pub const CHALLENGE: u8 = 0x08;
+    pub const SOURCE: u8 = 0x09;
 }
 
 /// How a frame's payload is encoded.
@@ -437,6 +446,22 @@ pub struct Goodbye {
     pub text: String,
 }
 
+/// Client → server, only when both sides set [`CAP_SOURCE_STATE`]: the
+/// client's source stopped giving frames, or gives them again. The
+/// connection stays up through the outage. Wire body:
+/// `state u8 (0 lost, 1 up) | for_us u32 | text_len u16 | text[text_len]
+///  (UTF-8, at most 256 bytes)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceReport {
+    /// True: frames come again; false: the source is lost.
+    pub up: bool,
+    /// Client clock. Lost: how long ago the source gave its last frame (or
+    /// was last asked for one); up: how long the outage lasted.
+    pub for_us: u32,
+    /// Why it was lost ("no frame for 5.0 s", the device's error); empty when up.
+    pub text: String,
+}
+
 /// Every framelink message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -448,6 +473,7 @@ pub enum Message {
     Verdict(Verdict),
     Goodbye(Goodbye),
     Result(ProcessResult),
+    Source(SourceReport),
 }
 
 impl Message {
@@ -462,6 +488,7 @@ impl Message {
             Message::Verdict(_) => "VERDICT",
             Message::Goodbye(_) => "GOODBYE",
             Message::Result(_) => "RESULT",
+            Message::Source(_) => "SOURCE",
         }
     }
 
@@ -544,6 +571,14 @@ impl Message {
                 out.write_u32::<BigEndian>(r.result.len() as u32).unwrap();
                 out.extend_from_slice(&r.result);
                 kind::RESULT
+            }
+            Message::Source(r) => {
+                let text = truncate_utf8(&r.text, MAX_SOURCE_TEXT);
+                out.write_u8(u8::from(r.up)).unwrap();
+                out.write_u32::<BigEndian>(r.for_us).unwrap();
+                out.write_u16::<BigEndian>(text.len() as u16).unwrap();
+                out.extend_from_slice(text.as_bytes());
+                kind::SOURCE
             }
             Message::Frame(_) => unreachable!("FRAME is encoded by frame_parts"),
         }

@@ -119,17 +119,41 @@ pub(super) enum SendEnd {
 /// Sends the newest frame for each ticket. Blocks on the ticket channel and
 /// the frame slot, waking every tick to watch `shutdown`; ends when the
 /// reader ends (its ticket sender is dropped) or a send fails.
+///
+/// With `source_state` (both sides set `SOURCE_STATE`) it tells the server
+/// when the source is lost and back (SOURCE), checked every tick while it
+/// waits: at once if the source is lost when the session starts.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn send_loop(
     writer: &mut Writer,
     tickets: &Receiver<(Ticket, Instant)>,
     frames: &LatestReceiver<EncodedFrame>,
     max_frame_bytes: u32,
+    source_state: bool,
     tracking: &Tracking,
     shutdown: &Shutdown,
     watch: &Watch,
 ) -> SendEnd {
     let reader_done = &watch.reader_done;
     let mut warned_too_large = false;
+    // A new connection starts with the source up: only a loss needs saying.
+    let mut told = if tracking.source.lost().is_none() {
+        tracking.source.changes()
+    } else {
+        u64::MAX
+    };
+    let mut tell_source = |writer: &mut Writer| -> Result<(), String> {
+        let now = tracking.source.changes();
+        if !source_state || now == told {
+            return Ok(());
+        }
+        told = now;
+        let report = tracking.source.report();
+        debug!(up = report.up, "telling the server about the source");
+        writer
+            .send(false, &[&Message::Source(report)])
+            .map_err(|e| e.to_string())
+    };
     loop {
         // The reader saw the end (a GOODBYE): no frame goes after it.
         if reader_done.is_triggered() {
@@ -138,6 +162,9 @@ pub(super) fn send_loop(
         let (ticket, received) = loop {
             if shutdown.is_triggered() {
                 return SendEnd::Stopped;
+            }
+            if let Err(e) = tell_source(writer) {
+                return SendEnd::Failed(e);
             }
             match tickets.recv_timeout(crate::shutdown::TICK) {
                 Ok(t) => break t,
@@ -148,6 +175,9 @@ pub(super) fn send_loop(
         let frame = loop {
             if shutdown.is_triggered() {
                 return SendEnd::Stopped;
+            }
+            if let Err(e) = tell_source(writer) {
+                return SendEnd::Failed(e);
             }
             match frames.recv_timeout(crate::shutdown::TICK) {
                 Ok(f) if f.jpeg.len() as u64 > max_frame_bytes as u64 => {
@@ -173,6 +203,10 @@ pub(super) fn send_loop(
                 Err(RecvTimeoutError::Disconnected) => return SendEnd::Stopped,
             }
         };
+        // The source is back: SOURCE up goes before its first frame.
+        if let Err(e) = tell_source(writer) {
+            return SendEnd::Failed(e);
+        }
         let now = Instant::now();
         let header = FrameHeader {
             frame_id: frame.id,

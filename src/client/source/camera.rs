@@ -13,7 +13,7 @@
 //! grey and raw RGB/BGR frames are converted to RGB for the encoder.
 
 #[cfg(feature = "camera")]
-pub use imp::{list, open, CameraSource};
+pub use imp::{list, open, CameraSource, Device, Raw};
 
 #[cfg(not(feature = "camera"))]
 pub use disabled::{list, open};
@@ -134,12 +134,51 @@ mod imp {
     use std::time::Instant;
 
     /// One buffer as the device delivered it.
-    struct Raw {
+    pub struct Raw {
         data: Vec<u8>,
         format: FrameFormat,
         width: u32,
         height: u32,
         at: Instant,
+    }
+
+    impl Raw {
+        /// An MJPEG buffer captured now (for a [`Device`] of a test's own).
+        pub fn mjpeg(data: Vec<u8>, width: u32, height: u32) -> Self {
+            Raw {
+                data,
+                format: FrameFormat::MJPEG,
+                width,
+                height,
+                at: Instant::now(),
+            }
+        }
+    }
+
+    /// What the camera thread reads: nokhwa's camera, or a test's double of it.
+    pub trait Device {
+        /// Blocks until the device delivers a buffer; an error ends the
+        /// thread (a device unplugged: ENODEV).
+        fn frame(&mut self) -> Result<Raw, String>;
+        /// Stops the stream (the thread is ending).
+        fn stop(&mut self) {}
+    }
+
+    impl Device for nokhwa::Camera {
+        fn frame(&mut self) -> Result<Raw, String> {
+            let b = nokhwa::Camera::frame(self).map_err(|e| e.to_string())?;
+            let res = b.resolution();
+            Ok(Raw {
+                data: b.buffer().to_vec(),
+                format: b.source_frame_format(),
+                width: res.width(),
+                height: res.height(),
+                at: Instant::now(),
+            })
+        }
+        fn stop(&mut self) {
+            let _ = self.stop_stream();
+        }
     }
 
     /// The camera source.
@@ -233,95 +272,113 @@ mod imp {
         height: u32,
         fps: f64,
     ) -> Result<Box<dyn Source>> {
+        // A stable link (/dev/v4l/by-id/usb-…-video-index0, by-path/…) names
+        // the device whatever number it gets when plugged in again.
+        let linked = std::fs::canonicalize(spec.trim())
+            .ok()
+            .filter(|_| spec.trim().starts_with('/'))
+            .map(|p| p.to_string_lossy().into_owned());
+        let spec = linked.as_deref().unwrap_or(spec);
         let index = match spec.trim().parse::<u32>() {
             Ok(i) => i,
             Err(_) => super::select(spec, &entries()).map_err(|e| {
                 anyhow!("{e}\n  to stream without a camera use --source test-pattern")
             })?,
         };
-        let (tx, frames) = crate::latest::channel();
-        let (opened_tx, opened) = crossbeam_channel::bounded::<Result<String, String>>(1);
         let fps_u = fps.round().max(1.0) as u32;
-        std::thread::Builder::new()
-            .name("camera".into())
-            .spawn(move || {
-                use super::super::CameraFormat as Wanted;
-                let (first, formats): (FrameFormat, &[FrameFormat]) = match format {
-                    Wanted::Auto => (
+        let opened = CameraSource::start(index, move || {
+            use super::super::CameraFormat as Wanted;
+            let (first, formats): (FrameFormat, &[FrameFormat]) = match format {
+                Wanted::Auto => (
+                    FrameFormat::MJPEG,
+                    &[
                         FrameFormat::MJPEG,
-                        &[
-                            FrameFormat::MJPEG,
-                            FrameFormat::YUYV,
-                            FrameFormat::NV12,
-                            FrameFormat::GRAY,
-                            FrameFormat::RAWRGB,
-                            FrameFormat::RAWBGR,
-                        ],
-                    ),
-                    Wanted::Mjpeg => (FrameFormat::MJPEG, &[FrameFormat::MJPEG]),
-                    Wanted::Yuyv => (FrameFormat::YUYV, &[FrameFormat::YUYV]),
-                    Wanted::Nv12 => (FrameFormat::NV12, &[FrameFormat::NV12]),
-                    Wanted::Gray => (FrameFormat::GRAY, &[FrameFormat::GRAY]),
-                    Wanted::Rgb => (FrameFormat::RAWRGB, &[FrameFormat::RAWRGB]),
-                };
-                let wanted = CameraFormat::new_from(width, height, first, fps_u);
-                let request =
-                    RequestedFormat::with_formats(RequestedFormatType::Closest(wanted), formats);
-                let mut cam = match nokhwa::Camera::new(CameraIndex::Index(index), request)
-                    .and_then(|mut c| c.open_stream().map(|_| c))
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = opened_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                let f = cam.camera_format();
-                let _ = opened_tx.send(Ok(format!(
-                    "camera {index} ({}) {}x{} {} @ {} fps",
-                    cam.info().human_name(),
-                    f.width(),
-                    f.height(),
-                    f.format(),
-                    f.frame_rate()
-                )));
-                // Ends when the source is dropped (nobody reads) or the device fails.
-                loop {
-                    let item = cam.frame().map_err(|e| e.to_string()).map(|b| {
-                        let res = b.resolution();
-                        Raw {
-                            data: b.buffer().to_vec(),
-                            format: b.source_frame_format(),
-                            width: res.width(),
-                            height: res.height(),
-                            at: Instant::now(),
+                        FrameFormat::YUYV,
+                        FrameFormat::NV12,
+                        FrameFormat::GRAY,
+                        FrameFormat::RAWRGB,
+                        FrameFormat::RAWBGR,
+                    ],
+                ),
+                Wanted::Mjpeg => (FrameFormat::MJPEG, &[FrameFormat::MJPEG]),
+                Wanted::Yuyv => (FrameFormat::YUYV, &[FrameFormat::YUYV]),
+                Wanted::Nv12 => (FrameFormat::NV12, &[FrameFormat::NV12]),
+                Wanted::Gray => (FrameFormat::GRAY, &[FrameFormat::GRAY]),
+                Wanted::Rgb => (FrameFormat::RAWRGB, &[FrameFormat::RAWRGB]),
+            };
+            let wanted = CameraFormat::new_from(width, height, first, fps_u);
+            let request =
+                RequestedFormat::with_formats(RequestedFormatType::Closest(wanted), formats);
+            let cam = nokhwa::Camera::new(CameraIndex::Index(index), request)
+                .and_then(|mut c| c.open_stream().map(|_| c))
+                .map_err(|e| e.to_string())?;
+            let f = cam.camera_format();
+            let describe = format!(
+                "camera {index} ({}) {}x{} {} @ {} fps",
+                cam.info().human_name(),
+                f.width(),
+                f.height(),
+                f.format(),
+                f.frame_rate()
+            );
+            Ok((Box::new(cam) as Box<dyn Device>, describe))
+        })?;
+        Ok(Box::new(opened))
+    }
+
+    impl CameraSource {
+        /// Reads the device `open` opens, on a thread of its own (nokhwa's
+        /// camera must stay on the thread that made it, and may block in the
+        /// driver for ever). Returns once it is open, or fails with the list of
+        /// cameras found and the way out; `index` names it in that message.
+        pub fn start(
+            index: u32,
+            open: impl FnOnce() -> Result<(Box<dyn Device>, String), String> + Send + 'static,
+        ) -> Result<CameraSource> {
+            let (tx, frames) = crate::latest::channel();
+            let (opened_tx, opened) = crossbeam_channel::bounded::<Result<String, String>>(1);
+            std::thread::Builder::new()
+                .name("camera".into())
+                .spawn(move || {
+                    let mut cam = match open() {
+                        Ok((cam, describe)) => {
+                            let _ = opened_tx.send(Ok(describe));
+                            cam
                         }
-                    });
-                    let failed = item.is_err();
-                    tx.send(item);
-                    if failed || tx.is_orphaned() {
-                        let _ = cam.stop_stream();
-                        return;
+                        Err(e) => {
+                            let _ = opened_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    // Ends when the source is dropped (nobody reads) or the device fails.
+                    loop {
+                        let item = cam.frame();
+                        let failed = item.is_err();
+                        tx.send(item);
+                        if failed || tx.is_orphaned() {
+                            cam.stop();
+                            return;
+                        }
                     }
-                }
+                })
+                .context("cannot start the camera thread")?;
+            let describe = match opened.recv() {
+                Ok(Ok(d)) => d,
+                Ok(Err(cause)) => bail!(no_camera_message(index, &list_cameras(), &cause)),
+                Err(_) => bail!(no_camera_message(
+                    index,
+                    &list_cameras(),
+                    "the camera thread ended while opening"
+                )),
+            };
+            Ok(CameraSource {
+                describe,
+                frames,
+                rgb: Vec::new(),
+                jpeg: Vec::new(),
+                yuv: Vec::new(),
             })
-            .context("cannot start the camera thread")?;
-        let describe = match opened.recv() {
-            Ok(Ok(d)) => d,
-            Ok(Err(cause)) => bail!(no_camera_message(index, &list_cameras(), &cause)),
-            Err(_) => bail!(no_camera_message(
-                index,
-                &list_cameras(),
-                "the camera thread ended while opening"
-            )),
-        };
-        Ok(Box::new(CameraSource {
-            describe,
-            frames,
-            rgb: Vec::new(),
-            jpeg: Vec::new(),
-            yuv: Vec::new(),
-        }))
+        }
     }
 
     impl Source for CameraSource {
@@ -337,6 +394,9 @@ mod imp {
             let raw = loop {
                 match self.frames.recv_timeout(STALL_WARN) {
                     Ok(Ok(raw)) => break raw,
+                    Ok(Err(e)) if e.contains("os error 19") || e.contains("No such device") => {
+                        bail!("camera failed: {e} (unplugged?)")
+                    }
                     Ok(Err(e)) => bail!("camera failed: {e}"),
                     Err(RecvTimeoutError::Disconnected) => bail!("the camera thread ended"),
                     Err(RecvTimeoutError::Timeout) => {
@@ -489,5 +549,59 @@ mod tests {
         );
         assert!(m.contains("--source test-pattern"));
         assert!(m.contains("no cameras were found"));
+    }
+}
+
+#[cfg(all(test, feature = "camera"))]
+mod device_tests {
+    use super::{CameraSource, Device, Raw};
+    use crate::client::source::{Image, Source};
+    use crate::media::jpeg::tests::sample_jpeg;
+
+    /// A camera that gives `frames` MJPEG frames, then is unplugged.
+    struct Unplugged {
+        frames: usize,
+    }
+
+    impl Device for Unplugged {
+        fn frame(&mut self) -> Result<Raw, String> {
+            if self.frames == 0 {
+                return Err("Could not capture frame: No such device (os error 19)".into());
+            }
+            self.frames -= 1;
+            Ok(Raw::mjpeg(sample_jpeg(32, 16), 32, 16))
+        }
+    }
+
+    #[test]
+    fn an_unplugged_camera_gives_its_frames_then_an_error_that_says_so() {
+        let mut cam = CameraSource::start(0, || {
+            Ok((Box::new(Unplugged { frames: 2 }) as Box<dyn Device>, "double".into()))
+        })
+        .unwrap();
+        assert_eq!(cam.describe(), "double");
+        for _ in 0..2 {
+            // The thread may be a frame ahead: the latest-only channel keeps the
+            // newest, so the error can replace a frame not yet taken.
+            match cam.next_frame() {
+                Ok(f) => assert!(matches!(f.image, Image::Jpeg { width: 32, height: 16, .. })),
+                Err(e) => {
+                    assert!(format!("{e:#}").contains("unplugged?"), "{e:#}");
+                    return;
+                }
+            }
+        }
+        let e = cam.next_frame().err().expect("the device is gone");
+        assert!(format!("{e:#}").contains("No such device (os error 19) (unplugged?)"), "{e:#}");
+    }
+
+    #[test]
+    fn a_camera_that_cannot_be_opened_names_the_fix() {
+        let e = CameraSource::start(3, || Err("No such file or directory".into()))
+            .err()
+            .unwrap();
+        let text = format!("{e:#}");
+        assert!(text.contains("cannot open camera 3"), "{text}");
+        assert!(text.contains("--source test-pattern"), "{text}");
     }
 }

@@ -7,8 +7,10 @@
 //! The child never outlives the client: it is killed when the source is
 //! dropped, and the kernel kills it if the client dies (`PR_SET_PDEATHSIG`).
 //! An RTSP camera that drops the stream (a reboot, the network) is opened
-//! again with backoff, 1 s doubling to 10 s; any other input that ends (a
-//! file) ends the run cleanly.
+//! again with backoff, 1 s doubling to 10 s; any other input that ends by
+//! itself (a file) ends the run cleanly, and one whose ffmpeg is killed or
+//! fails is an error, which the capture stage takes as the source lost and
+//! opens again (see [`outage`](super::outage)).
 
 use super::mjpeg::{Ended, StreamSource};
 use super::{Captured, Source};
@@ -112,6 +114,16 @@ impl FfmpegSource {
     }
 }
 
+/// "was killed (signal 9)", "exited with status 1".
+fn exit_text(st: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.signal(), st.code()) {
+        (Some(sig), _) => format!("was killed (signal {sig})"),
+        (_, Some(code)) => format!("exited with status {code}"),
+        _ => format!("ended ({st})"),
+    }
+}
+
 impl Drop for FfmpegSource {
     fn drop(&mut self) {
         self.stop();
@@ -141,6 +153,18 @@ impl Source for FfmpegSource {
                     std::thread::sleep(self.backoff);
                     self.backoff = (self.backoff * 2).min(Duration::from_secs(10));
                     self.start()?;
+                }
+                Err(e) if e.downcast_ref::<Ended>().is_some() => {
+                    // Any other input: an exit of its own (a file read to
+                    // its end) ends the run; ffmpeg killed or failing is a
+                    // source lost, opened again by the capture stage.
+                    let status = self.child.as_mut().map(|c| c.wait());
+                    self.stop();
+                    match status {
+                        Some(Ok(st)) if st.success() => return Err(e),
+                        Some(Ok(st)) => bail!("ffmpeg for {} {}", self.input.name, exit_text(st)),
+                        _ => return Err(e),
+                    }
                 }
                 Err(e) => return Err(e),
             }

@@ -12,6 +12,7 @@ pub mod camera;
 pub mod ffmpeg;
 pub mod files;
 pub mod mjpeg;
+pub mod outage;
 pub mod pushed;
 pub mod test_pattern;
 

@@ -103,12 +103,20 @@ impl<'a> Connection<'a> {
             }
         }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let source = Arc::new(crate::server::source_state::SourceState::default());
+        let client_name: Arc<str> = hello.name.as_str().into();
         // A stage that does not take the client within a second (stuck on a
         // frame, or closing down) would leave it streaming into nowhere:
         // turn it away as busy instead, and it retries.
         let join = |stage: &Sender<Joined>, name: &str| {
             let (tx, rx) = latest::channel();
-            match stage.send_timeout(Joined { id, frames: rx }, Duration::from_secs(1)) {
+            let joined = Joined {
+                id,
+                name: client_name.clone(),
+                frames: rx,
+                source: source.clone(),
+            };
+            match stage.send_timeout(joined, Duration::from_secs(1)) {
                 Ok(()) => Ok(tx),
                 Err(_) => Err(format!(
                     "server busy: its {name} stage is not taking new clients; retry later"
@@ -136,7 +144,7 @@ impl<'a> Connection<'a> {
             }
         };
         let live = Arc::new(Live {
-            name: hello.name.as_str().into(),
+            name: client_name,
             peer,
             stats: Mutex::new(Running::default()),
             superseded: to_processing.superseded_counter(),
@@ -145,6 +153,7 @@ impl<'a> Connection<'a> {
             recent: Mutex::default(),
             last_result: Mutex::default(),
             last_size: std::sync::atomic::AtomicU32::new(0),
+            source: source.clone(),
         });
         shared.registry.add(id, live.clone());
         let wants_results = hello.capabilities & wire::CAP_RESULTS != 0;
@@ -170,11 +179,12 @@ impl<'a> Connection<'a> {
             results_rx,
             outstanding: VecDeque::new(),
             last_frame_id: None,
+            source_state: hello.capabilities & wire::CAP_SOURCE_STATE != 0,
             link_check: gate::LinkCheck::default(),
             next_ticket: 0,
         };
         let welcome = Message::Welcome(Welcome {
-            capabilities: if wants_results { wire::CAP_RESULTS } else { 0 },
+            capabilities: hello.capabilities & (wire::CAP_RESULTS | wire::CAP_SOURCE_STATE),
             max_age_us: wire::micros_u32(shared.config.max_age),
             max_frame_bytes: shared.config.max_frame_bytes,
             window: shared.config.window,
