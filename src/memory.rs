@@ -36,7 +36,9 @@ pub struct Trim {
 
 impl Default for Trim {
     fn default() -> Self {
-        Self { last: Instant::now() }
+        Self {
+            last: Instant::now(),
+        }
     }
 }
 

@@ -113,3 +113,49 @@ fn a_camera_whose_frames_are_all_stale_is_said_to_be_so() {
     cam.stop().unwrap();
     server.stop();
 }
+
+#[test]
+#[ignore = "needs chromium: run by scripts/test.sh"]
+fn a_camera_lost_shows_no_signal_on_the_page_until_it_is_back() {
+    use framelink::wire::{Message, SourceReport, CAP_SOURCE_STATE};
+    let server = TestServer::start_http(server_config());
+    let http = server.http.unwrap();
+    let mut peer = support::RawPeer::connect(server.addr);
+    assert!(matches!(
+        peer.hello_with("porch", None, CAP_SOURCE_STATE),
+        Some(Message::Welcome(_))
+    ));
+    let mut page = support::chromium::Chromium::open(&format!("http://{http}/"), &[]);
+    let tile = "document.querySelector('.tile .nosignal')";
+    page.wait_for(
+        &format!("{tile} !== null"),
+        support::WAIT,
+        "the client's tile",
+    );
+    assert_eq!(
+        page.eval(&format!("{tile}.hidden")),
+        serde_json::json!(true)
+    );
+    let say = |peer: &mut support::RawPeer, up: bool| {
+        let report = Message::Source(SourceReport {
+            up,
+            for_us: 2_000_000,
+            text: if up {
+                String::new()
+            } else {
+                "no frame for 2.0 s".into()
+            },
+        });
+        peer.writer.send(false, &[&report]).unwrap();
+    };
+    say(&mut peer, false);
+    page.wait_for(&format!("!{tile}.hidden"), support::WAIT, "NO SIGNAL shown");
+    let text = page.eval(&format!("{tile}.innerText"));
+    let text = text.as_str().unwrap();
+    assert!(text.contains("NO SIGNAL"), "{text}");
+    assert!(text.contains("camera lost since "), "{text}");
+    assert!(text.contains("no frame for 2.0 s"), "{text}");
+    say(&mut peer, true);
+    page.wait_for(&format!("{tile}.hidden"), support::WAIT, "NO SIGNAL gone");
+    server.stop();
+}

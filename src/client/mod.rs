@@ -342,7 +342,9 @@ fn run_watched(
     let stats = Arc::new(Mutex::new(Running::default()));
     let health = Arc::new(source::outage::SourceHealth::default());
     let source_timeout = match config.source.fps {
-        fps if fps > 0.0 => config.source_timeout.max(Duration::from_secs_f64(3.0 / fps)),
+        fps if fps > 0.0 => config
+            .source_timeout
+            .max(Duration::from_secs_f64(3.0 / fps)),
         _ => config.source_timeout,
     };
     let tracking = Tracking {

@@ -147,7 +147,12 @@ impl Mosaic {
                 th - band,
             );
             if let Some(headline) = &tile.lost {
-                no_signal(&mut self.canvas, self.width, (ox, oy + band, tw, th - band), headline);
+                no_signal(
+                    &mut self.canvas,
+                    self.width,
+                    (ox, oy + band, tw, th - band),
+                    headline,
+                );
             }
             let label = format!(
                 "{}  {:.1} fps  age {:.1} ms",
@@ -181,7 +186,11 @@ fn no_signal(
         }
     }
     let height = canvas.len() / stride;
-    let big = if w >= draw::text_width("NO SIGNAL", 4) + 8 { 4 } else { 2 };
+    let big = if w >= draw::text_width("NO SIGNAL", 4) + 8 {
+        4
+    } else {
+        2
+    };
     let cy = oy + h / 2;
     for (text, scale, y) in [
         ("NO SIGNAL", big, cy.saturating_sub(8 * big + 4)),
@@ -478,7 +487,10 @@ mod tests {
         m.source_changed(1, "cam1", Some(&lost));
         let canvas = m.render().to_vec();
         assert_eq!(reddish(&canvas), 0, "the last picture is dimmed");
-        assert!(white_below_band(&canvas) > 200, "NO SIGNAL is written over it");
+        assert!(
+            white_below_band(&canvas) > 200,
+            "NO SIGNAL is written over it"
+        );
         m.source_changed(1, "cam1", None);
         let canvas = m.render().to_vec();
         assert!(reddish(&canvas) > w * h / 2);

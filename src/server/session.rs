@@ -258,10 +258,7 @@ impl<'a> Connection<'a> {
                 }
                 Message::Source(report) if self.source_state => {
                     if report.up {
-                        info!(
-                            "camera back after {:.1} s",
-                            report.for_us as f64 / 1e6
-                        );
+                        info!("camera back after {:.1} s", report.for_us as f64 / 1e6);
                     } else {
                         warn!("camera lost: {}", report.text);
                     }

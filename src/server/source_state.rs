@@ -49,7 +49,9 @@ impl SourceState {
             (false, false) => {
                 let ago = Duration::from_micros(r.for_us as u64);
                 s.lost = Some(LostSource {
-                    since: SystemTime::now().checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH),
+                    since: SystemTime::now()
+                        .checked_sub(ago)
+                        .unwrap_or(SystemTime::UNIX_EPOCH),
                     why: r.text.clone(),
                 });
                 s.outages += 1;
@@ -112,7 +114,10 @@ mod tests {
         s.report(&lost);
         let l = s.lost().expect("lost");
         let ago = SystemTime::now().duration_since(l.since).unwrap();
-        assert!(ago >= Duration::from_secs(5) && ago < Duration::from_secs(6), "{ago:?}");
+        assert!(
+            ago >= Duration::from_secs(5) && ago < Duration::from_secs(6),
+            "{ago:?}"
+        );
         assert_eq!(l.why, "no frame for 5.0 s");
         assert!(l.headline().starts_with("camera lost since "));
         assert_eq!(s.changes(), 1);

@@ -38,12 +38,34 @@ pub struct Seen {
     pub at: Instant,
 }
 
-/// A sink that reports every frame it is given to the test.
-struct ChannelSink(Sender<Seen>);
+/// A change of a client's camera, as the server's sinks are told it.
+#[derive(Debug, Clone)]
+pub struct SourceSeen {
+    pub client: String,
+    /// Why it is lost; None: it is back.
+    pub lost: Option<String>,
+    pub at: Instant,
+}
+
+/// A sink that reports every frame it is given, and every camera lost and
+/// back, to the test.
+struct ChannelSink(Sender<Seen>, Sender<SourceSeen>);
 
 impl Sink for ChannelSink {
     fn name(&self) -> &str {
         "test-channel"
+    }
+    fn source_changed(
+        &mut self,
+        _client: framelink::server::sink::ClientId,
+        name: &str,
+        lost: Option<&framelink::server::source_state::LostSource>,
+    ) {
+        let _ = self.1.try_send(SourceSeen {
+            client: name.to_string(),
+            lost: lost.map(|l| l.why.clone()),
+            at: Instant::now(),
+        });
     }
     fn frame(&mut self, view: &mut FrameView) -> anyhow::Result<()> {
         let f = &view.frame;
@@ -77,6 +99,8 @@ pub struct TestServer {
     pub shutdown: Shutdown,
     /// Every frame handed to the sinks (bounded; the oldest are kept).
     pub frames: Receiver<Seen>,
+    /// Every camera lost and back the sinks were told of.
+    pub sources: Receiver<SourceSeen>,
     done: Receiver<anyhow::Result<ServerSummary>>,
     _thread: JoinHandle<()>,
 }
@@ -120,10 +144,12 @@ impl TestServer {
         let http = http_listener.as_ref().map(|l| l.local_addr().unwrap());
         let shutdown = Shutdown::new();
         let (tx, frames) = crossbeam_channel::bounded(100_000);
+        let (sources_tx, sources) = crossbeam_channel::bounded(1_000);
         let (done_tx, done) = crossbeam_channel::bounded(1);
         let sd = shutdown.clone();
         let thread = std::thread::spawn(move || {
-            let mut server = Server::new(listener, config).sink(Box::new(ChannelSink(tx)));
+            let mut server =
+                Server::new(listener, config).sink(Box::new(ChannelSink(tx, sources_tx)));
             for sink in extra() {
                 server = server.sink(sink);
             }
@@ -140,6 +166,7 @@ impl TestServer {
             http,
             shutdown,
             frames,
+            sources,
             done,
             _thread: thread,
         }
@@ -155,6 +182,24 @@ impl TestServer {
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("no frame from {client:?} within {WAIT:?}"));
             if client.is_none_or(|c| c == seen.client) {
+                return seen;
+            }
+        }
+    }
+
+    /// Waits until the sinks are told `client`'s camera is lost (`lost`) or
+    /// back, and returns what they were told.
+    pub fn wait_source(&self, client: &str, lost: bool) -> SourceSeen {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let seen = self.sources.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "{client}'s camera not said {} within {WAIT:?}",
+                    if lost { "lost" } else { "back" }
+                )
+            });
+            if seen.client == client && seen.lost.is_some() == lost {
                 return seen;
             }
         }

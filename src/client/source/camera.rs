@@ -576,7 +576,10 @@ mod device_tests {
     #[test]
     fn an_unplugged_camera_gives_its_frames_then_an_error_that_says_so() {
         let mut cam = CameraSource::start(0, || {
-            Ok((Box::new(Unplugged { frames: 2 }) as Box<dyn Device>, "double".into()))
+            Ok((
+                Box::new(Unplugged { frames: 2 }) as Box<dyn Device>,
+                "double".into(),
+            ))
         })
         .unwrap();
         assert_eq!(cam.describe(), "double");
@@ -584,7 +587,14 @@ mod device_tests {
             // The thread may be a frame ahead: the latest-only channel keeps the
             // newest, so the error can replace a frame not yet taken.
             match cam.next_frame() {
-                Ok(f) => assert!(matches!(f.image, Image::Jpeg { width: 32, height: 16, .. })),
+                Ok(f) => assert!(matches!(
+                    f.image,
+                    Image::Jpeg {
+                        width: 32,
+                        height: 16,
+                        ..
+                    }
+                )),
                 Err(e) => {
                     assert!(format!("{e:#}").contains("unplugged?"), "{e:#}");
                     return;
@@ -592,7 +602,10 @@ mod device_tests {
             }
         }
         let e = cam.next_frame().err().expect("the device is gone");
-        assert!(format!("{e:#}").contains("No such device (os error 19) (unplugged?)"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("No such device (os error 19) (unplugged?)"),
+            "{e:#}"
+        );
     }
 
     #[test]

@@ -144,7 +144,10 @@ impl SourceHealth {
     /// Outages so far, and the time lost in them (the one going on included).
     pub fn totals(&self) -> (u64, Duration) {
         let s = self.state.lock();
-        let open = s.lost.as_ref().map_or(Duration::ZERO, |l| l.since.elapsed());
+        let open = s
+            .lost
+            .as_ref()
+            .map_or(Duration::ZERO, |l| l.since.elapsed());
         (s.outages, s.lost_total + open)
     }
 }
@@ -198,7 +201,10 @@ impl Outages {
                 Err(e) => {
                     let text = format!("{e:#}");
                     if said.as_deref() != Some(text.as_str()) {
-                        warn!("cannot open the source again (retrying every {} s at most): {text}", MAX_BACKOFF.as_secs());
+                        warn!(
+                            "cannot open the source again (retrying every {} s at most): {text}",
+                            MAX_BACKOFF.as_secs()
+                        );
                         said = Some(text);
                     } else {
                         debug!("cannot open the source again: {text}");
@@ -263,9 +269,11 @@ mod tests {
                 if t.fetch_add(1, Ordering::SeqCst) < 2 {
                     anyhow::bail!("no such device")
                 }
-                Ok(Box::new(crate::client::source::test_pattern::TestPattern::new(
-                    8, 8, 0.0,
-                )) as Box<dyn Source>)
+                Ok(
+                    Box::new(crate::client::source::test_pattern::TestPattern::new(
+                        8, 8, 0.0,
+                    )) as Box<dyn Source>,
+                )
             })),
         );
         let opened = o
@@ -277,7 +285,10 @@ mod tests {
 
         let stop = Shutdown::new();
         stop.trigger();
-        assert!(o.recover(anyhow::anyhow!("again"), &stop).unwrap().is_none());
+        assert!(o
+            .recover(anyhow::anyhow!("again"), &stop)
+            .unwrap()
+            .is_none());
 
         let mut none = Outages::none();
         let e = none
