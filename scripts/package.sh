@@ -8,7 +8,8 @@
 #   scripts/package.sh [--arch amd64|arm64|both] [--profile release|dev] [--check]
 # --check installs the amd64 package with dpkg -i (as root) and checks it: the
 # programs answer, `man framelink-server` renders, systemd-analyze verify
-# passes on the installed units. CI runs `--arch amd64 --profile dev --check`:
+# passes on the installed units; the arm64 one is unpacked, its files are
+# checked and its programs answer under qemu-aarch64. CI runs `--arch amd64 --profile dev --check`:
 # the packaging is what it checks, and the test build is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +60,24 @@ for d in "${debs[@]}"; do
     echo "package: $d ($(du -h "$d" | cut -f1))"
 done
 
-if ((check)); then
+if ((check)) && [[ $arch == arm64 || $arch == both ]]; then
+    # The arm64 package cannot be installed here: its files are checked, and
+    # its programs run under qemu-aarch64.
+    deb=$(ls target/debian/framelink_*_arm64.deb | head -1)
+    root=$(mktemp -d)
+    dpkg-deb -x "$deb" "$root"
+    for f in usr/bin/framelink-server usr/bin/framelink-client usr/bin/framelink-worker \
+        usr/share/man/man1/framelink-server.1.gz lib/systemd/system/framelink-server.service \
+        lib/systemd/system/framelink-client@.service usr/share/bash-completion/completions/framelink-client; do
+        [[ -e $root/$f ]] || { echo "package: $deb lacks /$f" >&2; exit 1; }
+    done
+    for p in framelink-server framelink-client framelink-worker; do
+        qemu-aarch64 -L /usr/aarch64-linux-gnu "$root/usr/bin/$p" --version
+    done
+    echo "package: $deb holds the programs, man pages, completions and units; its programs answer under qemu-aarch64"
+fi
+
+if ((check)) && [[ $arch == amd64 || $arch == both ]]; then
     deb=$(ls target/debian/framelink_*_amd64.deb | head -1)
     sudo=""
     [[ $(id -u) == 0 ]] || sudo=sudo

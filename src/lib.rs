@@ -15,8 +15,8 @@
 //! - [`wire`]: what both programs speak. The messages and their codec
 //!   (check-then-parse over a byte slice, no I/O), the buffered
 //!   [`Reader`](wire::connection::Reader)/[`Writer`](wire::connection::Writer),
-//!   the [`Stream`](wire::stream::Stream) (TCP or the plaintext end of a TLS
-//!   or WebSocket bridge), the token handshake ([`wire::auth`]), TLS
+//!   the [`Stream`](wire::stream::Stream) (TCP, the plaintext end of a TLS
+//!   bridge, or the bytes a WebSocket carries), the token handshake ([`wire::auth`]), TLS
 //!   ([`wire::tls`]) and the WebSocket transport ([`wire::websocket`]).
 //!   The wire format is specified in `protocol.md`.
 //! - [`client`]: runs on the edge device. Sources (camera, test pattern,

@@ -75,8 +75,8 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, accepted: Instant, shar
 }
 
 /// A browser camera's connection (the live view's `/ws/camera`), start to
-/// end, on the calling thread: `stream` is the plain end of its WebSocket
-/// bridge. Turned away like a TCP client when the server is full.
+/// end, on the calling thread: `stream` is its WebSocket's byte stream
+/// ([`crate::wire::websocket`]). Turned away like a TCP client when the server is full.
 pub(super) fn serve_websocket(
     stream: Stream,
     bridge: tls::BridgeError,
@@ -90,8 +90,8 @@ pub(super) fn serve_websocket(
     run(stream, Some(bridge), peer, accepted, shared, &span);
 }
 
-/// The connection on its plain stream; `bridge` says why a TLS or WebSocket
-/// bridge under it stopped, for the error message.
+/// The connection on its plain stream; `bridge` says why a TLS bridge or a
+/// WebSocket under it stopped, for the error message.
 fn run(
     stream: Stream,
     bridge: Option<tls::BridgeError>,

@@ -99,7 +99,7 @@ impl Reader {
     pub fn stamp_arrivals(&mut self) -> bool {
         self.stamped = match &self.stream {
             Stream::Tcp(s) => rx_time::enable(s).is_ok(),
-            Stream::Local(_) => false,
+            Stream::Local(_) | Stream::WebSocket(_) => false,
         };
         self.stamped
     }

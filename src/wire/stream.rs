@@ -1,7 +1,7 @@
-//! A connection's byte stream: a TCP socket, or the plain end of a TLS or
-//! WebSocket bridge (a local socket pair, see [`crate::wire::tls`] and
-//! [`crate::wire::websocket`]). Readers and writers work
-//! the same on both, with the same timeouts.
+//! A connection's byte stream: a TCP socket, the plain end of a TLS bridge
+//! (a local socket pair, see [`crate::wire::tls`]), or the bytes a
+//! WebSocket carries ([`crate::wire::websocket`]). Readers and writers work
+//! the same on each, with the same timeouts.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -15,6 +15,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// The plaintext side of a TLS connection.
     Local(UnixStream),
+    /// The bytes a WebSocket carries (the browser camera).
+    WebSocket(crate::wire::websocket::WebSocketStream),
 }
 
 impl From<TcpStream> for Stream {
@@ -34,6 +36,7 @@ impl Stream {
         Ok(match self {
             Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
             Stream::Local(s) => Stream::Local(s.try_clone()?),
+            Stream::WebSocket(s) => Stream::WebSocket(s.clone()),
         })
     }
 
@@ -41,6 +44,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.shutdown(how),
             Stream::Local(s) => s.shutdown(how),
+            Stream::WebSocket(s) => s.shutdown(how),
         }
     }
 
@@ -48,6 +52,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(d),
             Stream::Local(s) => s.set_read_timeout(d),
+            Stream::WebSocket(s) => s.set_read_timeout(d),
         }
     }
 
@@ -55,6 +60,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_nonblocking(on),
             Stream::Local(s) => s.set_nonblocking(on),
+            Stream::WebSocket(s) => s.set_nonblocking(on),
         }
     }
 
@@ -62,6 +68,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(d),
             Stream::Local(s) => s.set_write_timeout(d),
+            Stream::WebSocket(s) => s.set_write_timeout(d),
         }
     }
 }
@@ -71,6 +78,7 @@ impl AsRawFd for Stream {
         match self {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::Local(s) => s.as_raw_fd(),
+            Stream::WebSocket(s) => s.as_raw_fd(),
         }
     }
 }
@@ -80,6 +88,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Local(s) => s.read(buf),
+            Stream::WebSocket(s) => s.read(buf),
         }
     }
 }
@@ -89,6 +98,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Local(s) => s.write(buf),
+            Stream::WebSocket(s) => s.write(buf),
         }
     }
 
@@ -96,6 +106,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
             Stream::Local(s) => s.write_vectored(bufs),
+            Stream::WebSocket(s) => s.write_vectored(bufs),
         }
     }
 
@@ -103,12 +114,13 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.flush(),
             Stream::Local(s) => s.flush(),
+            Stream::WebSocket(s) => s.flush(),
         }
     }
 }
 
-/// For the bridges ([`crate::wire::tls`], [`crate::wire::websocket`]): a
-/// non-blocking call that would have had to wait.
+/// For the TLS bridge ([`crate::wire::tls`]): a non-blocking call that
+/// would have had to wait.
 pub(crate) fn would_block(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -116,7 +128,7 @@ pub(crate) fn would_block(e: &io::Error) -> bool {
     )
 }
 
-/// For the bridges: poll(2) on their two descriptors for at most `ms`.
+/// For the TLS bridge: poll(2) on their two descriptors for at most `ms`.
 /// `Ok(false)` when a signal interrupted it (poll again).
 pub(crate) fn poll_pair(fds: &mut [libc::pollfd; 2], ms: i32) -> Result<bool, String> {
     // SAFETY: poll(2) on two descriptors the caller owns, for at most `ms`.
@@ -131,7 +143,7 @@ pub(crate) fn poll_pair(fds: &mut [libc::pollfd; 2], ms: i32) -> Result<bool, St
     Ok(true)
 }
 
-/// For the bridges: writes what the peer sent on to the local end, as much
+/// For the TLS bridge: writes what the peer sent on to the local end, as much
 /// as it takes now, and half-closes it once the peer has ended and all is
 /// passed on. False when the local end is gone.
 pub(crate) fn pass_on(local: &mut UnixStream, to_local: &mut Vec<u8>, peer_ended: bool) -> bool {

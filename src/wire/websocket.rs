@@ -2,249 +2,346 @@
 //! protocol as a TCP client, its bytes carried in **binary** WebSocket
 //! messages whose boundaries mean nothing (protocol.md, "WebSocket
 //! transport"). The upgrade itself is the live view's (`/ws/camera` on
-//! `--http`); the framing is tungstenite's.
+//! `--http`); the frame format is tungstenite's ([`FrameSocket`],
+//! [`FrameHeader`]).
 //!
-//! As with [`crate::wire::tls`], a bridge thread per connection moves bytes
-//! between the WebSocket and one end of a local socket pair, and the
-//! connection code uses the other end exactly as it would a TCP socket
-//! ([`Stream::Local`]): the same handshake deadline, limits, message
-//! deadlines and write timeouts apply, because they are the same code. The
-//! bridge holds at most about two WebSocket messages' worth of each side,
-//! and a message is at most [`MAX_MESSAGE`] bytes: a larger one ends the connection before
-//! it is buffered, so an unauthenticated browser costs what a TCP peer costs.
+//! [`WebSocketStream`] is a [`Stream`] of its own, read and written by the
+//! connection's threads themselves (no bridge thread, no socket pair): a
+//! read takes the next data frame's payload from the socket and hands it
+//! out as plain bytes, answering pings and the peer's close on the way; a
+//! write sends the bytes as one binary message (several when over
+//! [`MAX_MESSAGE`]). So the connection code runs on it unchanged — the same
+//! handshake deadline, limits, message deadlines and write timeouts, which
+//! are set on the socket under it — and a frame costs the reads and writes
+//! it costs over TCP. A message over [`MAX_MESSAGE`] is refused from its
+//! frame header, before it is buffered (close 1009); a text message closes
+//! the connection (1003): an unauthenticated browser costs what a TCP peer costs.
 
-use crate::wire::stream::{pass_on, poll_pair, would_block, Stream};
+use crate::wire::stream::Stream;
 use crate::wire::tls::BridgeError;
-use bytes::Bytes;
-use std::io::{self, Read};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use bytes::{Buf, Bytes};
+use parking_lot::Mutex;
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use tracing::debug;
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tungstenite::{Error as WsError, Message, WebSocket};
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader, FrameSocket};
+use tungstenite::protocol::Role;
+use tungstenite::Error as WsError;
 
 /// The largest WebSocket message accepted, and the largest sent: a FRAME
 /// bigger than this is sent as several messages.
 pub const MAX_MESSAGE: usize = 64 * 1024;
-/// How often the bridge looks up when nothing happens.
-const POLL_MS: i32 = 1000;
-/// After the connection code closed its end: how long the peer has to
-/// answer our close before the socket is dropped anyway.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// The `Sec-WebSocket-Accept` answer to a request's `Sec-WebSocket-Key`.
 pub fn accept_key(key: &str) -> String {
     tungstenite::handshake::derive_accept_key(key.trim().as_bytes())
 }
 
-fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(MAX_MESSAGE)
-        .write_buffer_size(0)
-        .max_write_buffer_size(2 * MAX_MESSAGE + 1024)
-        .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE))
-}
-
-/// Starts a bridge over `transport`, whose upgrade handshake is done (the
-/// server answered 101, or the client got it); `early` holds bytes read past
-/// the handshake. Returns the plain stream for the connection code, and
-/// where the bridge puts the reason it stopped (a text message, one over
+/// Starts the WebSocket transport over `transport`, whose upgrade handshake
+/// is done (the server answered 101, or the client got it); `early` holds
+/// bytes read past the handshake. Returns the stream for the connection
+/// code, and where it puts the reason it stopped (a text message, one over
 /// [`MAX_MESSAGE`]) for that connection's error message.
-pub fn bridge(transport: Stream, role: Role, early: Vec<u8>) -> io::Result<(Stream, BridgeError)> {
-    transport.set_nonblocking(true)?;
-    let (app, ours) = UnixStream::pair()?;
-    ours.set_nonblocking(true)?;
+pub fn open(transport: Stream, role: Role, early: Vec<u8>) -> io::Result<(Stream, BridgeError)> {
     let error: BridgeError = Default::default();
-    let e = error.clone();
-    let fd = transport.as_raw_fd();
-    let ws = WebSocket::from_partially_read(transport, early, role, Some(config()));
-    std::thread::Builder::new()
-        .name("websocket".into())
-        .spawn(move || {
-            if let Err(why) = pump(ws, fd, ours, &e) {
-                debug!("WebSocket connection ended: {why}");
-                e.lock().get_or_insert(why);
-            }
-        })?;
-    Ok((Stream::Local(app), error))
+    let shared = Arc::new(Shared {
+        role,
+        read: Mutex::new(Reading {
+            frames: FrameSocket::from_partially_read(transport.try_clone()?, early),
+            pending: Bytes::new(),
+            eof: false,
+        }),
+        write: Mutex::new(transport.try_clone()?),
+        transport,
+        close_sent: AtomicBool::new(false),
+        error: error.clone(),
+    });
+    Ok((Stream::WebSocket(WebSocketStream { shared }), error))
 }
 
-/// What one read of the WebSocket gave.
-enum Got {
-    Bytes(Bytes),
-    Nothing,
-    Closed,
+/// The byte stream a WebSocket carries (see the module docs). Clones share
+/// one connection: one thread reads, any may write (each write is one
+/// message, whole, under a lock).
+#[derive(Clone)]
+pub struct WebSocketStream {
+    shared: Arc<Shared>,
 }
 
-/// Reads one message's worth from the peer; control messages are answered
-/// by tungstenite (a pong, the close reply) on the next flush.
-fn read_one(ws: &mut WebSocket<Stream>) -> Result<Got, String> {
-    loop {
-        match ws.read() {
-            Ok(Message::Binary(b)) => return Ok(Got::Bytes(b)),
-            Ok(Message::Text(_)) => {
-                let why = "a text message: this transport carries binary messages only";
-                let _ = ws.close(Some(CloseFrame {
-                    code: CloseCode::Unsupported,
-                    reason: why.into(),
-                }));
-                let _ = ws.flush();
-                return Err(format!("WebSocket: {why}"));
+impl std::fmt::Debug for WebSocketStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketStream")
+            .field("transport", &self.shared.transport)
+            .finish()
+    }
+}
+
+struct Shared {
+    role: Role,
+    read: Mutex<Reading>,
+    /// The transport, for writing messages (one at a time).
+    write: Mutex<Stream>,
+    /// The transport, for its timeouts and shutdown.
+    transport: Stream,
+    close_sent: AtomicBool,
+    error: BridgeError,
+}
+
+struct Reading {
+    frames: FrameSocket<Stream>,
+    /// Payload of the last data frame not yet handed out.
+    pending: Bytes,
+    /// The peer closed (its close frame, or the socket's end).
+    eof: bool,
+}
+
+/// Unmasks (or masks: the same XOR) a client's payload in place.
+fn xor_mask(buf: &mut [u8], mask: [u8; 4]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b ^= mask[i & 3];
+    }
+}
+
+impl Shared {
+    fn mask(&self) -> Option<[u8; 4]> {
+        (self.role == Role::Client).then(|| {
+            let mut m = [0u8; 4];
+            let _ = getrandom::fill(&mut m);
+            m
+        })
+    }
+
+    /// Sends one control frame (close, pong), masked as our role wants.
+    fn send_control(&self, mut frame: Frame) -> io::Result<()> {
+        frame.header_mut().mask = self.mask();
+        let mut out = Vec::with_capacity(2 + 4 + frame.len());
+        frame.format(&mut out).map_err(io::Error::other)?;
+        self.write.lock().write_all(&out)
+    }
+
+    /// Starts the closing handshake, once.
+    fn close(&self, code: CloseCode, reason: &str) {
+        if !self.close_sent.swap(true, Ordering::SeqCst) {
+            let _ = self.send_control(Frame::close(Some(CloseFrame {
+                code,
+                reason: reason.to_string().into(),
+            })));
+        }
+    }
+
+    /// Ends the connection for `why`: said to the peer (`code`, `reason`)
+    /// and kept for the connection's error message.
+    fn fail(&self, code: CloseCode, reason: &str, why: String) -> io::Error {
+        let why = format!("WebSocket: {why}");
+        debug!("{why}");
+        self.error.lock().get_or_insert(why.clone());
+        self.close(code, reason);
+        let _ = self.transport.shutdown(std::net::Shutdown::Write);
+        io::Error::new(io::ErrorKind::InvalidData, why)
+    }
+
+    /// Sends `bufs` as one binary message of `len` bytes (at most [`MAX_MESSAGE`]).
+    fn send_message(&self, bufs: &[IoSlice<'_>], len: usize) -> io::Result<()> {
+        if self.close_sent.load(Ordering::SeqCst) {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the WebSocket is closing",
+            ));
+        }
+        let mask = self.mask();
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Binary),
+            mask,
+            ..FrameHeader::default()
+        };
+        let mut head = Vec::with_capacity(14);
+        header.format(len as u64, &mut head).map_err(io::Error::other)?;
+        let mut w = self.write.lock();
+        match mask {
+            // A client's payload is masked: a copy.
+            Some(m) => {
+                let mut out = head;
+                let at = out.len();
+                for b in bufs {
+                    out.extend_from_slice(b);
+                }
+                xor_mask(&mut out[at..], m);
+                w.write_all(&out)
             }
-            Ok(Message::Close(_)) => return Ok(Got::Closed),
-            Ok(_) => continue, // ping, pong
-            Err(WsError::Io(e)) if would_block(&e) => return Ok(Got::Nothing),
-            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return Ok(Got::Closed),
-            Err(WsError::Capacity(e)) => {
-                let why = format!("{e} (a message may be at most {MAX_MESSAGE} bytes)");
-                let _ = ws.close(Some(CloseFrame {
-                    code: CloseCode::Size,
-                    reason: "message too big".into(),
-                }));
-                let _ = ws.flush();
-                return Err(format!("WebSocket: {why}"));
+            None => {
+                let mut slices = Vec::with_capacity(bufs.len() + 1);
+                slices.push(IoSlice::new(&head));
+                slices.extend(bufs.iter().map(|b| IoSlice::new(b)));
+                let mut slices = &mut slices[..];
+                while !slices.is_empty() {
+                    match w.write_vectored(slices) {
+                        Ok(0) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::WriteZero,
+                                "connection closed while sending",
+                            ))
+                        }
+                        Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
             }
-            Err(e) => return Err(format!("WebSocket: {e}")),
+        }
+    }
+
+    /// Takes one frame from the peer: data into `pending`, control answered.
+    fn take(&self, r: &mut Reading, frame: Frame) -> io::Result<()> {
+        let mut header = frame.header().clone();
+        let payload = frame.into_payload();
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(self.fail(
+                CloseCode::Protocol,
+                "no extension",
+                "a frame with a reserved bit set (no extension was agreed)".into(),
+            ));
+        }
+        let payload = match header.mask.take() {
+            Some(m) => {
+                let mut p = payload
+                    .try_into_mut()
+                    .unwrap_or_else(|p| bytes::BytesMut::from(&p[..]));
+                xor_mask(&mut p, m);
+                p.freeze()
+            }
+            None if self.role == Role::Server => {
+                return Err(self.fail(
+                    CloseCode::Protocol,
+                    "unmasked frame",
+                    "an unmasked frame from a client (RFC 6455 requires the mask)".into(),
+                ))
+            }
+            None => payload,
+        };
+        match header.opcode {
+            OpCode::Data(Data::Binary | Data::Continue) => r.pending = payload,
+            OpCode::Data(Data::Text) => {
+                return Err(self.fail(
+                    CloseCode::Unsupported,
+                    "binary messages only",
+                    "a text message: this transport carries binary messages only".into(),
+                ))
+            }
+            OpCode::Control(Control::Ping) => self.send_control(Frame::pong(payload))?,
+            OpCode::Control(Control::Pong) => {}
+            OpCode::Control(Control::Close) => {
+                self.close(CloseCode::Normal, "");
+                r.eof = true;
+            }
+            op => {
+                return Err(self.fail(
+                    CloseCode::Protocol,
+                    "protocol error",
+                    format!("a frame of reserved opcode {op}"),
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for WebSocketStream {
+    /// Blocks until a data frame's bytes are there (or EOF: the peer's close,
+    /// or the socket's end); unblocked by the socket's read timeout, as a
+    /// TCP read is. A partly read frame is kept for the next call.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let shared = &*self.shared;
+        let mut r = shared.read.lock();
+        loop {
+            if !r.pending.is_empty() {
+                let n = buf.len().min(r.pending.len());
+                buf[..n].copy_from_slice(&r.pending[..n]);
+                r.pending.advance(n);
+                return Ok(n);
+            }
+            if r.eof {
+                return Ok(0);
+            }
+            match r.frames.read(Some(MAX_MESSAGE)) {
+                Ok(Some(frame)) => shared.take(&mut r, frame)?,
+                Ok(None) => {
+                    r.eof = true; // closed without a close frame: a tab closed
+                }
+                Err(WsError::Io(e)) => return Err(e),
+                Err(WsError::Capacity(e)) => {
+                    return Err(shared.fail(
+                        CloseCode::Size,
+                        "message too big",
+                        format!("{e} (a message may be at most {MAX_MESSAGE} bytes)"),
+                    ))
+                }
+                Err(e) => {
+                    return Err(shared.fail(CloseCode::Protocol, "protocol error", e.to_string()))
+                }
+            }
         }
     }
 }
 
-/// Moves bytes both ways until both sides are done (or the connection code
-/// is gone). Returns why it stopped early, if it did.
-fn pump(
-    mut ws: WebSocket<Stream>,
-    fd: i32,
-    mut local: UnixStream,
-    error: &BridgeError,
-) -> Result<(), String> {
-    // Bytes from the peer, waiting to be written to the local end.
-    let mut to_local: Vec<u8> = Vec::new();
-    // Our output is buffered in tungstenite, waiting for the socket.
-    let mut pending = false;
-    let (mut local_eof, mut ws_eof) = (false, false);
-    let mut closing_since: Option<Instant> = None;
-    // tungstenite may hold more of the peer's messages than it handed out
-    // (one socket read can bring several): read again before waiting.
-    let mut maybe_more = false;
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    loop {
-        if closing_since.is_some_and(|t| t.elapsed() > CLOSE_GRACE) {
-            return Ok(()); // the peer never answered our close
+impl Write for WebSocketStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    /// Sends the bytes as one binary message (a server's at most
+    /// [`MAX_MESSAGE`] without copying them), or several when over it.
+    /// Blocks until the socket took them all; unblocked by its write timeout.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if len == 0 {
+            return Ok(0);
         }
-        // Interest: read the peer only when what it sent was passed on; read
-        // the local end only when our output drained. A side with no
-        // interest is left out (-1), so its hang-up does not spin the loop.
-        let peer_events = (if !ws_eof && to_local.is_empty() {
-            libc::POLLIN
+        let shared = &*self.shared;
+        if len <= MAX_MESSAGE && shared.role == Role::Server {
+            shared.send_message(bufs, len)?;
         } else {
-            0
-        }) | (if pending { libc::POLLOUT } else { 0 });
-        let mut fds = [
-            libc::pollfd {
-                fd: if peer_events == 0 { -1 } else { fd },
-                events: peer_events,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: local.as_raw_fd(),
-                events: (if !local_eof && !pending {
-                    libc::POLLIN
-                } else {
-                    0
-                }) | (if to_local.is_empty() {
-                    0
-                } else {
-                    libc::POLLOUT
-                }),
-                revents: 0,
-            },
-        ];
-        let read_now = maybe_more && !ws_eof && to_local.is_empty();
-        let wait = if read_now {
-            0
-        } else if closing_since.is_some() {
-            100
-        } else {
-            POLL_MS
-        };
-        if !poll_pair(&mut fds, wait)? {
-            continue;
-        }
-        let local_gone = fds[1].revents & (libc::POLLERR | libc::POLLNVAL) != 0
-            || (fds[1].revents & libc::POLLHUP != 0 && (local_eof || pending));
-        if local_gone {
-            return Ok(()); // the connection code dropped its end
-        }
-        // Peer → local.
-        let readable = fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
-        if (readable || read_now) && !ws_eof && to_local.is_empty() {
-            // Every message there is, up to one message's worth of bytes
-            // held (a frame sent in several messages moves in one go).
-            while to_local.len() < MAX_MESSAGE {
-                match read_one(&mut ws) {
-                    Ok(Got::Bytes(b)) => {
-                        to_local.extend_from_slice(&b);
-                        maybe_more = true;
-                    }
-                    Ok(Got::Nothing) => {
-                        maybe_more = false;
-                        break;
-                    }
-                    Ok(Got::Closed) => {
-                        ws_eof = true;
-                        break;
-                    }
-                    Err(why) => {
-                        // Say why before the connection code sees the end.
-                        *error.lock() = Some(why.clone());
-                        let _ = local.shutdown(std::net::Shutdown::Both);
-                        return Err(why);
-                    }
-                }
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            for chunk in all.chunks(MAX_MESSAGE) {
+                shared.send_message(&[IoSlice::new(chunk)], chunk.len())?;
             }
         }
-        if !pass_on(&mut local, &mut to_local, ws_eof) {
-            return Ok(());
+        Ok(len)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl WebSocketStream {
+    /// Half-closing the write side starts the closing handshake (our close
+    /// frame, then the socket's FIN); reading goes on to the peer's close.
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        if how != std::net::Shutdown::Read {
+            self.shared.close(CloseCode::Normal, "");
         }
-        // Local → peer, one read (at most one message) at a time.
-        if fds[1].revents & (libc::POLLIN | libc::POLLHUP) != 0 && !local_eof && !pending {
-            match local.read(&mut buf) {
-                Ok(0) => {
-                    local_eof = true;
-                    let _ = ws.close(None);
-                    closing_since = Some(Instant::now());
-                }
-                Ok(_) if ws_eof => {} // the peer closed: nothing more reaches it
-                Ok(n) => {
-                    if let Err(e) = ws.write(Message::Binary(Bytes::copy_from_slice(&buf[..n]))) {
-                        match e {
-                            WsError::Io(ref io) if would_block(io) => {}
-                            e => return Err(format!("WebSocket: {e}")),
-                        }
-                    }
-                }
-                Err(e) if would_block(&e) => {}
-                Err(_) => {
-                    local_eof = true;
-                    let _ = ws.close(None);
-                    closing_since = Some(Instant::now());
-                }
-            }
-        }
-        match ws.flush() {
-            Ok(()) => pending = false,
-            Err(WsError::Io(e)) if would_block(&e) => pending = true,
-            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
-                pending = false;
-                ws_eof = true;
-            }
-            Err(e) => return Err(format!("WebSocket: {e}")),
-        }
-        if local_eof && ws_eof && to_local.is_empty() && !pending {
-            return Ok(());
-        }
+        self.shared.transport.shutdown(how)
+    }
+
+    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.shared.transport.set_read_timeout(d)
+    }
+
+    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.shared.transport.set_write_timeout(d)
+    }
+
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.shared.transport.set_nonblocking(on)
+    }
+}
+
+impl AsRawFd for WebSocketStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.shared.transport.as_raw_fd()
     }
 }

@@ -300,12 +300,12 @@ impl RawPeer {
     }
 
     /// A peer speaking through the browser camera's WebSocket (`/ws/camera`
-    /// on the live view at `http`): the library's bridge, client side, under
-    /// the same reader and writer. `stream` is the WebSocket's own socket.
+    /// on the live view at `http`): the library's WebSocket transport, client
+    /// side, under the same reader and writer. `stream` is the WebSocket's own socket.
     pub fn websocket(http: SocketAddr) -> Self {
         let (stream, status, head) = ws_upgrade(http, "/ws/camera", &[]);
         assert_eq!(status, 101, "the upgrade is taken: {head}");
-        let (plain, _) = framelink::wire::websocket::bridge(
+        let (plain, _) = framelink::wire::websocket::open(
             framelink::wire::stream::Stream::Tcp(stream.try_clone().unwrap()),
             tungstenite::protocol::Role::Client,
             Vec::new(),

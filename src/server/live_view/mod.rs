@@ -172,9 +172,9 @@ pub trait StatsSource: Sync {
 /// the server: it runs the connection as a client's, on the calling thread,
 /// until it ends.
 pub trait Cameras: Sync {
-    /// `stream` is the plain end of the WebSocket bridge; `bridge` says why
-    /// the bridge ended early, if it did; `accepted` starts the handshake's
-    /// deadline.
+    /// `stream` is the WebSocket's byte stream; `bridge` says why the
+    /// WebSocket ended early (a text message, one too big), if it did;
+    /// `accepted` starts the handshake's deadline.
     fn serve_camera(
         &self,
         stream: Stream,

@@ -2,7 +2,7 @@
 //!
 //! - `/ws/camera`: a browser camera (the `/camera` page). After the upgrade
 //!   the connection is a framelink client like any other: the
-//!   [`websocket`] bridge turns it into a plain stream and the server runs
+//!   [`websocket`] transport turns it into a plain stream and the server runs
 //!   its handshake (token proof included), gate and stages on it.
 //! - `/ws/stats`: the `/stats.json` document pushed as a text message every
 //!   second, for the live view page.
@@ -76,7 +76,7 @@ fn accept(stream: &mut Stream, req: &Request, peer: SocketAddr) -> bool {
         .is_ok()
 }
 
-/// `/ws/camera`: upgrades, bridges, and runs the connection as a client of
+/// `/ws/camera`: upgrades, and runs the connection as a client of
 /// the server on this thread until it ends.
 pub fn camera(
     mut stream: Stream,
@@ -89,13 +89,13 @@ pub fn camera(
         return;
     }
     let accepted = Instant::now();
-    let bridged = websocket::bridge(stream, Role::Server, req.after_head).and_then(|(s, e)| {
+    let opened = websocket::open(stream, Role::Server, req.after_head).and_then(|(s, e)| {
         connection::configure_local(&s, io_timeout)?;
         Ok((s, e))
     });
-    match bridged {
+    match opened {
         Ok((plain, error)) => cameras.serve_camera(plain, error, peer, accepted),
-        Err(e) => debug!(%peer, "cannot start the WebSocket bridge: {e}"),
+        Err(e) => debug!(%peer, "cannot start the WebSocket transport: {e}"),
     }
 }
 
