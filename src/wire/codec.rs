@@ -4,6 +4,7 @@
 //! [`Error::Malformed`]); only then does [`parse`] read it. Every length is
 //! compared with a [`Limits`] cap before anything is allocated for it.
 
+use super::codes::*;
 use super::message::*;
 use byteorder::{BigEndian, ByteOrder, ReadBytesExt};
 use bytes::Bytes;

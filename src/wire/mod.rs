@@ -1,13 +1,15 @@
 //! What both programs speak: the framelink protocol (`protocol.md`).
 //!
-//! [`message`] defines each message and how it is encoded; [`codec`] decodes
-//! them (check, then parse, over a byte slice: no sockets, no threads);
-//! [`connection`] does the buffered I/O over a [`stream::Stream`], which is a
-//! TCP socket or the plain end of a [`tls`] or [`websocket`] bridge; [`auth`] is the token
+//! [`message`] defines each message and how it is encoded, [`codes`] the
+//! numbered values inside them; [`codec`] decodes them (check, then parse,
+//! over a byte slice: no sockets, no threads); [`connection`] does the
+//! buffered I/O over a [`stream::Stream`], which is a TCP socket, the plain
+//! end of a [`tls`] bridge, or a [`websocket`]; [`auth`] is the token
 //! handshake. Everything a peer needs from the wire is re-exported here.
 
 pub mod auth;
 pub mod codec;
+pub mod codes;
 pub mod connection;
 pub mod message;
 pub mod rx_time;
@@ -16,6 +18,7 @@ pub mod tls;
 pub mod websocket;
 
 pub use codec::*;
+pub use codes::*;
 pub use message::*;
 
 /// This machine's host name, cut to a name HELLO carries, or

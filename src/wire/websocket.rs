@@ -158,7 +158,9 @@ impl Shared {
             ..FrameHeader::default()
         };
         let mut head = Vec::with_capacity(14);
-        header.format(len as u64, &mut head).map_err(io::Error::other)?;
+        header
+            .format(len as u64, &mut head)
+            .map_err(io::Error::other)?;
         let mut w = self.write.lock();
         match mask {
             // A client's payload is masked: a copy.
