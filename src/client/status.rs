@@ -1,0 +1,99 @@
+//! What the client says: its compact status line and its end-of-run summary.
+
+use super::adapt::AdaptSummary;
+use super::Link;
+use crate::stats::Figures;
+use serde::Serialize;
+use std::time::Duration;
+
+/// The end-of-run figures of a client.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientSummary {
+    #[serde(flatten)]
+    pub figures: Figures,
+    pub server: String,
+    /// Successful connections (1 when the link never broke).
+    pub connections: u64,
+    pub duration_s: f64,
+    /// Seconds connected.
+    pub connected_s: f64,
+    /// Times the connection was lost after the first one (and came back, or
+    /// the run ended while it was lost).
+    pub gaps: u64,
+    /// Seconds without a connection after the first one, to the end.
+    pub offline_s: f64,
+    /// What adaptation did.
+    pub adapt: AdaptSummary,
+    /// Why the last connection attempt failed or the last connection was
+    /// lost or refused, if one was (e.g. "wrong token", a TLS error).
+    pub last_problem: Option<String>,
+    /// Times the source stopped giving frames (and came back, or the run
+    /// ended while it was lost).
+    pub source_outages: u64,
+    /// Seconds the source was lost, in all.
+    pub source_lost_s: f64,
+}
+
+impl ClientSummary {
+    /// Why the run did nothing, if it did nothing: no connection was ever
+    /// made (a wrong token, TLS, a full or absent server). The program then
+    /// exits with an error after its summary.
+    pub fn never_connected(&self) -> Option<String> {
+        (self.connections == 0).then(|| {
+            format!(
+                "no connection to {} was ever made{}",
+                self.server,
+                self.last_problem
+                    .as_ref()
+                    .map(|p| format!(": {p}"))
+                    .unwrap_or_default()
+            )
+        })
+    }
+}
+
+/// The default status line: link state and the figures a user watches, in
+/// about 80 columns (`--status detailed` has every figure).
+pub(super) fn compact_status(
+    link: &Link,
+    t: &crate::stats::Tally,
+    elapsed: Duration,
+    setting: &str,
+) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let c = t.counts;
+    let mut line = format!(
+        "{:<10} {:5.1} fps ok",
+        link.word(),
+        c.accepted as f64 / secs
+    );
+    let dropped = c.dropped_stale + c.rejected + c.too_large;
+    if dropped > 0 {
+        line += &format!(", {} stale {} rejected", c.dropped_stale, c.rejected);
+        if c.too_large > 0 {
+            line += &format!(" {} too large", c.too_large);
+        }
+    }
+    if let Some(p99) = t.age_ms().p99 {
+        line += &format!(" | age p99 {p99:.1} ms");
+    }
+    line += &format!(" | {:.2} MB/s | {setting}", c.bytes as f64 / secs / 1e6);
+    let r = &t.results;
+    if r.any() {
+        line += &format!(" | results {}", r.processed);
+        if r.skipped + r.failed > 0 {
+            line += &format!(" ({} skipped, {} failed)", r.skipped, r.failed);
+        }
+        if let Some(busy) = &r.busy {
+            line += &format!(" | {busy}");
+        }
+    }
+    if let Link::Retrying(why) | Link::Refused(why) = link {
+        let mut short: String = why.chars().take(60).collect();
+        if short.len() < why.len() {
+            short.push('…');
+        }
+        line += &format!(" | {short}");
+    }
+    line
+}
