@@ -444,3 +444,47 @@ fn metric_number(v: f64) -> String {
     let s = format!("{v:.6}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::SourceReport;
+
+    fn live(name: &str) -> Arc<Live> {
+        Arc::new(Live {
+            name: name.into(),
+            peer: "127.0.0.1:9".parse().unwrap(),
+            stats: Mutex::new(Running::default()),
+            superseded: Arc::default(),
+            superseded_reported: AtomicU64::new(0),
+            last_age_us: AtomicU64::new(0),
+            recent: Mutex::default(),
+            last_result: Mutex::default(),
+            last_size: std::sync::atomic::AtomicU32::new(0),
+            source: Arc::default(),
+        })
+    }
+
+    #[test]
+    fn the_status_line_and_snapshot_say_which_camera_is_lost() {
+        let r = Registry::default();
+        let (door, yard) = (live("door"), live("yard"));
+        r.add(1, door.clone());
+        r.add(2, yard);
+        assert!(!r.status_line().unwrap().contains("lost"));
+        door.source.report(&SourceReport {
+            up: false,
+            for_us: 0,
+            text: "no frame for 5.0 s".into(),
+        });
+        let line = r.status_line().unwrap();
+        assert!(line.contains("| door: camera lost since "), "{line}");
+        assert!(line.ends_with("(no frame for 5.0 s)"), "{line}");
+        assert!(!line.contains("yard:"), "{line}");
+        let now = r.snapshot();
+        assert!(!now[0].source_up && now[1].source_up);
+        assert_eq!(now[0].source_outages, 1);
+        assert_eq!(now[0].source_problem.as_deref(), Some("no frame for 5.0 s"));
+        assert_eq!(now[0].source_lost_since.as_ref().map(String::len), Some(8));
+    }
+}
