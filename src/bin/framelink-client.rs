@@ -39,7 +39,7 @@ fn run(opts: ClientOpts) -> Result<()> {
     }
     let results_on_stdout = config.results_on_stdout();
     let summary = client::run(config, shutdown)?;
-    let line = format!("summary: {}", summary.figures.describe());
+    let line = format!("summary: {}", summary.describe());
     // Standard output carries results only when they go there.
     output::line_to(results_on_stdout, &line);
     match summary.never_connected() {

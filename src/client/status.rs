@@ -35,6 +35,20 @@ pub struct ClientSummary {
 }
 
 impl ClientSummary {
+    /// The summary line's figures: the frames', then the outages if any.
+    pub fn describe(&self) -> String {
+        let mut line = self.figures.describe();
+        if self.source_outages > 0 {
+            line += &format!(
+                "; source lost {} time{} ({:.1} s in all)",
+                self.source_outages,
+                if self.source_outages == 1 { "" } else { "s" },
+                self.source_lost_s
+            );
+        }
+        line
+    }
+
     /// Why the run did nothing, if it did nothing: no connection was ever
     /// made (a wrong token, TLS, a full or absent server). The program then
     /// exits with an error after its summary.

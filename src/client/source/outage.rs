@@ -48,6 +48,8 @@ struct State {
     /// Outages so far (the one going on included), and their time, ended ones.
     outages: u64,
     lost_total: Duration,
+    /// How long the last outage that ended lasted.
+    last_outage: Duration,
 }
 
 /// An outage going on.
@@ -73,6 +75,7 @@ impl SourceHealth {
         if let Some(lost) = s.lost.take() {
             let took = lost.since.elapsed();
             s.lost_total += took;
+            s.last_outage = took;
             drop(s);
             self.changes.fetch_add(1, Ordering::SeqCst);
             info!("source back after {:.1} s", took.as_secs_f64());
@@ -135,7 +138,7 @@ impl SourceHealth {
             },
             None => SourceReport {
                 up: true,
-                for_us: 0,
+                for_us: micros_u32(s.last_outage),
                 text: String::new(),
             },
         }
@@ -236,7 +239,13 @@ mod tests {
         assert_eq!(h.changes(), 1);
         h.frame();
         assert_eq!(h.changes(), 2);
-        assert!(h.report().up);
+        let back = h.report();
+        assert!(back.up && back.text.is_empty());
+        assert_eq!(
+            back.for_us as u128,
+            h.totals().1.as_micros(),
+            "up says how long it was lost"
+        );
         assert_eq!(h.totals().0, 1);
     }
 
