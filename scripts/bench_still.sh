@@ -11,7 +11,7 @@ secs=${1:-15}
 cargo build --release --quiet --bin framelink-server --bin framelink-client
 bin=$PWD/target/release
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 hz=$(getconf CLK_TCK)
 port=$((20000 + RANDOM % 20000))
 "$bin/framelink-server" --listen "127.0.0.1:$port" --no-display --stats-interval 0 \

@@ -10,7 +10,7 @@ seconds=${1:-3600}
 cargo build --release --quiet
 bin=target/release
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 export FRAMELINK_TOKEN=soak-secret
 port=$((20000 + RANDOM % 20000))
 http=$((port + 1))

@@ -173,12 +173,13 @@ mod tests {
                 break;
             }
         }
-        // A stamp that does not convert (the wall clock read after it is earlier
-        // than it, or a second later) sends the caller to its own clock. It was
-        // seen in some runs of the whole suite, its cause not found (a wall clock
-        // adjusted between the stamp and the read is the likely one), so the
-        // measurement is taken again, at most three times, and the values are
-        // said if it never converts.
+        // A read with no stamp, or a stamp that does not convert, sends the
+        // caller to its own clock. Both were seen in some runs of the whole
+        // suite, their cause not pinned down (likely: the kernel's stamping,
+        // shared by every socket of the machine, switching as other tests'
+        // sockets come and go; a wall clock adjusted between stamp and read),
+        // so the measurement is taken again, at most three times, and what
+        // came is said if none gives an instant.
         let mut tries = Vec::new();
         let (sent, arrived, read_at) = loop {
             tx.write_all(b"hello").unwrap();
@@ -187,15 +188,14 @@ mod tests {
             std::thread::sleep(Duration::from_millis(30)); // the delay being measured
             let (n, stamp) = read(&rx, &mut buf).unwrap();
             assert_eq!(&buf[..n], b"hello");
-            let stamp = stamp.expect("a kernel stamp");
-            if let Some(arrived) = to_instant(stamp) {
+            if let Some(arrived) = stamp.and_then(to_instant) {
                 break (sent, arrived, Instant::now());
             }
             let wall = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap();
             tries.push(format!("stamp {stamp:?} read at wall clock {wall:?}"));
-            assert!(tries.len() < 3, "no stamp converted: {tries:?}");
+            assert!(tries.len() < 3, "no stamp gave an instant: {tries:?}");
         };
         assert!(
             read_at.duration_since(arrived) >= Duration::from_millis(25),

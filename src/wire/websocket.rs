@@ -98,10 +98,17 @@ struct Reading {
     eof: bool,
 }
 
-/// Unmasks (or masks: the same XOR) a client's payload in place.
+/// Unmasks (or masks: the same XOR) a client's payload in place, four
+/// bytes at a time.
 fn xor_mask(buf: &mut [u8], mask: [u8; 4]) {
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b ^= mask[i & 3];
+    let word = u32::from_ne_bytes(mask);
+    let mut words = buf.chunks_exact_mut(4);
+    for w in &mut words {
+        let v = u32::from_ne_bytes([w[0], w[1], w[2], w[3]]) ^ word;
+        w.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (b, m) in words.into_remainder().iter_mut().zip(mask) {
+        *b ^= m;
     }
 }
 
@@ -345,5 +352,28 @@ impl WebSocketStream {
 impl AsRawFd for WebSocketStream {
     fn as_raw_fd(&self) -> RawFd {
         self.shared.transport.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xor_mask;
+
+    #[test]
+    fn masking_is_rfc_6455s_xor_whatever_the_length() {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        for len in 0..13 {
+            let data: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(31)).collect();
+            let mut masked = data.clone();
+            xor_mask(&mut masked, mask);
+            let expected: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            assert_eq!(masked, expected, "{len} bytes");
+            xor_mask(&mut masked, mask);
+            assert_eq!(masked, data, "masking twice gives the bytes back");
+        }
     }
 }

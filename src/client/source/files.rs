@@ -1,5 +1,6 @@
 //! A folder of JPEG (and PNG) files, sent in name order and looped, or one
-//! file sent again and again, at `--fps`. JPEG files go as they are (no
+//! file sent again and again (read and decoded once, again only when it
+//! changes), at `--fps`. JPEG files go as they are (no
 //! re-encode); PNG files are decoded and encoded like camera frames. For
 //! replaying recorded footage through the pipeline.
 
@@ -22,6 +23,10 @@ pub struct Folder {
     pacer: Pacer,
     /// Files found unusable, so each is reported once.
     bad: std::collections::HashSet<usize>,
+    /// What `data` holds: which file, as it was on disk (modified, length),
+    /// and its dimensions and kind. A file sent again unchanged (one
+    /// file, or a folder of one) is not read and decoded again.
+    loaded: Option<(usize, std::time::SystemTime, u64, (u32, u32, bool))>,
 }
 
 impl Folder {
@@ -71,6 +76,7 @@ impl Folder {
             fps,
             pacer: Pacer::new(fps),
             bad: Default::default(),
+            loaded: None,
         })
     }
 
@@ -79,7 +85,21 @@ impl Folder {
     /// is a JPEG, or why it cannot be sent.
     fn load(&mut self, i: usize) -> Result<(u32, u32, bool)> {
         let path = &self.files[i];
-        let len = std::fs::metadata(path)?.len();
+        let meta = std::fs::metadata(path)?;
+        let (len, modified) = (meta.len(), meta.modified()?);
+        if let Some((j, m, l, got)) = self.loaded {
+            if (j, m, l) == (i, modified, len) {
+                return Ok(got);
+            }
+        }
+        self.loaded = None;
+        let got = self.read(i, len)?;
+        self.loaded = Some((i, modified, len, got));
+        Ok(got)
+    }
+
+    fn read(&mut self, i: usize, len: u64) -> Result<(u32, u32, bool)> {
+        let path = &self.files[i];
         if len > MAX_FILE_BYTES {
             bail!("{len} bytes is over the {MAX_FILE_BYTES}-byte limit");
         }
@@ -187,6 +207,29 @@ mod tests {
             }
         }
         assert_eq!(sizes, vec![(16, 8), (32, 16), (16, 8), (32, 16)]);
+    }
+
+    #[test]
+    fn one_file_is_read_once_until_it_changes_or_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("still.jpg");
+        std::fs::write(&file, sample_jpeg(16, 8)).unwrap();
+        let mut f = Folder::open(&file, 0.0).unwrap();
+        let size = |f: &mut Folder| f.next_frame().map(|c| c.image.dimensions());
+        assert_eq!(size(&mut f).unwrap(), (16, 8));
+        assert!(f.loaded.is_some());
+        assert_eq!(size(&mut f).unwrap(), (16, 8));
+        std::fs::write(&file, sample_jpeg(32, 16)).unwrap();
+        assert_eq!(
+            size(&mut f).unwrap(),
+            (32, 16),
+            "a changed file is read again"
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert!(
+            size(&mut f).is_err(),
+            "a file gone is an error, not the copy kept"
+        );
     }
 
     #[test]
