@@ -6,14 +6,14 @@
 
 mod support;
 
+#[cfg(feature = "camera")]
 use framelink::client::source::camera::{CameraSource, Device, Raw};
-use framelink::client::source::{ffmpeg, Source, SourceKind};
-use framelink::client::{self, ClientConfig, ClientSummary};
-use framelink::shutdown::Shutdown;
+use framelink::client::source::{ffmpeg, SourceKind};
+use framelink::client::{ClientConfig, ClientSummary};
 use framelink::wire::{self, GoodbyeCode, Message, SourceReport};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{http_get, server_config, RawPeer, TestClient, TestServer, WAIT};
@@ -264,11 +264,13 @@ fn an_http_camera_stopped_and_started_again_is_a_camera_lost_and_back() {
 
 /// A USB camera's device: `frames` MJPEG frames at 50 fps, then unplugged
 /// (the error V4L2 gives for a device gone), or for ever.
+#[cfg(feature = "camera")]
 struct UsbDouble {
     frames: Option<usize>,
     jpeg: Vec<u8>,
 }
 
+#[cfg(feature = "camera")]
 impl Device for UsbDouble {
     fn frame(&mut self) -> Result<Raw, String> {
         if let Some(n) = self.frames.as_mut() {
@@ -282,36 +284,39 @@ impl Device for UsbDouble {
     }
 }
 
+#[cfg(feature = "camera")]
 #[test]
 fn a_usb_camera_unplugged_and_plugged_in_again_is_opened_again() {
     let server = TestServer::start(server_config());
-    let opens = Arc::new(AtomicUsize::new(0));
+    let opens = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = opens.clone();
     let image = jpeg(80, 60, 3);
     // First open: a camera unplugged after 30 frames; then two tries while
     // it is away; then it is back for good.
-    let reopen = Box::new(move || -> anyhow::Result<Box<dyn Source>> {
-        let n = counted.fetch_add(1, Ordering::SeqCst);
-        let frames = match n {
-            0 => Some(30),
-            1 | 2 => anyhow::bail!("cannot open camera 0: No such file or directory"),
-            _ => None,
-        };
-        let jpeg = image.clone();
-        let cam = CameraSource::start(0, move || {
-            Ok((
-                Box::new(UsbDouble { frames, jpeg }) as Box<dyn Device>,
-                "usb double".into(),
-            ))
-        })?;
-        Ok(Box::new(cam))
-    });
+    let reopen = Box::new(
+        move || -> anyhow::Result<Box<dyn framelink::client::source::Source>> {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            let frames = match n {
+                0 => Some(30),
+                1 | 2 => anyhow::bail!("cannot open camera 0: No such file or directory"),
+                _ => None,
+            };
+            let jpeg = image.clone();
+            let cam = CameraSource::start(0, move || {
+                Ok((
+                    Box::new(UsbDouble { frames, jpeg }) as Box<dyn Device>,
+                    "usb double".into(),
+                ))
+            })?;
+            Ok(Box::new(cam))
+        },
+    );
     let cfg = config(&server, "usb", SourceKind::Camera, 0.0);
-    let stop = Shutdown::new();
+    let stop = framelink::shutdown::Shutdown::new();
     let (done_tx, done) = crossbeam_channel::bounded(1);
     let sd = stop.clone();
     std::thread::spawn(move || {
-        let _ = done_tx.send(client::run_reopening(cfg, reopen, sd));
+        let _ = done_tx.send(framelink::client::run_reopening(cfg, reopen, sd));
     });
     server.wait_frames(Some("usb"), 3);
     let lost = server.wait_source("usb", true);

@@ -23,10 +23,19 @@ pub struct Folder {
     pacer: Pacer,
     /// Files found unusable, so each is reported once.
     bad: std::collections::HashSet<usize>,
-    /// What `data` holds: which file, as it was on disk (modified, length),
-    /// and its dimensions and kind. A file sent again unchanged (one
-    /// file, or a folder of one) is not read and decoded again.
-    loaded: Option<(usize, std::time::SystemTime, u64, (u32, u32, bool))>,
+    /// What `data` holds. A file sent again unchanged (one file, or a
+    /// folder of one) is not read and decoded again.
+    loaded: Option<Loaded>,
+}
+
+/// A file in `Folder::data`: which, as it was on disk, and what it gave.
+#[derive(Clone, Copy, PartialEq)]
+struct Loaded {
+    file: usize,
+    modified: std::time::SystemTime,
+    len: u64,
+    /// Width, height, and whether it is a JPEG.
+    got: (u32, u32, bool),
 }
 
 impl Folder {
@@ -87,14 +96,19 @@ impl Folder {
         let path = &self.files[i];
         let meta = std::fs::metadata(path)?;
         let (len, modified) = (meta.len(), meta.modified()?);
-        if let Some((j, m, l, got)) = self.loaded {
-            if (j, m, l) == (i, modified, len) {
-                return Ok(got);
+        if let Some(l) = self.loaded {
+            if (l.file, l.modified, l.len) == (i, modified, len) {
+                return Ok(l.got);
             }
         }
         self.loaded = None;
         let got = self.read(i, len)?;
-        self.loaded = Some((i, modified, len, got));
+        self.loaded = Some(Loaded {
+            file: i,
+            modified,
+            len,
+            got,
+        });
         Ok(got)
     }
 
