@@ -18,18 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{http_get, server_config, RawPeer, TestClient, TestServer, WAIT};
 
-fn jpeg(w: u32, h: u32, seed: u8) -> Vec<u8> {
-    use framelink::media::encode::Encoder;
-    let rgb: Vec<u8> = (0..w * h)
-        .flat_map(|i| [(i % w) as u8 ^ seed, (i / w) as u8, seed])
-        .collect();
-    let mut out = Vec::new();
-    framelink::media::encode::ImageEncoder::new(85)
-        .encode(&rgb, w, h, &mut out)
-        .unwrap();
-    out
-}
-
 fn config(server: &TestServer, name: &str, kind: SourceKind, fps: f64) -> ClientConfig {
     let mut c = ClientConfig::test_pattern(server.addr.to_string(), 160, 120, fps);
     c.name = name.into();
@@ -61,6 +49,18 @@ fn source_up_metric(http: SocketAddr, name: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(&key).map(str::to_string))
 }
 
+/// Waits for `name`'s camera to be said lost, and returns why.
+fn lost_because(server: &TestServer, name: &str) -> String {
+    server.wait_source(name, true).lost.expect("a reason")
+}
+
+/// Waits for `name`'s camera to be said back, then for a frame of it that
+/// arrived after `since`.
+fn back_and_streaming(server: &TestServer, name: &str, since: Instant) {
+    server.wait_source(name, false);
+    while server.next_frame(Some(name)).at <= since {}
+}
+
 /// The outage as the client's summary counts it: one, over one connection.
 fn one_outage(summary: &ClientSummary, at_least: Duration) {
     assert_eq!(
@@ -81,7 +81,11 @@ fn a_folder_moved_away_and_back_is_a_camera_lost_and_back_on_one_connection() {
     let cam = tmp.path().join("cam");
     std::fs::create_dir(&cam).unwrap();
     for i in 0..3u8 {
-        std::fs::write(cam.join(format!("{i}.jpg")), jpeg(64, 48, i * 40)).unwrap();
+        std::fs::write(
+            cam.join(format!("{i}.jpg")),
+            support::jpeg(64, 48 + u32::from(i)),
+        )
+        .unwrap();
     }
     let server = TestServer::start_http(server_config());
     let http = server.http.unwrap();
@@ -98,8 +102,8 @@ fn a_folder_moved_away_and_back_is_a_camera_lost_and_back_on_one_connection() {
     let away = tmp.path().join("away");
     std::fs::rename(&cam, &away).unwrap();
     let lost_at = Instant::now();
-    let lost = server.wait_source("folder", true);
-    assert!(lost.lost.as_deref().unwrap().contains("usable"), "{lost:?}");
+    let why = lost_because(&server, "folder");
+    assert!(why.contains("usable"), "{why}");
     let c = stats_of(http, "folder");
     assert_eq!(c["source_up"], false, "{c}");
     assert_eq!(c["source_outages"], 1, "{c}");
@@ -112,13 +116,8 @@ fn a_folder_moved_away_and_back_is_a_camera_lost_and_back_on_one_connection() {
     assert_eq!(source_up_metric(http, "folder").as_deref(), Some("0"));
 
     std::fs::rename(&away, &cam).unwrap();
-    server.wait_source("folder", false);
     // Frames flow again, on the same connection.
-    loop {
-        if server.next_frame(Some("folder")).at > lost_at {
-            break;
-        }
-    }
+    back_and_streaming(&server, "folder", lost_at);
     assert_eq!(stats_of(http, "folder")["source_up"], true);
     assert_eq!(source_up_metric(http, "folder").as_deref(), Some("1"));
     let summary = client.stop().unwrap();
@@ -154,20 +153,9 @@ fn the_ffmpeg_child_killed_is_a_camera_lost_and_started_again() {
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(first[0], libc::SIGKILL) }, 0);
     let lost_at = Instant::now();
-    let lost = server.wait_source("lavfi", true);
-    assert!(
-        lost.lost
-            .as_deref()
-            .unwrap()
-            .contains("was killed (signal 9)"),
-        "{lost:?}"
-    );
-    server.wait_source("lavfi", false);
-    loop {
-        if server.next_frame(Some("lavfi")).at > lost_at {
-            break;
-        }
-    }
+    let why = lost_because(&server, "lavfi");
+    assert!(why.contains("was killed (signal 9)"), "{why}");
+    back_and_streaming(&server, "lavfi", lost_at);
     let again = children_running("176x144");
     assert!(
         again.len() == 1 && again != first,
@@ -193,7 +181,7 @@ impl HttpCamera {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let quit = stop.clone();
-        let frame = jpeg(96, 64, 7);
+        let frame = support::jpeg(96, 64);
         let thread = std::thread::spawn(move || {
             let mut viewers = Vec::new();
             while !quit.load(Ordering::SeqCst) {
@@ -245,18 +233,10 @@ fn an_http_camera_stopped_and_started_again_is_a_camera_lost_and_back() {
     server.wait_frames(Some("ipcam"), 3);
     let port = camera.stop();
     let lost_at = Instant::now();
-    let lost = server.wait_source("ipcam", true);
-    assert!(
-        lost.lost.as_deref().unwrap().starts_with("no frame for"),
-        "{lost:?}"
-    );
+    let why = lost_because(&server, "ipcam");
+    assert!(why.starts_with("no frame for"), "{why}");
     let _camera = HttpCamera::start(port);
-    server.wait_source("ipcam", false);
-    loop {
-        if server.next_frame(Some("ipcam")).at > lost_at {
-            break;
-        }
-    }
+    back_and_streaming(&server, "ipcam", lost_at);
     let summary = client.stop().unwrap();
     one_outage(&summary, Duration::from_secs(1));
     server.stop();
@@ -290,7 +270,7 @@ fn a_usb_camera_unplugged_and_plugged_in_again_is_opened_again() {
     let server = TestServer::start(server_config());
     let opens = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = opens.clone();
-    let image = jpeg(80, 60, 3);
+    let image = support::jpeg(80, 60);
     // First open: a camera unplugged after 30 frames; then two tries while
     // it is away; then it is back for good.
     let reopen = Box::new(
@@ -319,21 +299,13 @@ fn a_usb_camera_unplugged_and_plugged_in_again_is_opened_again() {
         let _ = done_tx.send(framelink::client::run_reopening(cfg, reopen, sd));
     });
     server.wait_frames(Some("usb"), 3);
-    let lost = server.wait_source("usb", true);
+    let lost_at = Instant::now();
+    let why = lost_because(&server, "usb");
     assert!(
-        lost.lost
-            .as_deref()
-            .unwrap()
-            .contains("No such device (os error 19) (unplugged?)"),
-        "{lost:?}"
+        why.contains("No such device (os error 19) (unplugged?)"),
+        "{why}"
     );
-    server.wait_source("usb", false);
-    let back = Instant::now();
-    loop {
-        if server.next_frame(Some("usb")).at > back {
-            break;
-        }
-    }
+    back_and_streaming(&server, "usb", lost_at);
     assert!(
         opens.load(Ordering::SeqCst) >= 4,
         "opened again after two failed tries"

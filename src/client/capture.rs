@@ -32,6 +32,7 @@ use bytes::Bytes;
 use crossbeam_channel::RecvTimeoutError;
 use publish::Publisher;
 use shape::{Shaped, Shaper};
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -156,13 +157,12 @@ pub fn run(
             outages.health.asking();
             let captured = match source.next_frame() {
                 Ok(c) => c,
-                Err(e) => match outages.recover(e, shutdown) {
-                    Ok(Some(again)) => {
+                Err(e) => match failed(&mut outages, e, &publisher, shutdown) {
+                    Continue(again) => {
                         source = again;
                         continue;
                     }
-                    Ok(None) => return Ok(()),
-                    Err(e) => return Err(ended(e, &publisher, shutdown)),
+                    Break(end) => return end,
                 },
             };
             outages.health.frame();
@@ -285,13 +285,12 @@ pub fn run(
             Ok(c) => c,
             Err(e) => {
                 let _ = pool_tx.try_send(buffer);
-                match outages.recover(e, shutdown) {
-                    Ok(Some(again)) => {
+                match failed(&mut outages, e, &publisher, shutdown) {
+                    Continue(again) => {
                         source = again;
                         continue;
                     }
-                    Ok(None) => return Ok(()),
-                    Err(e) => return Err(ended(e, &publisher, shutdown)),
+                    Break(end) => return end,
                 }
             }
         };
@@ -372,6 +371,21 @@ pub fn run(
         id += 1;
     }
     Ok(())
+}
+
+/// The source failed with `e`: it is opened again (Continue), or the stage
+/// ends (Break: stopping, or `e` when it cannot be reopened).
+fn failed(
+    outages: &mut Outages,
+    e: anyhow::Error,
+    publisher: &Publisher,
+    shutdown: &Shutdown,
+) -> ControlFlow<Result<()>, Box<dyn Source>> {
+    match outages.recover(e, shutdown) {
+        Ok(Some(again)) => Continue(again),
+        Ok(None) => Break(Ok(())),
+        Err(e) => Break(Err(ended(e, publisher, shutdown))),
+    }
 }
 
 /// How long a stream that ended waits for its last frame to go out.

@@ -384,6 +384,16 @@ mod tests {
     use super::*;
     use crate::server::sink::ArrivedFrame;
 
+    /// A 32x16 JPEG, all red.
+    fn red_jpeg() -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(32, 16, image::Rgb([250, 0, 0]));
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
+            .encode(&img, 32, 16, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        out
+    }
+
     fn view(client: ClientId, jpeg: Vec<u8>) -> FrameView {
         FrameView::new(ArrivedFrame {
             client,
@@ -401,14 +411,7 @@ mod tests {
     #[test]
     fn tiles_appear_and_go_with_clients() {
         let mut m = Mosaic::new(320, 180);
-        let red = {
-            let img = image::RgbImage::from_pixel(32, 16, image::Rgb([250, 0, 0]));
-            let mut out = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
-                .encode(&img, 32, 16, image::ExtendedColorType::Rgb8)
-                .unwrap();
-            out
-        };
+        let red = red_jpeg();
         m.update(&mut view(1, red.clone())).unwrap();
         m.update(&mut view(2, red)).unwrap();
         assert_eq!(m.len(), 2);
@@ -436,12 +439,7 @@ mod tests {
     fn the_label_sits_in_its_own_band_never_over_the_picture() {
         let (w, h) = (320, 180);
         let mut m = Mosaic::new(w, h);
-        let img = image::RgbImage::from_pixel(32, 16, image::Rgb([250, 0, 0]));
-        let mut red = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut red, 95)
-            .encode(&img, 32, 16, image::ExtendedColorType::Rgb8)
-            .unwrap();
-        m.update(&mut view(1, red)).unwrap();
+        m.update(&mut view(1, red_jpeg())).unwrap();
         let canvas = m.render().to_vec();
         let bright = |p: u32| (p >> 8) & 0xFF > 150 && p & 0xFF > 150;
         let (band_rows, picture_rows) = canvas.split_at(LABEL_BAND * w);
@@ -462,12 +460,7 @@ mod tests {
     fn a_lost_camera_dims_its_tile_and_says_no_signal_until_it_is_back() {
         let (w, h) = (320, 180);
         let mut m = Mosaic::new(w, h);
-        let img = image::RgbImage::from_pixel(32, 16, image::Rgb([250, 0, 0]));
-        let mut red = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut red, 95)
-            .encode(&img, 32, 16, image::ExtendedColorType::Rgb8)
-            .unwrap();
-        m.update(&mut view(1, red)).unwrap();
+        m.update(&mut view(1, red_jpeg())).unwrap();
         let reddish = |c: &[u32]| {
             c.iter()
                 .filter(|&&p| (p >> 16) & 0xFF > 200 && (p >> 8) & 0xFF < 50)

@@ -184,21 +184,7 @@ impl Shared {
                 let mut slices = Vec::with_capacity(bufs.len() + 1);
                 slices.push(IoSlice::new(&head));
                 slices.extend(bufs.iter().map(|b| IoSlice::new(b)));
-                let mut slices = &mut slices[..];
-                while !slices.is_empty() {
-                    match w.write_vectored(slices) {
-                        Ok(0) => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::WriteZero,
-                                "connection closed while sending",
-                            ))
-                        }
-                        Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(())
+                crate::wire::connection::write_all_vectored(&mut *w, &mut slices)
             }
         }
     }
