@@ -122,7 +122,17 @@ fn a_folder_moved_away_and_back_is_a_camera_lost_and_back_on_one_connection() {
     assert_eq!(source_up_metric(http, "folder").as_deref(), Some("1"));
     let summary = client.stop().unwrap();
     one_outage(&summary, Duration::from_millis(100));
-    server.stop();
+    let folder = server
+        .stop()
+        .clients
+        .into_iter()
+        .find(|c| c.name == "folder")
+        .unwrap();
+    assert_eq!(
+        folder.source_outages, 1,
+        "the server's summary counts it too"
+    );
+    assert_eq!(folder.source_up, None, "not connected at the end");
 }
 
 /// The pids of this test process's children whose command line has `needle`.

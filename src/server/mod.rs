@@ -143,6 +143,11 @@ pub struct ClientSummary {
     pub connections: u64,
     #[serde(flatten)]
     pub figures: Figures,
+    /// Whether the camera of its newest connection gives frames (None: not
+    /// connected now).
+    pub source_up: Option<bool>,
+    /// Camera outages its connections reported.
+    pub source_outages: u64,
 }
 
 /// What every connection thread shares.

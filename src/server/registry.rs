@@ -99,12 +99,21 @@ pub(super) fn trim_recent(r: &mut VecDeque<Instant>, now: Instant) {
     }
 }
 
+/// A client name's finished connections: their figures, how many, and the
+/// camera outages they reported.
+#[derive(Clone, Default)]
+pub(super) struct Gone {
+    tally: Tally,
+    connections: u64,
+    source_outages: u64,
+}
+
 /// All clients, connected and gone.
 #[derive(Default)]
 pub(super) struct Registry {
     pub(super) live: Mutex<HashMap<ClientId, Arc<Live>>>,
     /// Per client name: figures of finished connections, and how many.
-    pub(super) gone: Mutex<BTreeMap<Arc<str>, (Tally, u64)>>,
+    pub(super) gone: Mutex<BTreeMap<Arc<str>, Gone>>,
 }
 
 impl Registry {
@@ -124,9 +133,10 @@ impl Registry {
         } else {
             Arc::from("(other clients)")
         };
-        let entry = gone.entry(key).or_insert_with(|| (Tally::default(), 0));
-        entry.0.merge(&total);
-        entry.1 += 1;
+        let entry = gone.entry(key).or_default();
+        entry.tally.merge(&total);
+        entry.connections += 1;
+        entry.source_outages += live.source.outages();
     }
 
     /// One status line over all connected clients, or None when idle.
@@ -210,25 +220,33 @@ impl Registry {
     }
 
     pub(super) fn summary(&self, duration: Duration) -> ServerSummary {
-        let mut per_name: BTreeMap<Arc<str>, (Tally, u64)> = self.gone.lock().clone();
-        for l in self.live.lock().values() {
+        let mut per_name: BTreeMap<Arc<str>, Gone> = self.gone.lock().clone();
+        // The camera of each name's newest connection (ids grow), if connected.
+        let mut up_now: BTreeMap<Arc<str>, (ClientId, bool)> = BTreeMap::new();
+        for (id, l) in self.live.lock().iter() {
             let mut t = l.stats.lock().total.clone();
             t.counts.superseded = l.superseded.load(Ordering::Relaxed);
-            let e = per_name
-                .entry(l.name.clone())
-                .or_insert_with(|| (Tally::default(), 0));
-            e.0.merge(&t);
-            e.1 += 1;
+            let e = per_name.entry(l.name.clone()).or_default();
+            e.tally.merge(&t);
+            e.connections += 1;
+            e.source_outages += l.source.outages();
+            let up = l.source.lost().is_none();
+            let newest = up_now.entry(l.name.clone()).or_insert((*id, up));
+            if *id >= newest.0 {
+                *newest = (*id, up);
+            }
         }
         let mut total = Tally::default();
         let clients = per_name
             .iter()
-            .map(|(name, (t, n))| {
-                total.merge(t);
+            .map(|(name, g)| {
+                total.merge(&g.tally);
                 ClientSummary {
                     name: name.to_string(),
-                    connections: *n,
-                    figures: t.figures(false),
+                    connections: g.connections,
+                    figures: g.tally.figures(false),
+                    source_up: up_now.get(name).map(|&(_, up)| up),
+                    source_outages: g.source_outages,
                 }
             })
             .collect();
@@ -486,5 +504,21 @@ mod tests {
         assert_eq!(now[0].source_outages, 1);
         assert_eq!(now[0].source_problem.as_deref(), Some("no frame for 5.0 s"));
         assert_eq!(now[0].source_lost_since.as_ref().map(String::len), Some(8));
+        let named = r.summary(Duration::ZERO).clients;
+        assert_eq!(
+            (named[0].source_up, named[0].source_outages),
+            (Some(false), 1)
+        );
+        assert_eq!(
+            (named[1].source_up, named[1].source_outages),
+            (Some(true), 0)
+        );
+        r.remove(1);
+        let named = r.summary(Duration::ZERO).clients;
+        assert_eq!(
+            (named[0].source_up, named[0].source_outages),
+            (None, 1),
+            "gone, still counted"
+        );
     }
 }
