@@ -143,12 +143,6 @@ fn the_window_shows_the_moving_test_pattern() {
     // Wait until the screen shows the pattern: many distinct colours (the
     // gradient), then take a second shot and see it moved.
     let deadline = Instant::now() + WAIT;
-    let colours = |rgb: &[u8]| {
-        rgb.chunks(3)
-            .map(|p| (p[0] >> 3, p[1] >> 3, p[2] >> 3))
-            .collect::<std::collections::HashSet<_>>()
-            .len()
-    };
     let first = loop {
         let shot = screenshot(&display);
         if colours(&shot.2) > 2000 {
@@ -182,6 +176,81 @@ fn the_window_shows_the_moving_test_pattern() {
     )
     .unwrap();
     eprintln!("screenshot: {}", out.display());
+}
+
+/// Distinct colours on the screen (5 bits a channel).
+fn colours(rgb: &[u8]) -> usize {
+    rgb.chunks(3)
+        .map(|p| (p[0] >> 3, p[1] >> 3, p[2] >> 3))
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+/// Takes screenshots until `ok` holds for one (failing after [`WAIT`]).
+fn screen_until(display: &str, what: &str, ok: impl Fn(&[u8]) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if ok(&screenshot(display).2) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the window never showed {what}");
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "needs Xvfb and xwd: run with --ignored (scripts/test.sh does)"]
+fn a_camera_lost_is_a_dimmed_no_signal_tile_until_it_is_back() {
+    let (_x, display) = xvfb();
+    let tmp = tempfile::tempdir().unwrap();
+    let cam = tmp.path().join("cam");
+    std::fs::create_dir(&cam).unwrap();
+    std::fs::write(cam.join("frame.jpg"), support::jpeg(640, 480)).unwrap();
+    let (server, out, _err) = support::spawn_program(
+        env!("CARGO_BIN_EXE_framelink-server"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--duration",
+            "40",
+            "--stats-interval",
+            "0",
+        ],
+        None,
+        &[("DISPLAY", display.as_str())],
+    );
+    let _server = Killed(server);
+    let addr = support::listening_address(&out).to_string();
+    let _client = Killed(
+        Command::new(env!("CARGO_BIN_EXE_framelink-client"))
+            .args([
+                "--source",
+                cam.to_str().unwrap(),
+                "--fps",
+                "10",
+                "--source-timeout",
+                "1",
+            ])
+            .args(["--name", "porch", "--stats-interval", "0", &addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let white = |rgb: &[u8]| rgb.chunks(3).filter(|p| p == &[255, 255, 255]).count();
+    screen_until(&display, "the picture", |rgb| colours(rgb) > 1000);
+    let label_only = white(&screenshot(&display).2);
+
+    let away = tmp.path().join("away");
+    std::fs::rename(&cam, &away).unwrap();
+    // The picture dimmed (few colours left) and NO SIGNAL written over it.
+    screen_until(&display, "NO SIGNAL", |rgb| {
+        colours(rgb) < 600 && white(rgb) > label_only + 1000
+    });
+    std::fs::rename(&away, &cam).unwrap();
+    screen_until(&display, "the picture again", |rgb| {
+        colours(rgb) > 1000 && white(rgb) < label_only + 500
+    });
 }
 
 #[test]
