@@ -104,40 +104,18 @@ fn parse_xwd(b: &[u8]) -> (usize, usize, Vec<u8>) {
 #[ignore = "needs Xvfb and xwd: run with --ignored (scripts/test.sh does)"]
 fn the_window_shows_the_moving_test_pattern() {
     let (_x, display) = xvfb();
-    let (server, out, _err) = support::spawn_program(
-        env!("CARGO_BIN_EXE_framelink-server"),
+    let _running = window_and_client(
+        &display,
         &[
-            "--listen",
-            "127.0.0.1:0",
-            "--duration",
-            "20",
-            "--stats-interval",
-            "0",
+            "--source",
+            "test-pattern",
+            "--width",
+            "640",
+            "--height",
+            "480",
+            "--name",
+            "xvfb-cam",
         ],
-        None,
-        &[("DISPLAY", display.as_str())],
-    );
-    let _server = Killed(server);
-    let addr = support::listening_address(&out).to_string();
-    let _client = Killed(
-        Command::new(env!("CARGO_BIN_EXE_framelink-client"))
-            .args([
-                "--source",
-                "test-pattern",
-                "--width",
-                "640",
-                "--height",
-                "480",
-                "--name",
-                "xvfb-cam",
-                "--stats-interval",
-                "0",
-                &addr,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
     );
 
     // Wait until the screen shows the pattern: many distinct colours (the
@@ -178,6 +156,34 @@ fn the_window_shows_the_moving_test_pattern() {
     eprintln!("screenshot: {}", out.display());
 }
 
+/// A server showing its window on `display`, and a client streaming to it
+/// with `client_args` (both killed when dropped).
+fn window_and_client(display: &str, client_args: &[&str]) -> (Killed, Killed) {
+    let (server, out, _err) = support::spawn_program(
+        env!("CARGO_BIN_EXE_framelink-server"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--duration",
+            "40",
+            "--stats-interval",
+            "0",
+        ],
+        None,
+        &[("DISPLAY", display)],
+    );
+    let server = Killed(server);
+    let addr = support::listening_address(&out).to_string();
+    let client = Command::new(env!("CARGO_BIN_EXE_framelink-client"))
+        .args(client_args)
+        .args(["--stats-interval", "0", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (server, Killed(client))
+}
+
 /// Distinct colours on the screen (5 bits a channel).
 fn colours(rgb: &[u8]) -> usize {
     rgb.chunks(3)
@@ -206,36 +212,19 @@ fn a_camera_lost_is_a_dimmed_no_signal_tile_until_it_is_back() {
     let cam = tmp.path().join("cam");
     std::fs::create_dir(&cam).unwrap();
     std::fs::write(cam.join("frame.jpg"), support::jpeg(640, 480)).unwrap();
-    let (server, out, _err) = support::spawn_program(
-        env!("CARGO_BIN_EXE_framelink-server"),
+    let cam_arg = cam.to_str().unwrap();
+    let _running = window_and_client(
+        &display,
         &[
-            "--listen",
-            "127.0.0.1:0",
-            "--duration",
-            "40",
-            "--stats-interval",
-            "0",
+            "--source",
+            cam_arg,
+            "--fps",
+            "10",
+            "--source-timeout",
+            "1",
+            "--name",
+            "porch",
         ],
-        None,
-        &[("DISPLAY", display.as_str())],
-    );
-    let _server = Killed(server);
-    let addr = support::listening_address(&out).to_string();
-    let _client = Killed(
-        Command::new(env!("CARGO_BIN_EXE_framelink-client"))
-            .args([
-                "--source",
-                cam.to_str().unwrap(),
-                "--fps",
-                "10",
-                "--source-timeout",
-                "1",
-            ])
-            .args(["--name", "porch", "--stats-interval", "0", &addr])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
     );
     let white = |rgb: &[u8]| rgb.chunks(3).filter(|p| p == &[255, 255, 255]).count();
     screen_until(&display, "the picture", |rgb| colours(rgb) > 1000);
