@@ -256,6 +256,8 @@ fn work(
 ) {
     let subject = nats::work_subject(&config.nats.prefix);
     let mut clients: HashMap<ClientId, Instant> = HashMap::new();
+    // The last frame's pixels, decoded into again by the next one.
+    let mut pixels = Vec::new();
     let mut last_forget = Instant::now();
     let mut last_problem: Option<String> = None;
     while !shutdown.is_triggered() {
@@ -310,7 +312,15 @@ fn work(
             counts.idle.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        handle(msg, &mut *processor, broker, config, counts, &mut clients);
+        handle(
+            msg,
+            &mut *processor,
+            broker,
+            config,
+            counts,
+            &mut clients,
+            &mut pixels,
+        );
         if last_forget.elapsed() > FORGET_CLIENT_AFTER / 4 {
             last_forget = Instant::now();
             clients.retain(|c, seen| {
@@ -389,6 +399,7 @@ fn handle(
     config: &WorkerConfig,
     counts: &Counts,
     clients: &mut HashMap<ClientId, Instant>,
+    pixels: &mut Vec<u8>,
 ) {
     let received = Instant::now();
     let given = match parse(msg) {
@@ -403,11 +414,13 @@ fn handle(
         if clients.len() < 100_000 || clients.contains_key(&frame.client) {
             clients.insert(frame.client, Instant::now());
         }
-        let mut view = FrameView::new(frame);
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut view = FrameView::reusing(frame, std::mem::take(pixels));
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             processor.process(&mut view)
         }))
-        .unwrap_or_else(|panic| Err(anyhow!("panicked: {}", crate::logging::panic_text(&*panic))))
+        .unwrap_or_else(|panic| Err(anyhow!("panicked: {}", crate::logging::panic_text(&*panic))));
+        *pixels = view.into_spare();
+        out
     });
     let mut h = HeaderMap::new();
     h.insert(header::TOKEN, given.token.to_string());

@@ -64,6 +64,33 @@ fn decode_unchecked(jpeg: &[u8]) -> Result<image::RgbImage> {
     }
 }
 
+/// Decodes a JPEG to RGB8 like [`decode_rgb`], into `buf`: a buffer an
+/// earlier frame's pixels were in (see `RgbImage::into_raw`), so a thread
+/// that decodes every frame allocates once instead of once a frame, and its
+/// resident memory does not rise and fall by a frame each time. A buffer over
+/// four times the frame's size (the frames got smaller) is let go rather than
+/// kept. The pure-Rust decoder makes its own buffer and `buf` is dropped.
+pub fn decode_rgb_reusing(jpeg: &[u8], buf: Vec<u8>) -> Result<image::RgbImage> {
+    #[cfg(feature = "turbojpeg")]
+    {
+        let mut buf = buf;
+        let (w, h) = decoded_size(jpeg)?;
+        let need = w as usize * h as usize * 3;
+        if buf.capacity() > need.saturating_mul(4) {
+            buf = Vec::new();
+        }
+        // Only a grown buffer is written here: the decoder fills every byte.
+        buf.resize(need, 0);
+        decode_into(jpeg, &mut buf, PixelOrder::Rgb)?;
+        image::RgbImage::from_raw(w, h, buf).context("decoded frame has the wrong size")
+    }
+    #[cfg(not(feature = "turbojpeg"))]
+    {
+        drop(buf);
+        decode_rgb(jpeg)
+    }
+}
+
 /// The order of the three bytes of a decoded pixel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PixelOrder {

@@ -38,6 +38,8 @@ pub(super) fn pipeline(
     let mut source_shown: Vec<u64> = Vec::new();
     let mut failures: HashMap<(ClientId, usize), u64> = HashMap::new();
     let mut last_tick = Instant::now();
+    // The pixels of the frame before, decoded into again by the next one.
+    let mut pixels = Vec::new();
     enum Event {
         Joined(Joined),
         Frame(ArrivedFrame),
@@ -73,7 +75,7 @@ pub(super) fn pipeline(
             }
             Event::Frame(frame) => {
                 let client = frame.client;
-                let mut view = FrameView::new(frame);
+                let mut view = FrameView::reusing(frame, std::mem::take(&mut pixels));
                 for (k, sink) in sinks.iter_mut().enumerate() {
                     if let Err(e) = sink.frame(&mut view) {
                         let n = failures.entry((client, k)).or_default();
@@ -89,6 +91,7 @@ pub(super) fn pipeline(
                         }
                     }
                 }
+                pixels = view.into_spare();
             }
             Event::Left(i) => {
                 let gone = clients.remove(i);

@@ -39,23 +39,43 @@ pub struct ArrivedFrame {
 pub struct FrameView {
     pub frame: ArrivedFrame,
     decoded: Option<Result<RgbImage, String>>,
+    /// Where the pixels are decoded to: an earlier view's buffer.
+    spare: Vec<u8>,
 }
 
 impl FrameView {
     pub fn new(frame: ArrivedFrame) -> Self {
+        Self::reusing(frame, Vec::new())
+    }
+
+    /// A view that decodes into `spare`, the buffer an earlier view gave back
+    /// with [`into_spare`](Self::into_spare): a thread that decodes every
+    /// frame then allocates for pixels once, not once a frame.
+    pub fn reusing(frame: ArrivedFrame, spare: Vec<u8>) -> Self {
         FrameView {
             frame,
             decoded: None,
+            spare,
+        }
+    }
+
+    /// The buffer for the next view: this frame's pixels when they were
+    /// decoded, else the spare it was given.
+    pub fn into_spare(self) -> Vec<u8> {
+        match self.decoded {
+            Some(Ok(rgb)) => rgb.into_raw(),
+            _ => self.spare,
         }
     }
 
     /// The frame as RGB pixels. Fails (with the same message each time) for a
     /// JPEG that does not decode.
     pub fn rgb(&mut self) -> Result<&RgbImage, String> {
-        let jpeg = &self.frame.jpeg;
+        let (jpeg, spare) = (&self.frame.jpeg, &mut self.spare);
         self.decoded
             .get_or_insert_with(|| {
-                crate::media::decode::decode_rgb(jpeg).map_err(|e| format!("{e:#}"))
+                crate::media::decode::decode_rgb_reusing(jpeg, std::mem::take(spare))
+                    .map_err(|e| format!("{e:#}"))
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -125,6 +145,33 @@ pub(crate) mod tests {
         assert_eq!(v.rgb().unwrap().dimensions(), (16, 8));
         assert!(v.was_decoded());
         assert_eq!(v.rgb().unwrap().dimensions(), (16, 8));
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_only_the_new_frames_pixels() {
+        use crate::media::jpeg::tests::sample_jpeg;
+        let fresh = |w, h| FrameView::new(arrived(sample_jpeg(w, h))).rgb().unwrap().clone();
+        let big = 64 * 32 * 3;
+        let mut first = FrameView::new(arrived(sample_jpeg(64, 32)));
+        first.rgb().unwrap();
+        let spare = first.into_spare();
+        assert_eq!(spare.capacity(), big);
+        // A smaller frame is the same image as one decoded into a new buffer
+        // (and, with libjpeg-turbo, is decoded into the one given: a new one
+        // would be the frame's size).
+        let mut second = FrameView::reusing(arrived(sample_jpeg(48, 24)), spare);
+        assert_eq!(*second.rgb().unwrap(), fresh(48, 24));
+        let kept = |v: &Vec<u8>| v.capacity() == big;
+        assert_eq!(kept(second.rgb().unwrap().as_raw()), cfg!(feature = "turbojpeg"));
+        // A view that never decoded hands its spare on untouched.
+        let spare = second.into_spare();
+        let third = FrameView::reusing(arrived(sample_jpeg(48, 24)), spare);
+        let spare = third.into_spare();
+        assert_eq!(kept(&spare), cfg!(feature = "turbojpeg"));
+        // One over four times the frame's size is not kept for it.
+        let mut tiny = FrameView::reusing(arrived(sample_jpeg(8, 8)), spare);
+        assert_eq!(*tiny.rgb().unwrap(), fresh(8, 8));
+        assert_eq!(tiny.into_spare().capacity(), 8 * 8 * 3);
     }
 
     #[test]
