@@ -150,7 +150,12 @@ pub(crate) mod tests {
     #[test]
     fn a_reused_buffer_holds_only_the_new_frames_pixels() {
         use crate::media::jpeg::tests::sample_jpeg;
-        let fresh = |w, h| FrameView::new(arrived(sample_jpeg(w, h))).rgb().unwrap().clone();
+        let fresh = |w, h| {
+            FrameView::new(arrived(sample_jpeg(w, h)))
+                .rgb()
+                .unwrap()
+                .clone()
+        };
         let big = 64 * 32 * 3;
         let mut first = FrameView::new(arrived(sample_jpeg(64, 32)));
         first.rgb().unwrap();
@@ -162,7 +167,10 @@ pub(crate) mod tests {
         let mut second = FrameView::reusing(arrived(sample_jpeg(48, 24)), spare);
         assert_eq!(*second.rgb().unwrap(), fresh(48, 24));
         let kept = |v: &Vec<u8>| v.capacity() == big;
-        assert_eq!(kept(second.rgb().unwrap().as_raw()), cfg!(feature = "turbojpeg"));
+        assert_eq!(
+            kept(second.rgb().unwrap().as_raw()),
+            cfg!(feature = "turbojpeg")
+        );
         // A view that never decoded hands its spare on untouched.
         let spare = second.into_spare();
         let third = FrameView::reusing(arrived(sample_jpeg(48, 24)), spare);
