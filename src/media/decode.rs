@@ -19,13 +19,7 @@ pub const MAX_DECODE_PIXELS: u64 = 8192 * 8192;
 /// in the header is what a decoder allocates for, so a few hundred bytes
 /// claiming 60000 × 60000 would otherwise ask for 10 GB.
 pub fn decode_rgb(jpeg: &[u8]) -> Result<image::RgbImage> {
-    let (w, h) = crate::media::jpeg::dimensions(jpeg)
-        .context("frame does not decode as JPEG: no single readable frame header")?;
-    let pixels = w as u64 * h as u64;
-    anyhow::ensure!(
-        pixels <= MAX_DECODE_PIXELS,
-        "frame of {w}x{h} is over the {MAX_DECODE_PIXELS} pixels this program decodes"
-    );
+    decoded_size(jpeg)?;
     // The decoders are other people's code fed bytes from the network: one
     // that panics on a frame (a bug of theirs, such as an arithmetic overflow
     // on crafted coefficients) fails that frame, not the thread decoding it.
