@@ -2,8 +2,8 @@
 //! frame, logged and sent back to its client. `cargo run --release --example brightness`, then point a
 //! client at port 1998.
 
-use framelink::server::process::{Output, Processor};
-use framelink::server::sink::FrameView;
+use framelink::process::FrameView;
+use framelink::process::{Output, Processor};
 use framelink::server::Server;
 
 struct Brightness;

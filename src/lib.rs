@@ -8,16 +8,16 @@
 //!
 //! ```text
 //! client::source → client::capture → latest slot → client::session
-//!     → wire → server::session → server::gate → server::pipeline → sinks / processor
+//!     → wire → server::session → gate → server::pipeline → sinks / processor
 //!     → RESULT → wire → client::results
 //! ```
 //!
 //! - [`wire`]: what both programs speak. The messages and their codec
 //!   (check-then-parse over a byte slice, no I/O), the buffered
 //!   [`Reader`](wire::connection::Reader)/[`Writer`](wire::connection::Writer),
-//!   the [`Stream`](wire::stream::Stream) (TCP, the plaintext end of a TLS
+//!   the [`Stream`](wire::transport::Stream) (TCP, the plaintext end of a TLS
 //!   bridge, or the bytes a WebSocket carries), the token handshake ([`wire::auth`]), TLS
-//!   ([`wire::tls`]) and the WebSocket transport ([`wire::websocket`]).
+//!   ([`wire::transport::tls`]) and the WebSocket transport ([`wire::transport::websocket`]).
 //!   The wire format is specified in `protocol.md`.
 //! - [`client`]: runs on the edge device. Sources (camera, test pattern,
 //!   folder), the capture stage that encodes into the latest-only slot,
@@ -43,18 +43,20 @@
 //! - `src/bin`: the thin programs, which parse their command line and
 //!   call the library.
 //! - `python/` (a crate of its own, `framelink-python`): the Python package,
-//!   built on [`server::handoff`] (frames taken by Python threads),
+//!   built on [`process::takers`] (frames taken by Python threads),
 //!   `client::source::pushed` (frames given by Python) and
 //!   [`client::results::Tap`] (results read by Python).
 
 pub mod cli;
 pub mod client;
+pub mod gate;
 pub mod latest;
 pub mod logging;
 pub mod media;
 pub mod memory;
 pub mod nats;
 pub mod output;
+pub mod process;
 pub mod server;
 pub mod service;
 pub mod shutdown;

@@ -9,8 +9,8 @@
 //! frame ever waits behind it.
 
 use crate::nats::{self, header, Broker, NatsConfig};
-use crate::server::process::{self, Output, Processor, ProcessorConfig};
-use crate::server::sink::{ArrivedFrame, ClientId, FrameView};
+use crate::process::{self, Output, Processor, ProcessorConfig};
+use crate::process::{ArrivedFrame, ClientId, FrameView};
 use crate::shutdown::Shutdown;
 use anyhow::{anyhow, Result};
 use async_nats::{HeaderMap, Message, Request, RequestErrorKind};

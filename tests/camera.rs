@@ -6,7 +6,7 @@
 
 mod support;
 
-use framelink::server::process::{ProcessorConfig, ProcessorKind};
+use framelink::process::{ProcessorConfig, ProcessorKind};
 use framelink::server::ServerConfig;
 use framelink::testkit::delay_proxy::DelayProxy;
 use serde_json::Value;

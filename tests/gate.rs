@@ -4,8 +4,8 @@
 mod support;
 
 use framelink::client::ClientConfig;
-use framelink::server::process::{Output, Processor};
-use framelink::server::sink::FrameView;
+use framelink::process::FrameView;
+use framelink::process::{Output, Processor};
 use framelink::server::ServerConfig;
 use framelink::testkit::delay_proxy::DelayProxy;
 use std::time::Duration;

@@ -344,7 +344,7 @@ fn decoder_breakers() -> [(Vec<u8>, u16, u16); 2] {
 /// there used to stop the whole server.)
 #[test]
 fn a_jpeg_that_breaks_the_decoder_fails_only_its_own_processing() {
-    use framelink::server::process::{ProcessorConfig, ProcessorKind};
+    use framelink::process::{ProcessorConfig, ProcessorKind};
     let config = ServerConfig {
         processor: ProcessorConfig {
             kind: ProcessorKind::Motion,
@@ -646,16 +646,16 @@ fn a_turned_away_client_trickling_bytes_is_closed_within_two_seconds() {
 /// Holds the processing thread on its first frame until told to go on.
 struct Stuck(crossbeam_channel::Receiver<()>);
 
-impl framelink::server::process::Processor for Stuck {
+impl framelink::process::Processor for Stuck {
     fn name(&self) -> &str {
         "stuck"
     }
     fn process(
         &mut self,
-        _view: &mut framelink::server::sink::FrameView,
-    ) -> anyhow::Result<framelink::server::process::Output> {
+        _view: &mut framelink::process::FrameView,
+    ) -> anyhow::Result<framelink::process::Output> {
         let _ = self.0.recv_timeout(support::WAIT);
-        Ok(framelink::server::process::Output::None)
+        Ok(framelink::process::Output::None)
     }
 }
 

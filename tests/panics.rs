@@ -7,8 +7,9 @@ mod support;
 
 use framelink::client::source::{Captured, Source};
 use framelink::client::ClientConfig;
-use framelink::server::process::{Output, Processor};
-use framelink::server::sink::{FrameView, Sink};
+use framelink::process::FrameView;
+use framelink::process::{Output, Processor};
+use framelink::server::sink::Sink;
 use framelink::server::Server;
 use framelink::shutdown::Shutdown;
 use std::net::TcpListener;

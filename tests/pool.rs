@@ -10,8 +10,8 @@ mod support;
 
 use framelink::client::ClientConfig;
 use framelink::nats::PoolConfig;
-use framelink::server::process::{Output, Processor, ProcessorConfig};
-use framelink::server::sink::FrameView;
+use framelink::process::FrameView;
+use framelink::process::{Output, Processor, ProcessorConfig};
 use framelink::server::ServerConfig;
 use framelink::shutdown::Shutdown;
 use framelink::worker::{self, WorkerConfig, WorkerSummary};

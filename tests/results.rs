@@ -4,9 +4,9 @@
 mod support;
 
 use framelink::client::ClientConfig;
-use framelink::server::process::exec::ExecInput;
-use framelink::server::process::{Output, Processor, ProcessorConfig, ProcessorKind};
-use framelink::server::sink::FrameView;
+use framelink::process::exec::ExecInput;
+use framelink::process::FrameView;
+use framelink::process::{Output, Processor, ProcessorConfig, ProcessorKind};
 use framelink::server::ServerConfig;
 use serde_json::Value;
 use std::collections::HashSet;

@@ -6,7 +6,7 @@ mod support;
 
 use framelink::client::{ClientConfig, ClientTls};
 use framelink::server::ServerConfig;
-use framelink::wire::tls;
+use framelink::wire::transport::tls;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;

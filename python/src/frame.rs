@@ -2,8 +2,8 @@
 
 use crate::DecodeError;
 use framelink::media::decode::{self, PixelOrder};
-use framelink::server::handoff::Taken;
-use framelink::server::process::Output;
+use framelink::process::takers::Taken;
+use framelink::process::Output;
 use numpy::{PyArray1, PyArray3, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;

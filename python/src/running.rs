@@ -2,7 +2,7 @@
 //! Python's blocking calls on it: waits in slices, signals looked at between.
 
 use crate::{error, Frame, StoppedError, SLICE};
-use framelink::server::handoff::Handoff;
+use framelink::process::takers::Handoff;
 use framelink::shutdown::Shutdown;
 use parking_lot::Mutex;
 use pyo3::prelude::*;

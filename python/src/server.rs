@@ -3,7 +3,7 @@
 use crate::running::Running;
 use crate::{error, flags, json_to_py, parse, Frame};
 use framelink::cli::ServerOpts;
-use framelink::server::handoff::{self, Handoff};
+use framelink::process::takers::{self, Handoff};
 use framelink::server::{Server as Core, SummaryNow};
 use framelink::shutdown::Shutdown;
 use pyo3::exceptions::PyValueError;
@@ -65,7 +65,7 @@ impl Server {
             .map(|h| h.local_addr().map(|a| a.to_string()))
             .transpose()
             .map_err(|e| error(e.into()))?;
-        let (handoff, stage) = handoff::channel("python", timeout);
+        let (handoff, stage) = takers::channel("python", timeout);
         let shutdown = Shutdown::new();
         if let Some(d) = duration {
             shutdown.trigger_after(d);

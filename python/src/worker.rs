@@ -4,7 +4,8 @@
 use crate::running::Running;
 use crate::{flags, parse, Frame};
 use framelink::cli::WorkerOpts;
-use framelink::server::handoff::{Handoff, HandoffProcessor};
+use framelink::process::handoff_processor::HandoffProcessor;
+use framelink::process::takers::Handoff;
 use framelink::shutdown::Shutdown;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;

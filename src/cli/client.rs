@@ -259,16 +259,16 @@ impl ClientOpts {
             },
             tls: match &self.tls_ca {
                 Some(ca) => Some(crate::client::ClientTls {
-                    config: crate::wire::tls::client_config(ca)?,
+                    config: crate::wire::transport::tls::client_config(ca)?,
                     name: match &self.tls_name {
-                        Some(n) => Some(crate::wire::tls::server_name(n)?),
+                        Some(n) => Some(crate::wire::transport::tls::server_name(n)?),
                         None => {
                             // Each server's own host is checked when connecting to it:
                             // check here that every one can be a certificate's name.
                             for s in
                                 server_list(self.server.as_deref().unwrap_or_default())?.split(',')
                             {
-                                crate::wire::tls::server_name(s)?;
+                                crate::wire::transport::tls::server_name(s)?;
                             }
                             None
                         }

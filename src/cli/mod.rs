@@ -6,8 +6,8 @@
 use crate::client::source::{CameraFormat, SourceConfig, SourceKind};
 use crate::client::ClientConfig;
 use crate::media::encode::{EncoderKind, Subsampling};
-use crate::server::process::exec::ExecInput;
-use crate::server::process::{ProcessorConfig, ProcessorKind};
+use crate::process::exec::ExecInput;
+use crate::process::{ProcessorConfig, ProcessorKind};
 use crate::server::record::RecordConfig;
 use crate::server::ServerConfig;
 use crate::wire::auth::Token;

@@ -160,7 +160,7 @@ impl ServerOpts {
             }
         }
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(crate::wire::tls::server_config(cert, key)?),
+            (Some(cert), Some(key)) => Some(crate::wire::transport::tls::server_config(cert, key)?),
             _ => None,
         };
         let (http_tls, http_fingerprint) = match self.http {
@@ -174,7 +174,7 @@ impl ServerOpts {
                 );
                 names.sort();
                 names.dedup();
-                let (config, fingerprint) = crate::wire::tls::self_signed(&names)?;
+                let (config, fingerprint) = crate::wire::transport::tls::self_signed(&names)?;
                 (Some(config), Some(fingerprint))
             }
             _ => (tls.clone(), None),

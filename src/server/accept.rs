@@ -75,8 +75,8 @@ fn contained(peer: SocketAddr, f: impl FnOnce()) {
 impl live_view::Cameras for Shared {
     fn serve_camera(
         &self,
-        stream: crate::wire::stream::Stream,
-        bridge: crate::wire::tls::BridgeError,
+        stream: crate::wire::transport::Stream,
+        bridge: crate::wire::transport::StopReason,
         peer: SocketAddr,
         accepted: Instant,
     ) {

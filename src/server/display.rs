@@ -10,7 +10,8 @@
 //! and the live view are unaffected.
 
 use crate::media::draw;
-use crate::server::sink::{ClientId, FrameView, Sink};
+use crate::process::{ClientId, FrameView};
+use crate::server::sink::Sink;
 use crate::server::source_state::LostSource;
 use anyhow::{anyhow, Result};
 use minifb::{Key, Window, WindowOptions};
@@ -382,7 +383,7 @@ pub const DISPLAY_TICK: Duration = REFRESH;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::sink::ArrivedFrame;
+    use crate::process::ArrivedFrame;
 
     /// A 32x16 JPEG, all red.
     fn red_jpeg() -> Vec<u8> {

@@ -3,37 +3,36 @@
 //! hands each client's newest fresh frame to the recorder, the live view, the
 //! display thread and the processing thread, whose results go back to the client.
 //!
-//! This file holds the [`Server`] builder, its threads and the accept loop;
-//! `session.rs` one client's connection, `registry.rs` the live figures,
-//! `pipeline.rs` the display and processing stages. [`gate`] judges ages,
-//! [`sink`] is what a stage hands frames to ([`display`] is one),
-//! [`process`] the processors, [`record`] the recording and [`live_view`]
-//! the HTTP view.
+//! This file holds the [`Server`] builder and its threads; `accept.rs` the
+//! accept loop, `session.rs` one client's connection, `registry.rs` the
+//! live figures, `stage/` the display and processing stages (one loop, a
+//! kind each for sinks, a local processor, takers and a worker pool).
+//! [`crate::gate`] judges ages, [`sink`] is what the display stage hands
+//! frames to ([`display`] is one), [`crate::process`] the processors,
+//! [`record`] the recording and [`live_view`] the HTTP view.
 //!
 //! Errors in one connection are logged in that connection's thread and end
 //! only that connection; the accept loop and the other clients go on.
 
 mod accept;
 pub mod display;
-mod pipeline;
-#[cfg(feature = "nats")]
-mod pool;
 mod registry;
 mod session;
+mod stage;
 
 use accept::accept_loop;
 pub use accept::advertised_addresses;
-use pipeline::{pipeline, Joined};
 pub use registry::ClientNow;
 use registry::Registry;
-pub mod gate;
-pub mod handoff;
+use stage::Joined;
 pub mod live_view;
-pub mod process;
 pub mod record;
 pub mod sink;
 pub mod source_state;
 
+use crate::gate::Gate;
+use crate::process::takers::Wants;
+use crate::process::{self, ProcessingCounts, Processor, ProcessorConfig};
 use crate::server::sink::Sink;
 use crate::shutdown::Shutdown;
 use crate::stats::Figures;
@@ -41,10 +40,8 @@ use crate::wire::auth::Token;
 use crate::wire::Limits;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
-use gate::Gate;
 use live_view::LiveFrames;
 use parking_lot::Mutex;
-use process::{ProcessingCounts, ProcessingSink, Processor, ProcessorConfig};
 use record::{RecordConfig, RecordSummary, Recorder};
 use serde::Serialize;
 use std::net::TcpListener;
@@ -206,7 +203,7 @@ pub struct Server {
     listener: TcpListener,
     config: ServerConfig,
     processor: Option<Box<dyn Processor>>,
-    handoff: Option<handoff::HandoffStage>,
+    handoff: Option<Wants>,
     sinks: Vec<Box<dyn Sink>>,
     live_view: Option<TcpListener>,
     asks: Option<Receiver<Sender<ServerSummary>>>,
@@ -241,10 +238,10 @@ impl Server {
         }
     }
 
-    /// Hands frames to takers of the [`Handoff`](handoff::Handoff) made
-    /// with `stage` instead of to a processor (see [`handoff`]).
-    pub fn handoff(mut self, stage: handoff::HandoffStage) -> Self {
-        self.handoff = Some(stage);
+    /// Hands frames to takers of the [`Handoff`](crate::process::takers::Handoff)
+    /// made with `wants` instead of to a processor (see [`crate::process::takers`]).
+    pub fn handoff(mut self, wants: Wants) -> Self {
+        self.handoff = Some(wants);
         self
     }
 
@@ -294,31 +291,41 @@ impl Server {
         listener
             .set_nonblocking(true)
             .context("cannot make the listening socket non-blocking")?;
-        // The processing thread runs the processor, or hands frames to a
-        // worker pool.
+        // The processing thread runs the processor, or hands frames to
+        // takers or to a worker pool.
+        let counts: Arc<ProcessingCounts> = Arc::default();
         enum Processing {
-            Local(Box<dyn Processor>),
-            Handoff(handoff::HandoffStage),
+            Local(stage::local::Local),
+            Takers(stage::handoff::Takers),
             #[cfg(feature = "nats")]
-            Pool(Box<pool::Pool>),
+            Pool(Box<stage::pool::Pool>),
         }
-        let processing = match (processor, &config.pool) {
-            _ if handoff.is_some() => Processing::Handoff(handoff.expect("checked")),
-            (Some(p), _) => Processing::Local(p),
+        let (processing, processor_name) = match (handoff, processor, &config.pool) {
+            (Some(wants), _, _) => {
+                let name = wants.name.clone();
+                let takers = stage::handoff::Takers::new(wants, counts.clone());
+                (Processing::Takers(takers), name)
+            }
+            (None, Some(p), _) => local(p, &counts),
             #[cfg(feature = "nats")]
-            (None, Some(pc)) => Processing::Pool(Box::new(pool::Pool::connect(pc.clone())?)),
+            (None, None, Some(pc)) => {
+                let pool = stage::pool::Pool::connect(pc.clone(), counts.clone())?;
+                let name = format!("pool {}", pool.url());
+                (Processing::Pool(Box::new(pool)), name)
+            }
             #[cfg(not(feature = "nats"))]
-            (None, Some(_)) => anyhow::bail!(
+            (None, None, Some(_)) => anyhow::bail!(
                 "this build has no NATS support: build with the `nats` feature (on by default)"
             ),
-            (None, None) => Processing::Local(process::build(&config.processor, &shutdown)?),
+            (None, None, None) => local(process::build(&config.processor, &shutdown)?, &counts),
         };
-        let processor_name = match &processing {
-            Processing::Local(p) => p.name().to_string(),
-            Processing::Handoff(h) => h.name().to_string(),
-            #[cfg(feature = "nats")]
-            Processing::Pool(p) => format!("pool {}", p.url()),
-        };
+        fn local(p: Box<dyn Processor>, counts: &Arc<ProcessingCounts>) -> (Processing, String) {
+            let name = p.name().to_string();
+            (
+                Processing::Local(stage::local::Local::new(p, counts.clone())),
+                name,
+            )
+        }
         let (recorder, record_writer) = match &config.record {
             Some(rc) => {
                 let (r, w) = record::open(rc.clone())?;
@@ -339,7 +346,7 @@ impl Server {
             to_processing,
             to_display: (!sinks.is_empty()).then_some(to_display),
             processor_name,
-            processing: Arc::default(),
+            processing: counts,
             recorder,
             live_frames: live_view.as_ref().map(|_| LiveFrames::default()),
             active: AtomicUsize::new(0),
@@ -373,17 +380,13 @@ impl Server {
                 spawn("accept", Box::new(|| accept_loop(s, &listener, shared)))?;
                 spawn(
                     "process",
-                    Box::new(|| match processing {
-                        Processing::Local(p) => {
-                            let mut sink = ProcessingSink::new(p, shared.processing.clone());
-                            pipeline(&processing_rx, &mut [&mut sink], &shared.shutdown)
-                        }
-                        Processing::Handoff(h) => {
-                            h.run(&processing_rx, &shared.processing, &shared.shutdown)
-                        }
-                        #[cfg(feature = "nats")]
-                        Processing::Pool(p) => {
-                            p.run(&processing_rx, &shared.processing, &shared.shutdown)
+                    Box::new(|| {
+                        let (rx, stop) = (&processing_rx, &shared.shutdown);
+                        match processing {
+                            Processing::Local(mut p) => stage::run(&mut p, rx, stop),
+                            Processing::Takers(mut t) => stage::run(&mut t, rx, stop),
+                            #[cfg(feature = "nats")]
+                            Processing::Pool(mut p) => stage::run(&mut *p, rx, stop),
                         }
                     }),
                 )?;
@@ -439,7 +442,8 @@ impl Server {
                     while !shared.shutdown.wait_timeout(Duration::from_secs(3600)) {}
                 } else {
                     contain("display", fatal, &shared.shutdown, || {
-                        pipeline(&display_rx, &mut display_sinks, &shared.shutdown)
+                        let mut sinks = stage::sinks::Sinks::new(&mut display_sinks);
+                        stage::run(&mut sinks, &display_rx, &shared.shutdown)
                     });
                 }
             }

@@ -13,7 +13,7 @@
 //! of the recording (counted), never queued without bound. A write error (a
 //! full disk) stops recording with one warning; streaming goes on.
 
-use crate::server::sink::ArrivedFrame;
+use crate::process::ArrivedFrame;
 use crate::shutdown::Shutdown;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -348,7 +348,7 @@ fn open_append(path: &Path) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::sink::tests::arrived;
+    use crate::process::frame::tests::arrived;
 
     #[test]
     fn client_names_become_safe_directory_names() {

@@ -3,9 +3,9 @@
 
 use super::live_view::{self, StatsSource};
 use super::record::Recorder;
-use super::sink::ClientId;
 use super::source_state::SourceState;
 use super::{ClientSummary, ServerSummary, Shared};
+use crate::process::ClientId;
 use crate::stats::{Percentiles, Running, Tally};
 use crate::wire::{ProcessResult, ResultKind, ResultStatus};
 use parking_lot::Mutex;

@@ -11,12 +11,13 @@ mod handshake;
 mod refusal;
 
 use super::registry::Live;
-use super::sink::{ArrivedFrame, ClientId};
-use super::{gate, process, Shared};
+use super::Shared;
+use crate::gate;
 use crate::latest::LatestSender;
+use crate::process;
+use crate::process::{ArrivedFrame, ClientId};
 use crate::wire::connection::{self, ConnError, Reader, Writer};
-use crate::wire::stream::Stream;
-use crate::wire::tls;
+use crate::wire::transport::{self, tls, Stream};
 use crate::wire::{self, GoodbyeCode, Message, Outcome, ProcessResult, Reason, Ticket, Verdict};
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
@@ -48,7 +49,10 @@ impl Drop for Slot<'_> {
 
 /// The connection's stream: the socket itself, or the plaintext end of a
 /// TLS bridge when the server has a certificate.
-fn wrap(tcp: TcpStream, shared: &Shared) -> std::io::Result<(Stream, Option<tls::BridgeError>)> {
+fn wrap(
+    tcp: TcpStream,
+    shared: &Shared,
+) -> std::io::Result<(Stream, Option<transport::StopReason>)> {
     match &shared.config.tls {
         None => Ok((Stream::Tcp(tcp), None)),
         Some(cfg) => {
@@ -76,10 +80,10 @@ pub(super) fn serve(stream: TcpStream, peer: SocketAddr, accepted: Instant, shar
 
 /// A browser camera's connection (the live view's `/ws/camera`), start to
 /// end, on the calling thread: `stream` is its WebSocket's byte stream
-/// ([`crate::wire::websocket`]). Turned away like a TCP client when the server is full.
+/// ([`crate::wire::transport::websocket`]). Turned away like a TCP client when the server is full.
 pub(super) fn serve_websocket(
     stream: Stream,
-    bridge: tls::BridgeError,
+    bridge: transport::StopReason,
     peer: SocketAddr,
     accepted: Instant,
     shared: &Shared,
@@ -94,7 +98,7 @@ pub(super) fn serve_websocket(
 /// WebSocket under it stopped, for the error message.
 fn run(
     stream: Stream,
-    bridge: Option<tls::BridgeError>,
+    bridge: Option<transport::StopReason>,
     peer: SocketAddr,
     accepted: Instant,
     shared: &Shared,

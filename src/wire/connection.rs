@@ -7,7 +7,7 @@
 
 use crate::shutdown::{Shutdown, TICK};
 use crate::wire::rx_time;
-use crate::wire::stream::Stream;
+use crate::wire::transport::Stream;
 use crate::wire::{self, Limits, Message};
 use bytes::BytesMut;
 use std::io::{self, IoSlice, Read, Write};
@@ -354,7 +354,7 @@ impl Writer {
             IoSlice::new(payload),
             IoSlice::new(&tail),
         ];
-        write_all_vectored(&mut self.stream, &mut slices)
+        crate::wire::transport::write_all_vectored(&mut self.stream, &mut slices)
     }
 
     /// Sends GOODBYE (after our preface if `with_preface`), then half-closes:
@@ -379,28 +379,6 @@ impl Writer {
         let _ = self.stream.flush();
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
-}
-
-/// Writes every byte of `bufs`, in as few vectored writes as the stream takes.
-pub(crate) fn write_all_vectored(
-    w: &mut impl Write,
-    mut bufs: &mut [IoSlice<'_>],
-) -> io::Result<()> {
-    IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        match w.write_vectored(bufs) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "connection closed while sending",
-                ))
-            }
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

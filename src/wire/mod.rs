@@ -13,9 +13,7 @@ pub mod codes;
 pub mod connection;
 pub mod message;
 pub mod rx_time;
-pub mod stream;
-pub mod tls;
-pub mod websocket;
+pub mod transport;
 
 pub use codec::*;
 pub use codes::*;

@@ -8,8 +8,9 @@ pub mod nats;
 
 use crossbeam_channel::{Receiver, Sender};
 use framelink::client::{self, ClientConfig, ClientSummary};
-use framelink::server::process::Processor;
-use framelink::server::sink::{FrameView, Sink};
+use framelink::process::FrameView;
+use framelink::process::Processor;
+use framelink::server::sink::Sink;
 use framelink::server::Server;
 use framelink::server::{ServerConfig, ServerSummary};
 use framelink::shutdown::Shutdown;
@@ -57,7 +58,7 @@ impl Sink for ChannelSink {
     }
     fn source_changed(
         &mut self,
-        _client: framelink::server::sink::ClientId,
+        _client: framelink::process::ClientId,
         name: &str,
         lost: Option<&framelink::server::source_state::LostSource>,
     ) {
@@ -305,8 +306,8 @@ impl RawPeer {
     pub fn websocket(http: SocketAddr) -> Self {
         let (stream, status, head) = ws_upgrade(http, "/ws/camera", &[]);
         assert_eq!(status, 101, "the upgrade is taken: {head}");
-        let (plain, _) = framelink::wire::websocket::open(
-            framelink::wire::stream::Stream::Tcp(stream.try_clone().unwrap()),
+        let (plain, _) = framelink::wire::transport::websocket::open(
+            framelink::wire::transport::Stream::Tcp(stream.try_clone().unwrap()),
             tungstenite::protocol::Role::Client,
             Vec::new(),
         )

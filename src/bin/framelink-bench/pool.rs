@@ -6,7 +6,7 @@
 use anyhow::{bail, Context, Result};
 use framelink::client::{self, ClientConfig, ClientSummary};
 use framelink::nats::{NatsConfig, PoolConfig};
-use framelink::server::process::{ProcessorConfig, ProcessorKind};
+use framelink::process::{ProcessorConfig, ProcessorKind};
 use framelink::server::{Server, ServerConfig};
 use framelink::shutdown::Shutdown;
 use framelink::worker::{self, WorkerConfig, WorkerSummary};

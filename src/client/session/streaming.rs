@@ -30,7 +30,7 @@ pub(super) struct Watch {
     /// The server's threshold, and the check that the link's round trip
     /// alone is not over it.
     threshold: Duration,
-    link_check: Mutex<crate::server::gate::LinkCheck>,
+    link_check: Mutex<crate::gate::LinkCheck>,
     bound: Duration,
     state: Mutex<WatchState>,
 }

@@ -3,7 +3,7 @@
 //! and whole responses that close their connection.
 
 use crate::wire::auth::Token;
-use crate::wire::stream::Stream;
+use crate::wire::transport::Stream;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 

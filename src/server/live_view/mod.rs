@@ -27,11 +27,10 @@
 mod http;
 mod upgrade;
 
-use crate::server::sink::ClientId;
+use crate::process::ClientId;
 use crate::shutdown::Shutdown;
 use crate::wire::auth::Token;
-use crate::wire::stream::Stream;
-use crate::wire::tls::{self, BridgeError};
+use crate::wire::transport::{tls, StopReason, Stream};
 use bytes::Bytes;
 use http::{read_request, respond};
 use parking_lot::{Condvar, Mutex};
@@ -175,13 +174,7 @@ pub trait Cameras: Sync {
     /// `stream` is the WebSocket's byte stream; `bridge` says why the
     /// WebSocket ended early (a text message, one too big), if it did;
     /// `accepted` starts the handshake's deadline.
-    fn serve_camera(
-        &self,
-        stream: Stream,
-        bridge: BridgeError,
-        peer: SocketAddr,
-        accepted: Instant,
-    );
+    fn serve_camera(&self, stream: Stream, bridge: StopReason, peer: SocketAddr, accepted: Instant);
 }
 
 /// What the live view serves, supplied by the server.

@@ -3,14 +3,15 @@
 //! first tickets, under one deadline and handshake-sized limits.
 
 use super::{refuse_for, Connection, Notices, RESULTS_OWED};
+use crate::gate;
 use crate::latest;
-use crate::server::pipeline::Joined;
 use crate::server::registry::Live;
-use crate::server::{gate, Shared};
+use crate::server::stage::Joined;
+use crate::server::Shared;
 use crate::stats::Running;
 use crate::wire::auth;
 use crate::wire::connection::{ConnError, Reader, Writer};
-use crate::wire::stream::Stream;
+use crate::wire::transport::Stream;
 use crate::wire::{self, Challenge, GoodbyeCode, Limits, Message, Welcome};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;

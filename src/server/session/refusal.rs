@@ -7,7 +7,7 @@
 use super::{wrap, Slot};
 use crate::server::Shared;
 use crate::wire::connection::{ConnError, Reader, Writer};
-use crate::wire::stream::Stream;
+use crate::wire::transport::Stream;
 use crate::wire::{self, GoodbyeCode, Limits};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;

@@ -17,8 +17,7 @@
 //! frame header, before it is buffered (close 1009); a text message closes
 //! the connection (1003): an unauthenticated browser costs what a TCP peer costs.
 
-use crate::wire::stream::Stream;
-use crate::wire::tls::BridgeError;
+use crate::wire::transport::{StopReason, Stream};
 use bytes::{Buf, Bytes};
 use parking_lot::Mutex;
 use std::io::{self, IoSlice, Read, Write};
@@ -46,8 +45,8 @@ pub fn accept_key(key: &str) -> String {
 /// bytes read past the handshake. Returns the stream for the connection
 /// code, and where it puts the reason it stopped (a text message, one over
 /// [`MAX_MESSAGE`]) for that connection's error message.
-pub fn open(transport: Stream, role: Role, early: Vec<u8>) -> io::Result<(Stream, BridgeError)> {
-    let error: BridgeError = Default::default();
+pub fn open(transport: Stream, role: Role, early: Vec<u8>) -> io::Result<(Stream, StopReason)> {
+    let error: StopReason = Default::default();
     let shared = Arc::new(Shared {
         role,
         read: Mutex::new(Reading {
@@ -87,7 +86,7 @@ struct Shared {
     /// The transport, for its timeouts and shutdown.
     transport: Stream,
     close_sent: AtomicBool,
-    error: BridgeError,
+    error: StopReason,
 }
 
 struct Reading {
@@ -184,7 +183,7 @@ impl Shared {
                 let mut slices = Vec::with_capacity(bufs.len() + 1);
                 slices.push(IoSlice::new(&head));
                 slices.extend(bufs.iter().map(|b| IoSlice::new(b)));
-                crate::wire::connection::write_all_vectored(&mut *w, &mut slices)
+                crate::wire::transport::write_all_vectored(&mut *w, &mut slices)
             }
         }
     }

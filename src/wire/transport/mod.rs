@@ -1,12 +1,17 @@
 //! A connection's byte stream: a TCP socket, the plain end of a TLS bridge
-//! (a local socket pair, see [`crate::wire::tls`]), or the bytes a
-//! WebSocket carries ([`crate::wire::websocket`]). Readers and writers work
+//! (a local socket pair, see [`tls`]), or the bytes a
+//! WebSocket carries ([`websocket`]). Readers and writers work
 //! the same on each, with the same timeouts.
 
+pub mod tls;
+pub mod websocket;
+
+use parking_lot::Mutex;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Either kind of stream (see the module docs).
@@ -16,7 +21,7 @@ pub enum Stream {
     /// The plaintext side of a TLS connection.
     Local(UnixStream),
     /// The bytes a WebSocket carries (the browser camera).
-    WebSocket(crate::wire::websocket::WebSocketStream),
+    WebSocket(websocket::WebSocketStream),
 }
 
 impl From<TcpStream> for Stream {
@@ -119,7 +124,7 @@ impl Write for Stream {
     }
 }
 
-/// For the TLS bridge ([`crate::wire::tls`]): a non-blocking call that
+/// For the TLS bridge ([`crate::wire::transport::tls`]): a non-blocking call that
 /// would have had to wait.
 pub(crate) fn would_block(e: &io::Error) -> bool {
     matches!(
@@ -160,4 +165,29 @@ pub(crate) fn pass_on(local: &mut UnixStream, to_local: &mut Vec<u8>, peer_ended
         let _ = local.shutdown(Shutdown::Write);
     }
     true
+}
+/// Why a transport under a connection stopped (a TLS bridge's failed
+/// handshake, a WebSocket's close), for the connection's error message.
+pub type StopReason = Arc<Mutex<Option<String>>>;
+
+/// Writes every byte of `bufs`, in as few vectored writes as the stream takes.
+pub(crate) fn write_all_vectored(
+    w: &mut impl Write,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "connection closed while sending",
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -18,19 +18,16 @@
 //! frame for a whole deadline. A result that comes after its deadline, or
 //! twice, is ignored.
 
-use super::pipeline::Joined;
-use super::process::ProcessingCounts;
+use super::{hand, Joined, Stage};
 use crate::nats::{self, header, Broker, PoolConfig};
-use crate::server::sink::{ArrivedFrame, ClientId};
-use crate::shutdown::Shutdown;
-use crate::wire::{micros_u32, ProcessResult, ResultKind, ResultStatus};
+use crate::process::{ArrivedFrame, ClientId, ProcessingCounts, ReplyTo};
+use crate::wire::{ResultKind, ResultStatus};
 use anyhow::Result;
 use async_nats::{HeaderMap, Message};
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Select, Sender};
+use crossbeam_channel::{Receiver, Select, SelectedOperation, Sender};
 use futures_util::StreamExt;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -57,31 +54,45 @@ struct Held {
 }
 
 /// A frame a worker has: answered when its result comes or at `deadline`.
-struct Handed {
-    frame_id: u64,
+struct AtWorker {
+    reply_to: ReplyTo,
     client: ClientId,
-    reply: Option<Sender<ProcessResult>>,
-    arrived: Instant,
-    handed: Instant,
     deadline: Instant,
     worker: String,
 }
 
-/// The pool stage's connection, made before the server serves.
-pub(super) struct Pool {
+/// The pool stage: its connection, made before the server serves, and the
+/// requests and frames it holds.
+pub(crate) struct Pool {
     config: PoolConfig,
     broker: Broker,
     /// Work requests, from the subscription to `PREFIX.work` while there is one.
     requests: Receiver<Message>,
     requests_tx: Sender<Message>,
     results: Receiver<Message>,
+    counts: Arc<ProcessingCounts>,
+    held: VecDeque<Held>,
+    handed: HashMap<u64, AtWorker>,
+    next_token: u64,
+    /// When a worker last asked for a frame.
+    last_request: Instant,
+    /// The subscription to work requests: only while there are clients (a
+    /// server with no cameras would otherwise hold workers' requests for
+    /// nothing while another server has frames for them).
+    work: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A message on one of the pool's own subscriptions.
+pub(crate) enum FromBroker {
+    Request(Message),
+    Result(Message),
 }
 
 impl Pool {
     /// Connects (in the background: NATS may be down at start, frames are
     /// then answered `failed` until it is up) and subscribes. Fails only for
     /// what retrying cannot fix (a malformed URL, an unreadable credentials file).
-    pub(super) fn connect(config: PoolConfig) -> Result<Pool> {
+    pub(crate) fn connect(config: PoolConfig, counts: Arc<ProcessingCounts>) -> Result<Pool> {
         nats::check_token("--server-id", &config.server_id, false)?;
         nats::check_token("--nats-prefix", &config.nats.prefix, true)?;
         let broker = Broker::connect(&config.nats, false)?;
@@ -119,11 +130,17 @@ impl Pool {
             requests,
             requests_tx,
             results: results_rx,
+            counts,
+            held: VecDeque::new(),
+            handed: HashMap::new(),
+            next_token: 1,
+            last_request: Instant::now(),
+            work: None,
         })
     }
 
     /// The broker's URL.
-    pub(super) fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.config.nats.url
     }
 
@@ -140,102 +157,6 @@ impl Pool {
                 debug!("cannot subscribe to the work subject yet: {e}");
                 None
             }
-        }
-    }
-
-    /// The processing thread with a pool: waits on worker requests, worker
-    /// results, new clients and (while a worker waits, or frames must be
-    /// answered without one) every client's newest frame. Unblocked by any
-    /// of them or the tick; ends on shutdown.
-    pub(super) fn run(
-        self,
-        joined: &Receiver<Joined>,
-        counts: &Arc<ProcessingCounts>,
-        shutdown: &Shutdown,
-    ) {
-        let mut stage = Stage {
-            pool: &self,
-            counts,
-            held: VecDeque::new(),
-            handed: HashMap::new(),
-            next_token: 1,
-            last_request: Instant::now(),
-        };
-        let mut clients: Vec<Joined> = Vec::new();
-        let tick = crate::shutdown::TICK;
-        enum Event {
-            Joined(Joined),
-            Request(Message),
-            Result(Message),
-            Frame(ArrivedFrame),
-            Left(usize),
-            Idle,
-        }
-        // Subscribed to work requests only while there are clients: a server
-        // with no cameras would otherwise hold workers' requests for nothing
-        // while another server has frames for them.
-        let mut work: Option<tokio::task::JoinHandle<()>> = None;
-        while !shutdown.is_triggered() {
-            match (&work, clients.is_empty()) {
-                (None, false) => {
-                    work = self.take_work();
-                    // Workers find us from now on: no "no worker" verdicts yet.
-                    stage.last_request = Instant::now();
-                }
-                (Some(task), true) => {
-                    task.abort();
-                    work = None;
-                    for h in std::mem::take(&mut stage.held) {
-                        stage.idle(&h.reply);
-                    }
-                }
-                _ => {}
-            }
-            stage.expire();
-            let take_frames = stage.takes_frames();
-            let event = {
-                let mut sel = Select::new();
-                sel.recv(joined);
-                sel.recv(&self.requests);
-                sel.recv(&self.results);
-                if take_frames {
-                    for c in &clients {
-                        sel.recv(&c.frames);
-                    }
-                }
-                match sel.select_timeout(tick) {
-                    Ok(op) => match op.index() {
-                        0 => match op.recv(joined) {
-                            Ok(j) => Event::Joined(j),
-                            Err(_) => break,
-                        },
-                        1 => op.recv(&self.requests).map_or(Event::Idle, Event::Request),
-                        2 => op.recv(&self.results).map_or(Event::Idle, Event::Result),
-                        i => match op.recv(&clients[i - 3].frames) {
-                            Ok(f) => Event::Frame(f),
-                            Err(_) => Event::Left(i - 3),
-                        },
-                    },
-                    Err(_) => Event::Idle,
-                }
-            };
-            match event {
-                Event::Joined(j) => clients.push(j),
-                Event::Request(m) => stage.request(m),
-                Event::Result(m) => stage.result(m),
-                Event::Frame(f) => stage.frame(f),
-                Event::Left(i) => {
-                    clients.remove(i);
-                }
-                Event::Idle => {}
-            }
-        }
-        // Stopping: tell held workers there is nothing, so they ask elsewhere.
-        if let Some(task) = work {
-            task.abort();
-        }
-        for h in std::mem::take(&mut stage.held) {
-            stage.idle(&h.reply);
         }
     }
 }
@@ -260,28 +181,75 @@ fn forward(
     })
 }
 
-struct Stage<'a> {
-    pool: &'a Pool,
-    counts: &'a Arc<ProcessingCounts>,
-    held: VecDeque<Held>,
-    handed: HashMap<u64, Handed>,
-    next_token: u64,
-    /// When a worker last asked for a frame.
-    last_request: Instant,
-}
+impl Stage for Pool {
+    type Own = FromBroker;
 
-impl Stage<'_> {
-    fn url(&self) -> &str {
-        &self.pool.config.nats.url
+    fn listen<'a>(&'a self, sel: &mut Select<'a>) -> usize {
+        sel.recv(&self.requests);
+        sel.recv(&self.results);
+        2
     }
 
+    fn receive(&self, i: usize, op: SelectedOperation<'_>) -> Option<FromBroker> {
+        match i {
+            0 => op.recv(&self.requests).ok().map(FromBroker::Request),
+            _ => op.recv(&self.results).ok().map(FromBroker::Result),
+        }
+    }
+
+    fn own(&mut self, event: FromBroker, _clients: &[Joined]) {
+        match event {
+            FromBroker::Request(m) => self.request(m),
+            FromBroker::Result(m) => self.result(m),
+        }
+    }
+
+    fn prepare(&mut self, clients: &[Joined]) {
+        match (&self.work, clients.is_empty()) {
+            (None, false) => {
+                self.work = self.take_work();
+                // Workers find us from now on: no "no worker" verdicts yet.
+                self.last_request = Instant::now();
+            }
+            (Some(task), true) => {
+                task.abort();
+                self.work = None;
+                for h in std::mem::take(&mut self.held) {
+                    self.idle(&h.reply);
+                }
+            }
+            _ => {}
+        }
+        self.expire();
+    }
+
+    fn takes_frames(&self) -> bool {
+        self.wants_frames()
+    }
+
+    fn frame(&mut self, frame: ArrivedFrame, _clients: &[Joined]) {
+        self.hand_frame(frame);
+    }
+
+    /// Stopping: tell held workers there is nothing, so they ask elsewhere.
+    fn finish(&mut self) {
+        if let Some(task) = self.work.take() {
+            task.abort();
+        }
+        for h in std::mem::take(&mut self.held) {
+            self.idle(&h.reply);
+        }
+    }
+}
+
+impl Pool {
     /// Frames are taken from the slots when a worker waits for one, or when
     /// they must be answered without one (NATS down, no worker for a whole
     /// deadline): a frame never waits unanswered longer than that.
-    fn takes_frames(&self) -> bool {
+    fn wants_frames(&self) -> bool {
         !self.held.is_empty()
-            || !self.pool.broker.is_connected()
-            || self.last_request.elapsed() > self.pool.config.timeout
+            || !self.broker.is_connected()
+            || self.last_request.elapsed() > self.config.timeout
     }
 
     /// Answers held requests whose wait is over (`idle`) and handed frames
@@ -297,7 +265,7 @@ impl Stage<'_> {
                 self.idle(&h.reply);
             }
         }
-        if !self.pool.broker.is_connected() {
+        if !self.broker.is_connected() {
             // Their inboxes may be gone with the connection: they ask again.
             self.held.clear();
         }
@@ -312,18 +280,18 @@ impl Stage<'_> {
             let why = format!(
                 "worker {} took the frame and sent no result within {:.1} s (it died, stalled or lost NATS)",
                 h.worker,
-                self.pool.config.timeout.as_secs_f64()
+                self.config.timeout.as_secs_f64()
             );
-            debug!(client = h.client, frame_id = h.frame_id, "{why}");
-            self.answer_failed(h.reply.as_ref(), h.frame_id, h.arrived, &why);
+            debug!(client = h.client, frame_id = h.reply_to.frame_id, "{why}");
+            self.answer_failed(h.reply_to, &why);
         }
     }
 
     fn idle(&self, reply: &str) {
         let mut h = HeaderMap::new();
         h.insert(header::STATUS, "idle");
-        h.insert(header::SERVER, self.pool.config.server_id.as_str());
-        if let Err(e) = self.pool.broker.publish(reply.to_string(), h, Bytes::new()) {
+        h.insert(header::SERVER, self.config.server_id.as_str());
+        if let Err(e) = self.broker.publish(reply.to_string(), h, Bytes::new()) {
             debug!("{e:#}");
         }
     }
@@ -351,22 +319,22 @@ impl Stage<'_> {
         });
     }
 
-    fn frame(&mut self, f: ArrivedFrame) {
-        if !self.pool.broker.is_connected() {
+    fn hand_frame(&mut self, f: ArrivedFrame) {
+        if !self.broker.is_connected() {
             let why = format!(
                 "NATS at {} is unreachable: the frame was not processed",
                 self.url()
             );
-            self.answer_failed(f.reply.as_ref(), f.frame_id, f.arrived, &why);
+            self.answer_failed(ReplyTo::new(&f, Instant::now()), &why);
             return;
         }
-        if let Some(max) = self.pool.broker.max_payload() {
+        if let Some(max) = self.broker.max_payload() {
             if f.jpeg.len() + HEADER_ROOM > max {
                 let why = format!(
                     "the frame ({} bytes) is over the NATS server's max_payload ({max} bytes): raise max_payload in nats-server's configuration, or send smaller frames",
                     f.jpeg.len()
                 );
-                self.answer_failed(f.reply.as_ref(), f.frame_id, f.arrived, &why);
+                self.answer_failed(ReplyTo::new(&f, Instant::now()), &why);
                 return;
             }
         }
@@ -376,12 +344,14 @@ impl Stage<'_> {
                 self.last_request.elapsed().as_secs_f64(),
                 self.url()
             );
-            self.answer_failed(f.reply.as_ref(), f.frame_id, f.arrived, &why);
+            self.answer_failed(ReplyTo::new(&f, Instant::now()), &why);
             return;
         };
+        let handed = hand(f);
+        let f = &handed.frame;
         let token = self.next_token;
         self.next_token += 1;
-        let config = &self.pool.config;
+        let config = &self.config;
         let mut h = HeaderMap::new();
         h.insert(header::SERVER, config.server_id.as_str());
         h.insert(
@@ -400,25 +370,22 @@ impl Stage<'_> {
             header::DEADLINE_MS,
             (config.timeout.as_millis() as u64).to_string(),
         );
-        let handed = Instant::now();
-        match self.pool.broker.publish(held.reply, h, f.jpeg.clone()) {
+        let reply_to = ReplyTo::new(f, handed.at);
+        match self.broker.publish(held.reply, h, f.jpeg.clone()) {
             Ok(()) => {
                 self.handed.insert(
                     token,
-                    Handed {
-                        frame_id: f.frame_id,
+                    AtWorker {
                         client: f.client,
-                        reply: f.reply,
-                        arrived: f.arrived,
-                        handed,
-                        deadline: handed + config.timeout,
+                        deadline: handed.at + config.timeout,
                         worker: held.worker,
+                        reply_to,
                     },
                 );
             }
             Err(e) => {
                 let why = format!("{e:#}");
-                self.answer_failed(f.reply.as_ref(), f.frame_id, f.arrived, &why);
+                self.answer_failed(reply_to, &why);
             }
         }
     }
@@ -453,7 +420,7 @@ impl Stage<'_> {
             _ => None,
         };
         let (status, kind, payload) = match (frame_id, status, kind) {
-            (Some(id), Some(s), Some(k)) if id == handed.frame_id => (s, k, m.payload),
+            (Some(id), Some(s), Some(k)) if id == handed.reply_to.frame_id => (s, k, m.payload),
             _ => {
                 let why = format!(
                     "worker {} sent a malformed result (check its {}, {} and {} headers against protocol.md)",
@@ -466,40 +433,14 @@ impl Stage<'_> {
                 (ResultStatus::Failed, ResultKind::Text, Bytes::from(why))
             }
         };
-        let counter = match status {
-            ResultStatus::Processed => &self.counts.processed,
-            _ => &self.counts.failed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if let Some(reply) = &handed.reply {
-            let _ = reply.try_send(ProcessResult {
-                frame_id: handed.frame_id,
-                status,
-                wait_us: micros_u32(handed.handed.saturating_duration_since(handed.arrived)),
-                processing_us: micros_u32(handed.handed.elapsed()),
-                kind,
-                result: payload,
-            });
-        }
+        let _ = handed
+            .reply_to
+            .send_raw(status, kind, payload, &self.counts);
     }
 
-    fn answer_failed(
-        &self,
-        reply: Option<&Sender<ProcessResult>>,
-        frame_id: u64,
-        arrived: Instant,
-        why: &str,
-    ) {
-        self.counts.failed.fetch_add(1, Ordering::Relaxed);
-        if let Some(reply) = reply {
-            let _ = reply.try_send(ProcessResult {
-                frame_id,
-                status: ResultStatus::Failed,
-                wait_us: micros_u32(arrived.elapsed()),
-                processing_us: 0,
-                kind: ResultKind::Text,
-                result: Bytes::from(format!("pool: {why}")),
-            });
-        }
+    /// Answers a frame `failed`, with `why` (from the pool) as its text.
+    fn answer_failed(&self, reply_to: ReplyTo, why: &str) {
+        let text = Bytes::from(format!("pool: {why}"));
+        let _ = reply_to.send_raw(ResultStatus::Failed, ResultKind::Text, text, &self.counts);
     }
 }

@@ -9,7 +9,7 @@
 //! frame size) has nothing to compare with: `motion` 0 and `box` null.
 
 use super::{Output, Processor};
-use crate::server::sink::{ClientId, FrameView};
+use crate::process::{ClientId, FrameView};
 use anyhow::{anyhow, Result};
 use image::RgbImage;
 use serde::Serialize;

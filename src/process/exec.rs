@@ -34,7 +34,7 @@
 
 use super::Output;
 use super::Processor;
-use crate::server::sink::FrameView;
+use crate::process::FrameView;
 use crate::shutdown::{Shutdown, TICK};
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
@@ -364,7 +364,7 @@ impl Drop for ExecProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::sink::tests::arrived;
+    use crate::process::frame::tests::arrived;
 
     fn view() -> FrameView {
         FrameView::new(arrived(crate::media::jpeg::tests::sample_jpeg(16, 8)))

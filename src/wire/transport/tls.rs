@@ -5,14 +5,13 @@
 //! timeouts, which a TLS session object does not allow. So TLS runs in a
 //! bridge: a thread per connection moves bytes between the TCP socket (TLS)
 //! and one end of a local socket pair (plaintext); the connection code uses
-//! the other end exactly as it would a TCP socket ([`crate::wire::stream::Stream`]).
+//! the other end exactly as it would a TCP socket ([`crate::wire::transport::Stream`]).
 //! The bridge never buffers more than one read of each side: when the peer
 //! stops reading, writes to the plaintext end block and the usual write
 //! timeout applies.
 
-use crate::wire::stream::{pass_on, poll_pair, would_block, Stream};
+use crate::wire::transport::{pass_on, poll_pair, would_block, StopReason, Stream};
 use anyhow::{anyhow, Context, Result};
-use parking_lot::Mutex;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io::{self, ErrorKind, Read, Write};
@@ -127,14 +126,11 @@ pub fn server_name(server: &str) -> Result<ServerName<'static>> {
         .map_err(|_| anyhow!("{host} is not a name a TLS certificate can carry (--tls-name)"))
 }
 
-/// Why a bridge stopped, for the connection's error message.
-pub type BridgeError = Arc<Mutex<Option<String>>>;
-
 /// Starts TLS on `tcp` and returns the plaintext stream, plus where the
 /// bridge puts the reason it stopped (a failed handshake, say).
-pub fn bridge(tcp: TcpStream, conn: rustls::Connection) -> io::Result<(Stream, BridgeError)> {
+pub fn bridge(tcp: TcpStream, conn: rustls::Connection) -> io::Result<(Stream, StopReason)> {
     let (app, ours) = UnixStream::pair()?;
-    let error: BridgeError = Arc::default();
+    let error: StopReason = Arc::default();
     let e = error.clone();
     std::thread::Builder::new()
         .name("tls".into())
@@ -150,7 +146,7 @@ pub fn bridge(tcp: TcpStream, conn: rustls::Connection) -> io::Result<(Stream, B
 pub fn accept(
     tcp: TcpStream,
     config: &Arc<rustls::ServerConfig>,
-) -> io::Result<(Stream, BridgeError)> {
+) -> io::Result<(Stream, StopReason)> {
     let conn = rustls::ServerConnection::new(config.clone()).map_err(io::Error::other)?;
     bridge(tcp, conn.into())
 }
@@ -160,7 +156,7 @@ pub fn connect(
     tcp: TcpStream,
     config: &Arc<rustls::ClientConfig>,
     name: ServerName<'static>,
-) -> io::Result<(Stream, BridgeError)> {
+) -> io::Result<(Stream, StopReason)> {
     let conn = rustls::ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
     bridge(tcp, conn.into())
 }
@@ -171,7 +167,7 @@ fn pump(
     mut tcp: TcpStream,
     mut local: UnixStream,
     mut tls: rustls::Connection,
-    error: &BridgeError,
+    error: &StopReason,
 ) -> Result<(), String> {
     let io_err = |e: io::Error| e.to_string();
     tcp.set_nonblocking(true).map_err(io_err)?;

@@ -10,18 +10,21 @@
 //! (`motion`) and [`exec::ExecProcessor`] (`exec:COMMAND`, an external
 //! program fed over pipes).
 
+pub mod count;
 pub mod exec;
+pub mod frame;
+pub mod handoff_processor;
 pub mod motion;
+pub mod takers;
 
-use crate::server::sink::{ClientId, FrameView, Sink};
 use crate::shutdown::Shutdown;
-use crate::wire::micros_u32;
-use crate::wire::{ProcessResult, ResultKind, ResultStatus};
+use crate::wire::{micros_u32, ProcessResult, ResultKind, ResultStatus};
 use anyhow::{bail, Result};
 use bytes::Bytes;
-use std::collections::HashMap;
+pub use count::CountProcessor;
+use crossbeam_channel::Sender;
+pub use frame::{ArrivedFrame, ClientId, FrameView};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a processor made of a frame.
@@ -149,29 +152,6 @@ pub fn build(config: &ProcessorConfig, stop: &Shutdown) -> Result<Box<dyn Proces
     })
 }
 
-/// The default processor: counts the frames it is given, per client, and
-/// sends the count back. It needs no pixels, so nothing is ever decoded.
-#[derive(Default)]
-pub struct CountProcessor {
-    per_client: HashMap<ClientId, u64>,
-}
-
-impl Processor for CountProcessor {
-    fn name(&self) -> &str {
-        "count"
-    }
-
-    fn process(&mut self, view: &mut FrameView) -> Result<Output> {
-        let n = self.per_client.entry(view.frame.client).or_default();
-        *n += 1;
-        Ok(Output::json(&serde_json::json!({ "count": *n })))
-    }
-
-    fn client_left(&mut self, client: ClientId) {
-        self.per_client.remove(&client);
-    }
-}
-
 /// Counters of the processing thread, readable from any thread.
 #[derive(Debug, Default)]
 pub struct ProcessingCounts {
@@ -191,76 +171,75 @@ impl ProcessingCounts {
     pub fn busy_for(&self) -> Option<Duration> {
         self.busy_since.lock().map(|t| t.elapsed())
     }
-}
 
-/// Runs a [`Processor`] as a sink on the processing thread: times it and
-/// sends each result to the frame's client.
-pub(crate) struct ProcessingSink {
-    processor: Box<dyn Processor>,
-    counts: Arc<ProcessingCounts>,
-}
-
-impl ProcessingSink {
-    pub(crate) fn new(processor: Box<dyn Processor>, counts: Arc<ProcessingCounts>) -> Self {
-        ProcessingSink { processor, counts }
+    /// The processor started on a frame at `since` (Some), or finished (None).
+    pub(crate) fn set_busy(&self, since: Option<Instant>) {
+        *self.busy_since.lock() = since;
     }
 }
 
-impl Sink for ProcessingSink {
-    fn name(&self) -> &str {
-        self.processor.name()
+/// Where a handed frame's one RESULT goes, with the instants its timings
+/// are taken from: `wait_us` from arrival to hand-off, `processing_us`
+/// from hand-off to the answer.
+#[derive(Debug, Clone)]
+pub struct ReplyTo {
+    pub frame_id: u64,
+    pub arrived: Instant,
+    pub handed: Instant,
+    /// None when the client did not ask for results.
+    pub reply: Option<Sender<ProcessResult>>,
+}
+
+impl ReplyTo {
+    /// The answer to `frame`, handed at `handed`.
+    pub fn new(frame: &ArrivedFrame, handed: Instant) -> Self {
+        ReplyTo {
+            frame_id: frame.frame_id,
+            arrived: frame.arrived,
+            handed,
+            reply: frame.reply.clone(),
+        }
     }
 
-    fn frame(&mut self, view: &mut FrameView) -> Result<()> {
-        let started = Instant::now();
-        *self.counts.busy_since.lock() = Some(started);
-        // A processor is user code: a panic in it fails this frame (answered
-        // `failed` with the panic's message), not the processing of every client.
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.processor.process(view)
-        }))
-        .unwrap_or_else(|panic| {
-            Err(anyhow::anyhow!(
-                "panicked: {}",
-                crate::logging::panic_text(&*panic)
-            ))
-        });
-        let took = started.elapsed();
-        *self.counts.busy_since.lock() = None;
-        let (status, (kind, result), err) = match out {
-            Ok(o) => {
-                self.counts.processed.fetch_add(1, Ordering::Relaxed);
-                (ResultStatus::Processed, o.into_wire(), None)
-            }
-            Err(e) => {
-                self.counts.failed.fetch_add(1, Ordering::Relaxed);
-                let text = format!("{}: {e:#}", self.processor.name());
-                (
-                    ResultStatus::Failed,
-                    (ResultKind::Text, Bytes::from(text)),
-                    Some(e),
-                )
-            }
+    /// Sends the processor's `out` (`processed`), or its failure's text
+    /// (`failed`), and counts it. False when the client's connection has
+    /// closed (the count stands: the frame was processed or failed).
+    pub fn send(self, out: Result<Output, String>, counts: &ProcessingCounts) -> bool {
+        let (status, (kind, result)) = match out {
+            Ok(o) => (ResultStatus::Processed, o.into_wire()),
+            Err(text) => (ResultStatus::Failed, (ResultKind::Text, Bytes::from(text))),
         };
-        if let Some(reply) = &view.frame.reply {
-            // Never full (unbounded; the connection bounds what it owes).
-            let _ = reply.try_send(ProcessResult {
-                frame_id: view.frame.frame_id,
+        self.send_raw(status, kind, result, counts)
+    }
+
+    /// Sends a RESULT as it is given (a pool worker's own status and
+    /// kind), and counts it as processed or failed.
+    pub(crate) fn send_raw(
+        self,
+        status: ResultStatus,
+        kind: ResultKind,
+        result: Bytes,
+        counts: &ProcessingCounts,
+    ) -> bool {
+        let counter = match status {
+            ResultStatus::Processed => &counts.processed,
+            _ => &counts.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let Some(reply) = self.reply else {
+            return true;
+        };
+        // Never full (unbounded; the connection bounds what it owes).
+        reply
+            .try_send(ProcessResult {
+                frame_id: self.frame_id,
                 status,
-                wait_us: micros_u32(started.saturating_duration_since(view.frame.arrived)),
-                processing_us: micros_u32(took),
+                wait_us: micros_u32(self.handed.saturating_duration_since(self.arrived)),
+                processing_us: micros_u32(self.handed.elapsed()),
                 kind,
                 result,
-            });
-        }
-        match err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    fn client_left(&mut self, client: ClientId) {
-        self.processor.client_left(client);
+            })
+            .is_ok()
     }
 }
 
@@ -292,62 +271,6 @@ pub(crate) fn skipped(frame_id: u64, busy: Option<Duration>) -> ProcessResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::sink::tests::arrived;
-
-    #[test]
-    fn count_processor_counts_per_client_without_decoding() {
-        let mut p = CountProcessor::default();
-        let mut v = FrameView::new(arrived(crate::media::jpeg::tests::sample_jpeg(16, 8)));
-        assert_eq!(
-            p.process(&mut v).unwrap(),
-            Output::Json(r#"{"count":1}"#.into())
-        );
-        assert_eq!(
-            p.process(&mut v).unwrap(),
-            Output::Json(r#"{"count":2}"#.into())
-        );
-        assert!(!v.was_decoded());
-        p.client_left(v.frame.client);
-        assert_eq!(
-            p.process(&mut v).unwrap(),
-            Output::Json(r#"{"count":1}"#.into())
-        );
-    }
-
-    #[test]
-    fn the_result_goes_to_the_frame_reply_channel_with_timings() {
-        struct Fails;
-        impl Processor for Fails {
-            fn name(&self) -> &str {
-                "fails"
-            }
-            fn process(&mut self, _: &mut FrameView) -> Result<Output> {
-                bail!("no luck")
-            }
-        }
-        let counts = Arc::new(ProcessingCounts::default());
-        let (tx, rx) = crossbeam_channel::bounded(4);
-        let mut frame = arrived(crate::media::jpeg::tests::sample_jpeg(16, 8));
-        frame.reply = Some(tx);
-        frame.frame_id = 7;
-
-        let mut sink = ProcessingSink::new(Box::new(CountProcessor::default()), counts.clone());
-        sink.frame(&mut FrameView::new(frame.clone())).unwrap();
-        let r = rx.try_recv().unwrap();
-        assert_eq!(
-            (r.frame_id, r.status, r.kind),
-            (7, ResultStatus::Processed, ResultKind::Json)
-        );
-        assert_eq!(&r.result[..], br#"{"count":1}"#);
-
-        let mut sink = ProcessingSink::new(Box::new(Fails), counts.clone());
-        assert!(sink.frame(&mut FrameView::new(frame)).is_err());
-        let r = rx.try_recv().unwrap();
-        assert_eq!((r.status, r.kind), (ResultStatus::Failed, ResultKind::Text));
-        assert_eq!(&r.result[..], b"fails: no luck");
-        assert_eq!(counts.processed.load(Ordering::Relaxed), 1);
-        assert_eq!(counts.failed.load(Ordering::Relaxed), 1);
-    }
 
     #[test]
     fn processor_names_parse() {
