@@ -39,6 +39,8 @@ pub mod header {
     pub const HEIGHT: &str = "Framelink-Height";
     pub const ENCODING: &str = "Framelink-Encoding";
     pub const AGE_US: &str = "Framelink-Age-Us";
+    pub const HANDED_AGE_US: &str = "Framelink-Handed-Age-Us";
+    pub const MAX_AGE_US: &str = "Framelink-Max-Age-Us";
     pub const DEADLINE_MS: &str = "Framelink-Deadline-Ms";
     pub const KIND: &str = "Framelink-Kind";
     pub const PROCESSING_US: &str = "Framelink-Processing-Us";

@@ -43,6 +43,9 @@ pub struct Results {
     pub processed: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Frames that grew older than the server's threshold before a
+    /// processor was free for them (status `expired`).
+    pub expired: u64,
     /// Client clock: from capture to the result's arrival.
     capture_to_result: Histogram<u64>,
     /// The newest result, shortened, for the status line.
@@ -57,6 +60,7 @@ impl Default for Results {
             processed: 0,
             skipped: 0,
             failed: 0,
+            expired: 0,
             capture_to_result: new_histogram(),
             last: None,
             busy: None,
@@ -66,13 +70,14 @@ impl Default for Results {
 
 impl Results {
     pub fn any(&self) -> bool {
-        self.processed + self.skipped + self.failed > 0
+        self.processed + self.skipped + self.failed + self.expired > 0
     }
 
     fn merge(&mut self, o: &Results) {
         self.processed += o.processed;
         self.skipped += o.skipped;
         self.failed += o.failed;
+        self.expired += o.expired;
         let _ = self.capture_to_result.add(&o.capture_to_result);
         if o.last.is_some() {
             self.last.clone_from(&o.last);
@@ -93,9 +98,12 @@ pub struct ResultFigures {
     pub results_processed: u64,
     pub results_skipped: u64,
     pub results_failed: u64,
+    /// Frames that grew older than the server's threshold before a
+    /// processor was free for them: never processed.
+    pub results_expired: u64,
     /// Accepted frames whose RESULT never came (a connection that ended
     /// first; a clean stop waits for them): processed + skipped + failed +
-    /// owed = accepted.
+    /// expired + owed = accepted.
     pub results_owed: u64,
     /// Client clock, from capture to the result's arrival (processed results).
     pub capture_to_result_ms: Percentiles,
@@ -183,13 +191,14 @@ impl Tally {
         match status {
             ResultStatus::Processed => r.processed += 1,
             ResultStatus::Failed => r.failed += 1,
+            ResultStatus::Expired => r.expired += 1,
             ResultStatus::Skipped | ResultStatus::Other(_) => r.skipped += 1,
         }
         if let (ResultStatus::Processed, Some(d)) = (status, capture_to_result) {
             r.capture_to_result
                 .saturating_record((d.as_micros() as u64).clamp(1, MAX_RECORDED_US));
         }
-        if status == ResultStatus::Skipped {
+        if matches!(status, ResultStatus::Skipped | ResultStatus::Expired) {
             if shown.is_some() {
                 r.busy = shown;
             }
@@ -257,7 +266,7 @@ impl Tally {
         let r = &self.results;
         self.counts
             .accepted
-            .saturating_sub(r.processed + r.skipped + r.failed)
+            .saturating_sub(r.processed + r.skipped + r.failed + r.expired)
     }
 
     /// Client: frames sent that have no VERDICT (yet).
@@ -294,6 +303,7 @@ impl Tally {
                 results_processed: self.results.processed,
                 results_skipped: self.results.skipped,
                 results_failed: self.results.failed,
+                results_expired: self.results.expired,
                 results_owed: self.results_owed(),
                 capture_to_result_ms: self.results.capture_to_result_ms(),
             }),
@@ -435,10 +445,11 @@ impl Figures {
             .as_ref()
             .map(|r| {
                 format!(
-                    "; results {} processed, {} skipped, {} failed, capture→result p50 {} p99 {} ms",
+                    "; results {} processed, {} skipped, {} failed, {} expired, capture→result p50 {} p99 {} ms",
                     r.results_processed,
                     r.results_skipped,
                     r.results_failed,
+                    r.results_expired,
                     fmt_ms(r.capture_to_result_ms.p50),
                     fmt_ms(r.capture_to_result_ms.p99)
                 )

@@ -67,6 +67,9 @@ pub struct WorkerSummary {
     pub processor: String,
     pub frames_processed: u64,
     pub frames_failed: u64,
+    /// Frames that were over the server's threshold when this worker took
+    /// them (answered `expired`, not processed).
+    pub frames_expired: u64,
     /// Requests a server answered with "nothing now".
     pub idle_replies: u64,
     /// Asks that found no server (or no NATS).
@@ -85,6 +88,7 @@ pub struct WorkerSummary {
 struct Counts {
     processed: AtomicU64,
     failed: AtomicU64,
+    expired: AtomicU64,
     idle: AtomicU64,
     no_server: AtomicU64,
     busy_us: AtomicU64,
@@ -93,8 +97,13 @@ struct Counts {
 }
 
 impl Counts {
-    fn record(&self, took: Duration, server: &str, ok: bool) {
-        if ok { &self.processed } else { &self.failed }.fetch_add(1, Ordering::Relaxed);
+    fn record(&self, took: Duration, server: &str, status: Status) {
+        match status {
+            Status::Processed => &self.processed,
+            Status::Failed => &self.failed,
+            Status::Expired => &self.expired,
+        }
+        .fetch_add(1, Ordering::Relaxed);
         self.busy_us
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         if let Some(h) = self.times.lock().as_mut() {
@@ -188,6 +197,7 @@ pub fn run_with(
         processor: processor_name,
         frames_processed: counts.processed.load(Ordering::Relaxed),
         frames_failed: counts.failed.load(Ordering::Relaxed),
+        frames_expired: counts.expired.load(Ordering::Relaxed),
         idle_replies: counts.idle.load(Ordering::Relaxed),
         no_server: counts.no_server.load(Ordering::Relaxed),
         duration_s: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
@@ -341,6 +351,8 @@ struct Given {
     server: String,
     frame_id: Option<u64>,
     frame: Result<ArrivedFrame>,
+    /// The server's threshold (None: a server that sends none, so no check).
+    max_age: Option<Duration>,
 }
 
 fn parse(msg: Message) -> Result<Given> {
@@ -361,7 +373,14 @@ fn parse(msg: Message) -> Result<Given> {
         let dim = |name| -> Result<u16> {
             u16::try_from(nats::number(h, name)?).map_err(|_| anyhow!("{name} is over 65535"))
         };
-        let age = Duration::from_micros(nats::number(h, header::AGE_US).unwrap_or(0));
+        // Its age when the server handed it on (on arrival, from a server
+        // that says only that); the time since receipt is added on this
+        // worker's clock: an age carried, never a time, so no clock sync.
+        // The broker's hop is not counted (nobody measured it).
+        let age = nats::number(h, header::HANDED_AGE_US)
+            .or_else(|_| nats::number(h, header::AGE_US))
+            .unwrap_or(0);
+        let age = Duration::from_micros(age);
         Ok(ArrivedFrame {
             // Client ids are per server: the worker's key mixes in the server.
             client: client_key(&server, client_id),
@@ -375,12 +394,16 @@ fn parse(msg: Message) -> Result<Given> {
             reply: None,
         })
     })();
+    let max_age = nats::number(h, header::MAX_AGE_US)
+        .ok()
+        .map(Duration::from_micros);
     Ok(Given {
         results,
         token,
         server,
         frame_id,
         frame,
+        max_age,
     })
 }
 
@@ -410,9 +433,21 @@ fn handle(
             return;
         }
     };
+    let mut expired = false;
     let out = given.frame.and_then(|frame| {
         if clients.len() < 100_000 || clients.contains_key(&frame.client) {
             clients.insert(frame.client, Instant::now());
+        }
+        // Fresh when handed, here too: a frame over the server's threshold
+        // when this worker takes it is answered `expired`, not processed.
+        let age = frame.age_now();
+        if let Some(max) = given.max_age.filter(|max| age > *max) {
+            expired = true;
+            return Ok(Output::Text(format!(
+                "{:.0} ms old when a worker took it, over the {:.0} ms threshold",
+                age.as_secs_f64() * 1e3,
+                max.as_secs_f64() * 1e3
+            )));
         }
         let mut view = FrameView::reusing(frame, std::mem::take(pixels));
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -428,7 +463,11 @@ fn handle(
         h.insert(header::FRAME_ID, id.to_string());
     }
     h.insert(header::WORKER, config.name.as_str());
-    let ok = out.is_ok();
+    let status = match (&out, expired) {
+        (Err(_), _) => Status::Failed,
+        (Ok(_), true) => Status::Expired,
+        (Ok(_), false) => Status::Processed,
+    };
     let (kind, payload) = match out {
         Ok(Output::None) => ("none", Bytes::new()),
         Ok(Output::Json(s)) => ("json", Bytes::from(s)),
@@ -439,12 +478,31 @@ fn handle(
             ("text", Bytes::from(format!("{}: {e:#}", processor.name())))
         }
     };
-    h.insert(header::STATUS, if ok { "processed" } else { "failed" });
+    h.insert(header::STATUS, status.as_str());
     h.insert(header::KIND, kind);
     let took = received.elapsed();
     h.insert(header::PROCESSING_US, (took.as_micros() as u64).to_string());
     if let Err(e) = broker.publish(given.results, h, payload) {
         warn!("{e:#}");
     }
-    counts.record(took, &given.server, ok);
+    counts.record(took, &given.server, status);
+}
+
+/// What became of a frame a worker took.
+#[derive(Clone, Copy)]
+enum Status {
+    Processed,
+    Failed,
+    Expired,
+}
+
+impl Status {
+    /// Its `Framelink-Status` (protocol.md).
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Processed => "processed",
+            Status::Failed => "failed",
+            Status::Expired => "expired",
+        }
+    }
 }

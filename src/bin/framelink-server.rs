@@ -87,8 +87,11 @@ fn run(opts: ServerOpts) -> Result<()> {
     let summary = server.run(shutdown)?;
     output::stdout_line(&format!("summary: {}", summary.total.describe()));
     output::stdout_line(&format!(
-        "processor {}: {} frames processed, {} failed",
-        summary.processor, summary.frames_processed, summary.frames_process_failed
+        "processor {}: {} frames processed, {} failed, {} expired before processing",
+        summary.processor,
+        summary.frames_processed,
+        summary.frames_process_failed,
+        summary.frames_expired
     ));
     if let Some(r) = &summary.recording {
         output::stdout_line(&format!(

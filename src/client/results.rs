@@ -209,6 +209,9 @@ pub fn shown(r: &ProcessResult) -> Option<String> {
         (ResultStatus::Skipped, ResultKind::Text) => {
             format!("skipped: {}", String::from_utf8_lossy(&r.result))
         }
+        (ResultStatus::Expired, _) => {
+            format!("expired: {}", String::from_utf8_lossy(&r.result))
+        }
         _ => return None,
     };
     Some(text.chars().take(SHOWN_CHARS).collect())

@@ -95,8 +95,12 @@ pub(super) fn compact_status(
     let r = &t.results;
     if r.any() {
         line += &format!(" | results {}", r.processed);
-        if r.skipped + r.failed > 0 {
-            line += &format!(" ({} skipped, {} failed)", r.skipped, r.failed);
+        if r.skipped + r.failed + r.expired > 0 {
+            line += &format!(" ({} skipped, {} failed", r.skipped, r.failed);
+            if r.expired > 0 {
+                line += &format!(", {} expired", r.expired);
+            }
+            line += ")";
         }
         if let Some(busy) = &r.busy {
             line += &format!(" | {busy}");

@@ -157,6 +157,9 @@ pub fn build(config: &ProcessorConfig, stop: &Shutdown) -> Result<Box<dyn Proces
 pub struct ProcessingCounts {
     pub processed: AtomicU64,
     pub failed: AtomicU64,
+    /// Frames not handed because they grew older than the threshold in
+    /// their slot (answered `expired`).
+    pub expired: AtomicU64,
     /// When the processor started on the frame in hand (None: idle).
     busy_since: parking_lot::Mutex<Option<Instant>>,
 }
@@ -213,7 +216,7 @@ impl ReplyTo {
     }
 
     /// Sends a RESULT as it is given (a pool worker's own status and
-    /// kind), and counts it as processed or failed.
+    /// kind), and counts it as processed, expired or failed.
     pub(crate) fn send_raw(
         self,
         status: ResultStatus,
@@ -223,6 +226,7 @@ impl ReplyTo {
     ) -> bool {
         let counter = match status {
             ResultStatus::Processed => &counts.processed,
+            ResultStatus::Expired => &counts.expired,
             _ => &counts.failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -240,6 +244,23 @@ impl ReplyTo {
                 result,
             })
             .is_ok()
+    }
+}
+
+/// The RESULT for a frame that was `age` old when its turn came, over
+/// the threshold `max_age`: it is not processed.
+pub(crate) fn expired(frame: &ArrivedFrame, age: Duration, max_age: Duration) -> ProcessResult {
+    ProcessResult {
+        frame_id: frame.frame_id,
+        status: ResultStatus::Expired,
+        wait_us: micros_u32(frame.arrived.elapsed()),
+        processing_us: 0,
+        kind: ResultKind::Text,
+        result: Bytes::from(format!(
+            "{:.0} ms old when a processor was free, over the {:.0} ms threshold",
+            age.as_secs_f64() * 1e3,
+            max_age.as_secs_f64() * 1e3
+        )),
     }
 }
 

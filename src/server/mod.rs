@@ -127,6 +127,9 @@ pub struct ServerSummary {
     pub frames_processed: u64,
     /// Frames the processor failed on.
     pub frames_process_failed: u64,
+    /// Frames not handed to the processor because they grew older than
+    /// `max_age` in their slot (answered `expired`).
+    pub frames_expired: u64,
     pub duration_s: f64,
     pub clients: Vec<ClientSummary>,
     /// The recording's figures, when recording.
@@ -184,6 +187,7 @@ impl Shared {
         summary.processor = self.processor_name.clone();
         summary.frames_processed = self.processing.processed.load(Ordering::Relaxed);
         summary.frames_process_failed = self.processing.failed.load(Ordering::Relaxed);
+        summary.frames_expired = self.processing.expired.load(Ordering::Relaxed);
         summary.recording = self.recorder.as_ref().map(Recorder::summary);
         summary
     }
@@ -294,6 +298,8 @@ impl Server {
         // The processing thread runs the processor, or hands frames to
         // takers or to a worker pool.
         let counts: Arc<ProcessingCounts> = Arc::default();
+        // The rule of every hand-off to processing: fresh, or answered `expired`.
+        let hand_off = stage::HandOff::new(config.max_age, counts.clone());
         enum Processing {
             Local(stage::local::Local),
             Takers(stage::handoff::Takers),
@@ -303,13 +309,13 @@ impl Server {
         let (processing, processor_name) = match (handoff, processor, &config.pool) {
             (Some(wants), _, _) => {
                 let name = wants.name.clone();
-                let takers = stage::handoff::Takers::new(wants, counts.clone());
+                let takers = stage::handoff::Takers::new(wants, hand_off.clone());
                 (Processing::Takers(takers), name)
             }
-            (None, Some(p), _) => local(p, &counts),
+            (None, Some(p), _) => local(p, &hand_off),
             #[cfg(feature = "nats")]
             (None, None, Some(pc)) => {
-                let pool = stage::pool::Pool::connect(pc.clone(), counts.clone())?;
+                let pool = stage::pool::Pool::connect(pc.clone(), hand_off.clone())?;
                 let name = format!("pool {}", pool.url());
                 (Processing::Pool(Box::new(pool)), name)
             }
@@ -317,12 +323,12 @@ impl Server {
             (None, None, Some(_)) => anyhow::bail!(
                 "this build has no NATS support: build with the `nats` feature (on by default)"
             ),
-            (None, None, None) => local(process::build(&config.processor, &shutdown)?, &counts),
+            (None, None, None) => local(process::build(&config.processor, &shutdown)?, &hand_off),
         };
-        fn local(p: Box<dyn Processor>, counts: &Arc<ProcessingCounts>) -> (Processing, String) {
+        fn local(p: Box<dyn Processor>, hand_off: &stage::HandOff) -> (Processing, String) {
             let name = p.name().to_string();
             (
-                Processing::Local(stage::local::Local::new(p, counts.clone())),
+                Processing::Local(stage::local::Local::new(p, hand_off.clone())),
                 name,
             )
         }
@@ -415,8 +421,14 @@ impl Server {
                     spawn(
                         "stats",
                         Box::new(move || {
+                            let mut expired = 0;
                             while !shared.shutdown.wait_timeout(every) {
-                                if let Some(line) = shared.registry.status_line() {
+                                let now = shared.processing.expired.load(Ordering::Relaxed);
+                                let new = now - std::mem::replace(&mut expired, now);
+                                if let Some(mut line) = shared.registry.status_line() {
+                                    if new > 0 {
+                                        line += &format!(" | {new} expired before processing");
+                                    }
                                     if !crate::output::stdout_line(&line) {
                                         return;
                                     }

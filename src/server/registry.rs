@@ -67,7 +67,7 @@ impl Live {
     pub(super) fn saw_result(&self, r: &ProcessResult) {
         let text = || String::from_utf8_lossy(&r.result).into_owned();
         let shown = match (r.status, r.kind) {
-            (ResultStatus::Skipped, _) => return,
+            (ResultStatus::Skipped | ResultStatus::Expired, _) => return,
             (ResultStatus::Processed, ResultKind::None) => return,
             (ResultStatus::Failed, _) => serde_json::json!({ "failed": shorten(&text()) }),
             (_, ResultKind::Jpeg) => serde_json::json!({ "jpeg_bytes": r.result.len() }),
@@ -255,6 +255,7 @@ impl Registry {
             processor: String::new(),
             frames_processed: 0,
             frames_process_failed: 0,
+            frames_expired: 0,
             duration_s: duration.as_secs_f64(),
             clients,
             recording: None,
@@ -306,6 +307,7 @@ impl StatsSource for Shared {
             "processor": self.processor_name,
             "frames_processed": self.processing.processed.load(Ordering::Relaxed),
             "frames_process_failed": self.processing.failed.load(Ordering::Relaxed),
+            "frames_expired": self.processing.expired.load(Ordering::Relaxed),
             "viewers": self.live_frames.as_ref().map_or(0, |l| l.viewers.load(Ordering::Relaxed)),
             "recording": self.recorder.as_ref().map(Recorder::summary),
             "clients": self.registry.snapshot(),
@@ -418,6 +420,15 @@ impl StatsSource for Shared {
             vec![(
                 String::new(),
                 self.processing.failed.load(Ordering::Relaxed) as f64,
+            )],
+        );
+        family(
+            "frames_expired_total",
+            "counter",
+            "Frames not processed because they grew older than the threshold before a processor was free.",
+            vec![(
+                String::new(),
+                self.processing.expired.load(Ordering::Relaxed) as f64,
             )],
         );
         if let Some(l) = &self.live_frames {

@@ -137,6 +137,10 @@ pub enum ResultStatus {
     Skipped,
     /// The processor failed on this frame; the result is the error, as text.
     Failed,
+    /// The frame grew older than the server's threshold in its slot before
+    /// a processor was free for it (nothing newer replaced it): it was not
+    /// processed. The result says how old it was, as text.
+    Expired,
     /// A code this version does not know: treat as "no result".
     Other(u8),
 }
@@ -147,6 +151,7 @@ impl ResultStatus {
             ResultStatus::Processed => 0,
             ResultStatus::Skipped => 1,
             ResultStatus::Failed => 2,
+            ResultStatus::Expired => 3,
             ResultStatus::Other(c) => c,
         }
     }
@@ -155,6 +160,7 @@ impl ResultStatus {
             0 => ResultStatus::Processed,
             1 => ResultStatus::Skipped,
             2 => ResultStatus::Failed,
+            3 => ResultStatus::Expired,
             c => ResultStatus::Other(c),
         }
     }
@@ -164,6 +170,7 @@ impl ResultStatus {
             ResultStatus::Processed => "processed",
             ResultStatus::Skipped => "skipped",
             ResultStatus::Failed => "failed",
+            ResultStatus::Expired => "expired",
             ResultStatus::Other(_) => "unknown",
         }
     }

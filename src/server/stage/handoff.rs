@@ -9,9 +9,9 @@
 //! [`takers`](crate::process::takers)); a frame kept unanswered past the
 //! deadline (`process_timeout`) is answered `failed` here.
 
-use super::{hand, Joined, Stage};
+use super::{HandOff, Joined, Stage};
 use crate::process::takers::{Answer, Taken, To, Want, Wants};
-use crate::process::{ArrivedFrame, ProcessingCounts, ReplyTo};
+use crate::process::{ArrivedFrame, ReplyTo};
 use crossbeam_channel::{Select, SelectedOperation};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use std::time::Instant;
 /// The takers' stage.
 pub(crate) struct Takers {
     wants_rx: Wants,
-    counts: Arc<ProcessingCounts>,
+    hand_off: HandOff,
     name: Arc<str>,
     /// Wants waiting for a frame, oldest first.
     wants: VecDeque<Want>,
@@ -33,7 +33,7 @@ pub(crate) struct Takers {
 }
 
 impl Takers {
-    pub(crate) fn new(wants: Wants, counts: Arc<ProcessingCounts>) -> Self {
+    pub(crate) fn new(wants: Wants, hand_off: HandOff) -> Self {
         let timeout_text = format!(
             "no reply within {:.1} s (process_timeout)",
             wants.timeout.as_secs_f64()
@@ -41,7 +41,7 @@ impl Takers {
         Takers {
             name: wants.name.as_str().into(),
             wants_rx: wants,
-            counts,
+            hand_off,
             wants: VecDeque::new(),
             stash: Vec::new(),
             out: Vec::new(),
@@ -65,10 +65,14 @@ impl Takers {
                     answer_skipped(&std::mem::replace(&mut frame, newer));
                 }
             }
-            let handed = hand(frame);
+            let Some(handed) = self.hand_off.hand(frame) else {
+                // Answered `expired`: this taker waits for the next fresh frame.
+                self.wants.push_front(w);
+                continue;
+            };
             let answer = Answer::new(To::Session(
                 ReplyTo::new(&handed.frame, handed.at),
-                self.counts.clone(),
+                self.hand_off.counts.clone(),
             ));
             let deadline = handed.at + self.wants_rx.timeout;
             let taken = Taken::new(handed.frame, handed.at, answer.clone(), self.name.clone());
@@ -160,6 +164,7 @@ mod tests {
     use crate::process::frame::tests::arrived;
     use crate::process::takers::{channel, Closed, Handoff};
     use crate::process::Output;
+    use crate::process::ProcessingCounts;
     use crate::shutdown::Shutdown;
     use crate::wire::{ProcessResult, ResultStatus};
     use crossbeam_channel::{Receiver, Sender};
@@ -180,6 +185,11 @@ mod tests {
     }
 
     fn rig(timeout: Duration) -> Rig {
+        rig_with(timeout, Duration::from_secs(1))
+    }
+
+    /// A rig whose stage hands only frames up to `max_age` old.
+    fn rig_with(timeout: Duration, max_age: Duration) -> Rig {
         let (handoff, wants) = channel("python", timeout);
         let (joined_tx, joined_rx) = crossbeam_channel::bounded(4);
         let (slot, frames) = latest::channel();
@@ -197,7 +207,8 @@ mod tests {
         let thread = {
             let (counts, shutdown) = (counts.clone(), shutdown.clone());
             std::thread::spawn(move || {
-                super::super::run(&mut Takers::new(wants, counts), &joined_rx, &shutdown)
+                let hand_off = HandOff::new(max_age, counts);
+                super::super::run(&mut Takers::new(wants, hand_off), &joined_rx, &shutdown)
             })
         };
         Rig {
@@ -309,5 +320,34 @@ mod tests {
         let w = r.handoff.want().unwrap();
         r.shutdown.trigger();
         assert_eq!(w.wait(Duration::from_secs(5)).err(), Some(Closed));
+    }
+
+    #[test]
+    fn a_frame_grown_stale_in_its_slot_is_answered_expired_and_the_taker_gets_the_next_fresh_one() {
+        let r = rig_with(Duration::from_secs(5), Duration::from_millis(80));
+        // Frame 1 waited in its slot until it was 90 ms old: nothing newer came.
+        let mut old = arrived(crate::media::jpeg::tests::sample_jpeg(16, 8));
+        old.frame_id = 1;
+        old.age = Duration::from_millis(90);
+        old.reply = Some(r.reply.clone());
+        r.slot.send(old);
+        let w = r.handoff.want().unwrap();
+        let res = r.result();
+        assert_eq!((res.frame_id, res.status), (1, ResultStatus::Expired));
+        let text = String::from_utf8_lossy(&res.result).into_owned();
+        assert!(text.contains("over the 80 ms threshold"), "{text}");
+        assert_eq!(r.counts.expired.load(Ordering::Relaxed), 1);
+        // The same want is still waiting, and gets the next fresh frame.
+        assert!(w.wait(Duration::from_millis(50)).unwrap().is_none());
+        r.frame(2);
+        let t = w
+            .wait(Duration::from_secs(5))
+            .unwrap()
+            .expect("the fresh frame");
+        assert_eq!(t.frame.frame_id, 2);
+        assert!(t.age() <= Duration::from_millis(80), "{:?}", t.age());
+        t.reply(Output::None).unwrap();
+        assert_eq!(r.result().status, ResultStatus::Processed);
+        assert!(r.results.try_recv().is_err(), "one RESULT per frame");
     }
 }

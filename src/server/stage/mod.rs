@@ -8,8 +8,8 @@
 //! - `pool::Pool`: frames given to workers of a pool through NATS.
 //!
 //! The moment a frame leaves its slot for processing is one function,
-//! [`hand`]: every processing kind calls it, so what must hold at hand-off
-//! holds for all of them.
+//! [`HandOff::hand`]: every processing kind calls it, so what must hold at
+//! hand-off (the frame is still fresh) holds for all of them.
 
 pub(super) mod handoff;
 pub(super) mod local;
@@ -18,13 +18,14 @@ pub(super) mod pool;
 pub(super) mod sinks;
 
 use crate::latest::LatestReceiver;
-use crate::process::{ArrivedFrame, ClientId};
+use crate::process::{ArrivedFrame, ClientId, ProcessingCounts};
 use crate::shutdown::Shutdown;
 use crossbeam_channel::{Receiver, Select, SelectedOperation};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// A new client for a stage: its newest-frame receiver.
 pub(crate) struct Joined {
@@ -148,18 +149,47 @@ pub(crate) fn run<S: Stage>(stage: &mut S, joined: &Receiver<Joined>, shutdown: 
 }
 
 /// A frame at the moment a stage hands it to processing (a processor, a
-/// taker, a pool worker): the one place a rule of hand-off is written.
+/// taker, a pool worker).
 pub(crate) struct Handed {
     pub(crate) frame: ArrivedFrame,
     /// When it was handed (its RESULT's `wait_us` ends here).
     pub(crate) at: Instant,
 }
 
-/// Hands `frame` to processing now.
-pub(crate) fn hand(frame: ArrivedFrame) -> Handed {
-    Handed {
-        frame,
-        at: Instant::now(),
+/// The moment of hand-off, the one place its rule is written: a frame is
+/// handed to processing only while its age is within the threshold. One
+/// that grew older in its slot (its camera paused or lost, its link
+/// stalled, so nothing newer replaced it) is answered `expired`, counted,
+/// and not handed: the taker waits for the next fresh frame.
+#[derive(Clone)]
+pub(crate) struct HandOff {
+    pub(crate) max_age: Duration,
+    pub(crate) counts: Arc<ProcessingCounts>,
+}
+
+impl HandOff {
+    pub(crate) fn new(max_age: Duration, counts: Arc<ProcessingCounts>) -> Self {
+        HandOff { max_age, counts }
+    }
+
+    /// Hands `frame` now, or answers it `expired` (None).
+    pub(crate) fn hand(&self, frame: ArrivedFrame) -> Option<Handed> {
+        let at = Instant::now();
+        let age = frame.age + at.saturating_duration_since(frame.arrived);
+        if age > self.max_age {
+            self.counts.expired.fetch_add(1, Ordering::Relaxed);
+            debug!(
+                client = &*frame.client_name,
+                frame_id = frame.frame_id,
+                age_ms = age.as_secs_f64() * 1e3,
+                "expired in its slot: not handed"
+            );
+            if let Some(reply) = &frame.reply {
+                let _ = reply.try_send(crate::process::expired(&frame, age, self.max_age));
+            }
+            return None;
+        }
+        Some(Handed { frame, at })
     }
 }
 

@@ -18,7 +18,7 @@
 //! frame for a whole deadline. A result that comes after its deadline, or
 //! twice, is ignored.
 
-use super::{hand, Joined, Stage};
+use super::{HandOff, Joined, Stage};
 use crate::nats::{self, header, Broker, PoolConfig};
 use crate::process::{ArrivedFrame, ClientId, ProcessingCounts, ReplyTo};
 use crate::wire::{ResultKind, ResultStatus};
@@ -70,6 +70,7 @@ pub(crate) struct Pool {
     requests: Receiver<Message>,
     requests_tx: Sender<Message>,
     results: Receiver<Message>,
+    hand_off: HandOff,
     counts: Arc<ProcessingCounts>,
     held: VecDeque<Held>,
     handed: HashMap<u64, AtWorker>,
@@ -92,7 +93,7 @@ impl Pool {
     /// Connects (in the background: NATS may be down at start, frames are
     /// then answered `failed` until it is up) and subscribes. Fails only for
     /// what retrying cannot fix (a malformed URL, an unreadable credentials file).
-    pub(crate) fn connect(config: PoolConfig, counts: Arc<ProcessingCounts>) -> Result<Pool> {
+    pub(crate) fn connect(config: PoolConfig, hand_off: HandOff) -> Result<Pool> {
         nats::check_token("--server-id", &config.server_id, false)?;
         nats::check_token("--nats-prefix", &config.nats.prefix, true)?;
         let broker = Broker::connect(&config.nats, false)?;
@@ -130,7 +131,8 @@ impl Pool {
             requests,
             requests_tx,
             results: results_rx,
-            counts,
+            counts: hand_off.counts.clone(),
+            hand_off,
             held: VecDeque::new(),
             handed: HashMap::new(),
             next_token: 1,
@@ -347,8 +349,13 @@ impl Pool {
             self.answer_failed(ReplyTo::new(&f, Instant::now()), &why);
             return;
         };
-        let handed = hand(f);
+        let Some(handed) = self.hand_off.hand(f) else {
+            // Answered `expired`: the worker waits for the next fresh frame.
+            self.held.push_front(held);
+            return;
+        };
         let f = &handed.frame;
+        let handed_age = f.age + handed.at.saturating_duration_since(f.arrived);
         let token = self.next_token;
         self.next_token += 1;
         let config = &self.config;
@@ -366,6 +373,14 @@ impl Pool {
         h.insert(header::HEIGHT, f.height.to_string());
         h.insert(header::ENCODING, "jpeg");
         h.insert(header::AGE_US, (f.age.as_micros() as u64).to_string());
+        h.insert(
+            header::HANDED_AGE_US,
+            (handed_age.as_micros() as u64).to_string(),
+        );
+        h.insert(
+            header::MAX_AGE_US,
+            (self.hand_off.max_age.as_micros() as u64).to_string(),
+        );
         h.insert(
             header::DEADLINE_MS,
             (config.timeout.as_millis() as u64).to_string(),
@@ -410,6 +425,7 @@ impl Pool {
         let status = match nats::text(h, header::STATUS) {
             Some("processed") => Some(ResultStatus::Processed),
             Some("failed") => Some(ResultStatus::Failed),
+            Some("expired") => Some(ResultStatus::Expired),
             _ => None,
         };
         let kind = match nats::text(h, header::KIND).unwrap_or("none") {
