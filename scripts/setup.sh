@@ -45,7 +45,10 @@ fi
 
 # The Python package's build and test tools, in a virtual environment of
 # their own (never the system's Python).
-venv=target/py-venv
+mkdir -p target
+# Its real path: target/ may be a link to a cache (.ci/run), and a venv's
+# scripts name the path it was made at.
+venv="$(cd target && pwd -P)/py-venv"
 python_tools=('maturin>=1.16,<2' numpy pytest nats-py 'imagezmq>=1.2' pyzmq)
 if ! "$venv/bin/python" -c 'import maturin, numpy, pytest, nats, zmq, imagezmq' 2>/dev/null; then
     echo "setup: making $venv (${python_tools[*]})"

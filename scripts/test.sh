@@ -43,4 +43,4 @@ if ((rc == 3)); then
 elif ((rc != 0)); then
     exit "$rc"
 fi
-echo "test: all passed; build output: $(du -sh target 2>/dev/null | cut -f1) in target/, $(df -h --output=avail . | tail -1 | tr -d ' ') disk left"
+echo "test: all passed; build output: $(du -sh target/ 2>/dev/null | cut -f1) in target/, $(df -h --output=avail . | tail -1 | tr -d ' ') disk left"

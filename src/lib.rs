@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! client::source → client::capture → latest slot → client::session
-//!     → wire → server::session → gate → server::pipeline → sinks / processor
+//!     → wire → server::session → gate → server::stage → sinks / process
 //!     → RESULT → wire → client::results
 //! ```
 //!
@@ -25,9 +25,16 @@
 //!   verdicts and results, and where results go.
 //! - [`server`]: runs on the processing machine. The [`Server`](server::Server)
 //!   builder and accept loop, one session per client (handshake, frame loop),
-//!   the staleness gate, the live figures, the stages that hand each client's
-//!   newest frame to the sinks (display) and the processor, recording and the
-//!   live view (with the browser camera, a client over a WebSocket).
+//!   the live figures, the stages (one loop, several kinds) that hand each
+//!   client's newest frame to the sinks (display) and to processing, recording
+//!   and the live view (with the browser camera, a client over a WebSocket).
+//!   The server never uses the client, nor the client the server
+//!   (`tests/layout.rs`): what both need lives below both.
+//! - [`gate`]: the frame checks and the age formula (no clock sync), and the
+//!   link check both sides run.
+//! - [`process`]: what runs on frames, on the server or in a pool worker: the
+//!   [`Processor`](process::Processor) trait, the frame it is handed, the
+//!   built-in processors, and the takers' side ([`process::takers`]).
 //! - [`media`]: pictures, with no knowledge of the link: JPEG structure
 //!   checks, encoders and the decoder, drawing text on frames.
 //! - Small shared pieces: [`latest`] (the slot that keeps only the newest
@@ -39,7 +46,7 @@
 //!   such as a TCP proxy that delays and throttles a link. Not part of
 //!   either program.
 //! - [`nats`]: the broker link of a worker pool: the server's pool stage
-//!   (`server::pool`) and the `worker` both speak it (cargo feature `nats`).
+//!   (`server::stage::pool`) and the `worker` both speak it (cargo feature `nats`).
 //! - `src/bin`: the thin programs, which parse their command line and
 //!   call the library.
 //! - `python/` (a crate of its own, `framelink-python`): the Python package,

@@ -5,10 +5,9 @@
 mod support;
 
 use framelink::process::{FrameView, Output, Processor};
-use framelink::wire::{
-    Encoding, FrameHeader, Message, Outcome, ProcessResult, ResultStatus, Ticket, CAP_RESULTS,
-};
-use std::time::Duration;
+use framelink::wire::{Message, ResultStatus, CAP_RESULTS};
+use std::time::{Duration, Instant};
+use support::{fresh_header, read_result_of, read_until_accepted};
 use support::{server_config, RawPeer, TestServer, WAIT};
 
 /// Busy on its first frame until the test releases it; says which frames
@@ -35,56 +34,6 @@ impl Processor for Busy {
     }
 }
 
-/// A FRAME header for a frame captured as it is sent, answering a ticket
-/// held since `got` (the client's honest hold, so only the link counts).
-fn header(frame_id: u64, jpeg: &[u8], got: std::time::Instant) -> FrameHeader {
-    FrameHeader {
-        frame_id,
-        encoding: Encoding::Jpeg,
-        width: 64,
-        height: 48,
-        capture_to_send_us: 0,
-        ticket_held_us: got.elapsed().as_micros() as u32,
-        payload_len: jpeg.len() as u32,
-    }
-}
-
-/// Reads until the VERDICT of `frame_id` and a TICKET have come; RESULTs
-/// read on the way go to `results`.
-fn accepted(
-    peer: &mut RawPeer,
-    frame_id: u64,
-    results: &mut Vec<ProcessResult>,
-) -> (Ticket, std::time::Instant) {
-    let mut verdict = None;
-    loop {
-        match peer.read() {
-            Some(Message::Verdict(v)) if v.frame_id == frame_id => verdict = Some(v.outcome),
-            Some(Message::Ticket(t)) if verdict.is_some() => {
-                assert_eq!(verdict, Some(Outcome::Accepted), "frame {frame_id}");
-                return (t, std::time::Instant::now());
-            }
-            Some(Message::Result(r)) => results.push(r),
-            Some(_) => {}
-            None => panic!("the server closed the connection"),
-        }
-    }
-}
-
-/// Reads RESULTs until one for `frame_id` has come.
-fn result_of(peer: &mut RawPeer, frame_id: u64, results: &mut Vec<ProcessResult>) -> ProcessResult {
-    loop {
-        if let Some(r) = results.iter().find(|r| r.frame_id == frame_id) {
-            return r.clone();
-        }
-        match peer.read() {
-            Some(Message::Result(r)) => results.push(r),
-            Some(_) => {}
-            None => panic!("the server closed the connection before RESULT {frame_id}"),
-        }
-    }
-}
-
 #[test]
 fn a_frame_that_grew_stale_behind_a_busy_processor_is_answered_expired_not_handed() {
     let (started_tx, started) = crossbeam_channel::bounded(1);
@@ -108,7 +57,7 @@ fn a_frame_that_grew_stale_behind_a_busy_processor_is_answered_expired_not_hande
     let mut tickets = Vec::new();
     while tickets.len() < 2 {
         match peer.read() {
-            Some(Message::Ticket(t)) => tickets.push((t, std::time::Instant::now())),
+            Some(Message::Ticket(t)) => tickets.push((t, Instant::now())),
             other => panic!("expected a TICKET, got {other:?}"),
         }
     }
@@ -118,25 +67,25 @@ fn a_frame_that_grew_stale_behind_a_busy_processor_is_answered_expired_not_hande
     // the camera pauses: nothing replaces frame 2 in its slot.
     let (t, got) = tickets.remove(0);
     peer.writer
-        .send_frame(&header(1, &jpeg, got), &jpeg, t)
+        .send_frame(&fresh_header(1, &jpeg, got), &jpeg, t)
         .unwrap();
-    let next = accepted(&mut peer, 1, &mut results);
+    let next = read_until_accepted(&mut peer, 1, &mut results);
     started
         .recv_timeout(WAIT)
         .expect("the processor took frame 1");
     let (t, got) = tickets.remove(0);
     peer.writer
-        .send_frame(&header(2, &jpeg, got), &jpeg, t)
+        .send_frame(&fresh_header(2, &jpeg, got), &jpeg, t)
         .unwrap();
-    accepted(&mut peer, 2, &mut results);
+    read_until_accepted(&mut peer, 2, &mut results);
     // The pause: frame 2 grows older than the threshold in its slot.
     std::thread::sleep(max_age * 2);
     release_tx.send(()).unwrap();
     assert_eq!(
-        result_of(&mut peer, 1, &mut results).status,
+        read_result_of(&mut peer, 1, &mut results).status,
         ResultStatus::Processed
     );
-    let r = result_of(&mut peer, 2, &mut results);
+    let r = read_result_of(&mut peer, 2, &mut results);
     assert_eq!(r.status, ResultStatus::Expired, "{r:?}");
     assert!(
         String::from_utf8_lossy(&r.result).contains("threshold"),
@@ -145,11 +94,11 @@ fn a_frame_that_grew_stale_behind_a_busy_processor_is_answered_expired_not_hande
     // The camera is back: its next frame is fresh, and processed.
     let (t, got) = next;
     peer.writer
-        .send_frame(&header(3, &jpeg, got), &jpeg, t)
+        .send_frame(&fresh_header(3, &jpeg, got), &jpeg, t)
         .unwrap();
-    accepted(&mut peer, 3, &mut results);
+    read_until_accepted(&mut peer, 3, &mut results);
     assert_eq!(
-        result_of(&mut peer, 3, &mut results).status,
+        read_result_of(&mut peer, 3, &mut results).status,
         ResultStatus::Processed
     );
     assert_eq!(

@@ -549,3 +549,101 @@ fn worker_cannot_connect(url: &str, what: &str) {
         "{text}"
     );
 }
+
+/// Busy on its first frame until released; reports the frames it is handed.
+struct BusyOnFirst {
+    started: crossbeam_channel::Sender<()>,
+    release: crossbeam_channel::Receiver<()>,
+    handed: crossbeam_channel::Sender<u64>,
+    first: bool,
+}
+
+impl Processor for BusyOnFirst {
+    fn name(&self) -> &str {
+        "busy"
+    }
+    fn process(&mut self, view: &mut FrameView) -> anyhow::Result<Output> {
+        let _ = self.handed.send(view.frame.frame_id);
+        if std::mem::take(&mut self.first) {
+            let _ = self.started.send(());
+            let _ = self.release.recv_timeout(WAIT);
+        }
+        Ok(Output::None)
+    }
+}
+
+#[test]
+#[ignore = "needs nats-server: scripts/test.sh installs it"]
+fn a_frame_that_grew_stale_while_the_pool_was_busy_is_answered_expired_not_sent() {
+    use framelink::wire::{Message, ResultStatus, CAP_RESULTS};
+    use support::{fresh_header, read_result_of, read_until_accepted, RawPeer};
+    let nats = NatsServer::start();
+    let server = pool_server(&nats, "s1", Duration::from_secs(5));
+    let (started_tx, started) = crossbeam_channel::bounded(1);
+    let (release_tx, release) = crossbeam_channel::bounded::<()>(1);
+    let (handed_tx, handed) = crossbeam_channel::unbounded();
+    let release = std::sync::Mutex::new(Some(release));
+    let worker = TestWorker::start(&nats, "busy", move || {
+        Box::new(BusyOnFirst {
+            started: started_tx.clone(),
+            release: release.lock().unwrap().take().expect("one processor"),
+            handed: handed_tx.clone(),
+            first: true,
+        })
+    });
+    let mut peer = RawPeer::connect(server.addr);
+    assert!(matches!(
+        peer.hello_with("paused", None, CAP_RESULTS),
+        Some(Message::Welcome(_))
+    ));
+    let mut tickets = std::collections::VecDeque::new();
+    while tickets.len() < 2 {
+        match peer.read() {
+            Some(Message::Ticket(t)) => tickets.push_back((t, Instant::now())),
+            other => panic!("expected a TICKET, got {other:?}"),
+        }
+    }
+    let jpeg = support::jpeg(64, 48);
+    let mut results = Vec::new();
+    let mut id = 0;
+    let mut send = |peer: &mut RawPeer,
+                    tickets: &mut std::collections::VecDeque<_>,
+                    results: &mut Vec<framelink::wire::ProcessResult>| {
+        id += 1;
+        let (t, got) = tickets.pop_front().expect("a ticket");
+        peer.writer
+            .send_frame(&fresh_header(id, &jpeg, got), &jpeg, t)
+            .unwrap();
+        tickets.push_back(read_until_accepted(peer, id, results));
+        id
+    };
+    // Frames until the worker (asking once it is up) takes one and stays busy.
+    let busy_on = loop {
+        let id = send(&mut peer, &mut tickets, &mut results);
+        if started.recv_timeout(Duration::from_millis(200)).is_ok() {
+            break id;
+        }
+        assert!(id < 100, "the worker never took a frame");
+    };
+    let grown = send(&mut peer, &mut tickets, &mut results);
+    // The camera pauses while the only worker is busy: that frame grows old.
+    std::thread::sleep(server_config().max_age * 2);
+    release_tx.send(()).unwrap();
+    assert_eq!(
+        read_result_of(&mut peer, busy_on, &mut results).status,
+        ResultStatus::Processed
+    );
+    let r = read_result_of(&mut peer, grown, &mut results);
+    assert_eq!(r.status, ResultStatus::Expired, "{r:?}");
+    // The worker's request was kept for the next fresh frame.
+    let fresh = send(&mut peer, &mut tickets, &mut results);
+    assert_eq!(
+        read_result_of(&mut peer, fresh, &mut results).status,
+        ResultStatus::Processed
+    );
+    worker.stop();
+    let s = server.stop();
+    assert_eq!(handed.try_iter().collect::<Vec<_>>(), [busy_on, fresh]);
+    assert_eq!(s.frames_processed, 2);
+    assert!(s.frames_expired >= 1, "{}", s.frames_expired);
+}

@@ -35,9 +35,10 @@ fn run(opts: WorkerOpts) -> Result<()> {
     ));
     let s = worker::run(config, shutdown)?;
     output::stdout_line(&format!(
-        "summary: {} frames processed, {} failed, busy {:.0}%, processing p50 {:.1} ms p99 {:.1} ms, {} idle replies",
+        "summary: {} frames processed, {} failed, {} expired, busy {:.0}%, processing p50 {:.1} ms p99 {:.1} ms, {} idle replies",
         s.frames_processed,
         s.frames_failed,
+        s.frames_expired,
         s.busy * 100.0,
         s.processing_ms_p50,
         s.processing_ms_p99,

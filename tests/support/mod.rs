@@ -16,7 +16,9 @@ use framelink::server::{ServerConfig, ServerSummary};
 use framelink::shutdown::Shutdown;
 use framelink::wire::auth::Token;
 use framelink::wire::connection::{self, Reader, Writer};
-use framelink::wire::{Hello, Limits, Message};
+use framelink::wire::{
+    Encoding, FrameHeader, Hello, Limits, Message, Outcome, ProcessResult, Ticket,
+};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -781,4 +783,58 @@ pub fn claiming(mut jpeg: Vec<u8>, width: u16, height: u16) -> Vec<u8> {
     jpeg[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
     jpeg[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
     jpeg
+}
+
+/// A FRAME header for a frame captured as it is sent, answering a ticket
+/// held since `got` (the client's honest hold, so only the link counts).
+pub fn fresh_header(frame_id: u64, jpeg: &[u8], got: Instant) -> FrameHeader {
+    FrameHeader {
+        frame_id,
+        encoding: Encoding::Jpeg,
+        width: 64,
+        height: 48,
+        capture_to_send_us: 0,
+        ticket_held_us: got.elapsed().as_micros() as u32,
+        payload_len: jpeg.len() as u32,
+    }
+}
+
+/// Reads until the VERDICT of `frame_id` and a TICKET have come; RESULTs
+/// read on the way go to `results`.
+pub fn read_until_accepted(
+    peer: &mut RawPeer,
+    frame_id: u64,
+    results: &mut Vec<ProcessResult>,
+) -> (Ticket, Instant) {
+    let mut verdict = None;
+    loop {
+        match peer.read() {
+            Some(Message::Verdict(v)) if v.frame_id == frame_id => verdict = Some(v.outcome),
+            Some(Message::Ticket(t)) if verdict.is_some() => {
+                assert_eq!(verdict, Some(Outcome::Accepted), "frame {frame_id}");
+                return (t, Instant::now());
+            }
+            Some(Message::Result(r)) => results.push(r),
+            Some(_) => {}
+            None => panic!("the server closed the connection"),
+        }
+    }
+}
+
+/// Reads RESULTs until one for `frame_id` has come.
+pub fn read_result_of(
+    peer: &mut RawPeer,
+    frame_id: u64,
+    results: &mut Vec<ProcessResult>,
+) -> ProcessResult {
+    loop {
+        if let Some(r) = results.iter().find(|r| r.frame_id == frame_id) {
+            return r.clone();
+        }
+        match peer.read() {
+            Some(Message::Result(r)) => results.push(r),
+            Some(_) => {}
+            None => panic!("the server closed the connection before RESULT {frame_id}"),
+        }
+    }
 }
