@@ -118,6 +118,13 @@ fi
 cargo build --release --quiet --target "$target" --bin framelink-client
 client="target/$target/release/framelink-client"
 echo "cross: built $client ($(du -h "$client" | cut -f1))"
+# Edge devices have small disks and slow links to update over: the client
+# stays within 12 MB.
+bytes=$(stat -c %s "$client")
+if ((bytes > 12000000)); then
+    echo "cross: $client is $bytes bytes, over the 12 MB budget" >&2
+    exit 1
+fi
 [[ ${1:-} == --build ]] && exit 0
 
 # The pixel code has ARM-only paths (NEON): its unit tests run under qemu,
