@@ -32,7 +32,7 @@ pub mod source_state;
 
 use crate::gate::Gate;
 use crate::process::takers::Wants;
-use crate::process::{self, ProcessingCounts, Processor, ProcessorConfig};
+use crate::process::{ProcessingCounts, Processor, ProcessorConfig};
 use crate::server::sink::Sink;
 use crate::shutdown::Shutdown;
 use crate::stats::Figures;
@@ -298,40 +298,8 @@ impl Server {
         // The processing thread runs the processor, or hands frames to
         // takers or to a worker pool.
         let counts: Arc<ProcessingCounts> = Arc::default();
-        // The rule of every hand-off to processing: fresh, or answered `expired`.
-        let hand_off = stage::HandOff::new(config.max_age, counts.clone());
-        enum Processing {
-            Local(stage::local::Local),
-            Takers(stage::handoff::Takers),
-            #[cfg(feature = "nats")]
-            Pool(Box<stage::pool::Pool>),
-        }
-        let (processing, processor_name) = match (handoff, processor, &config.pool) {
-            (Some(wants), _, _) => {
-                let name = wants.name.clone();
-                let takers = stage::handoff::Takers::new(wants, hand_off.clone());
-                (Processing::Takers(takers), name)
-            }
-            (None, Some(p), _) => local(p, &hand_off),
-            #[cfg(feature = "nats")]
-            (None, None, Some(pc)) => {
-                let pool = stage::pool::Pool::connect(pc.clone(), hand_off.clone())?;
-                let name = format!("pool {}", pool.url());
-                (Processing::Pool(Box::new(pool)), name)
-            }
-            #[cfg(not(feature = "nats"))]
-            (None, None, Some(_)) => anyhow::bail!(
-                "this build has no NATS support: build with the `nats` feature (on by default)"
-            ),
-            (None, None, None) => local(process::build(&config.processor, &shutdown)?, &hand_off),
-        };
-        fn local(p: Box<dyn Processor>, hand_off: &stage::HandOff) -> (Processing, String) {
-            let name = p.name().to_string();
-            (
-                Processing::Local(stage::local::Local::new(p, hand_off.clone())),
-                name,
-            )
-        }
+        let (processing, processor_name) =
+            stage::Processing::choose(handoff, processor, &config, &counts, &shutdown)?;
         let (recorder, record_writer) = match &config.record {
             Some(rc) => {
                 let (r, w) = record::open(rc.clone())?;
@@ -386,15 +354,7 @@ impl Server {
                 spawn("accept", Box::new(|| accept_loop(s, &listener, shared)))?;
                 spawn(
                     "process",
-                    Box::new(|| {
-                        let (rx, stop) = (&processing_rx, &shared.shutdown);
-                        match processing {
-                            Processing::Local(mut p) => stage::run(&mut p, rx, stop),
-                            Processing::Takers(mut t) => stage::run(&mut t, rx, stop),
-                            #[cfg(feature = "nats")]
-                            Processing::Pool(mut p) => stage::run(&mut *p, rx, stop),
-                        }
-                    }),
+                    Box::new(|| processing.run(&processing_rx, &shared.shutdown)),
                 )?;
                 if let Some(w) = record_writer {
                     spawn("record", Box::new(move || w.run(&shared.shutdown)))?;

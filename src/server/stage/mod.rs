@@ -15,7 +15,10 @@ pub(super) mod handoff;
 pub(super) mod local;
 #[cfg(feature = "nats")]
 pub(super) mod pool;
+mod processing;
 pub(super) mod sinks;
+
+pub(super) use processing::Processing;
 
 use crate::latest::LatestReceiver;
 use crate::process::{ArrivedFrame, ClientId, ProcessingCounts};

@@ -8,6 +8,8 @@
 //! thread, and asks only when it can start on the answer at once, so no
 //! frame ever waits behind it.
 
+mod counts;
+
 use crate::nats::{self, header, Broker, NatsConfig};
 use crate::process::{self, Output, Processor, ProcessorConfig};
 use crate::process::{ArrivedFrame, ClientId, FrameView};
@@ -15,11 +17,12 @@ use crate::shutdown::Shutdown;
 use anyhow::{anyhow, Result};
 use async_nats::{HeaderMap, Message, Request, RequestErrorKind};
 use bytes::Bytes;
+use counts::{Counts, Status};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -82,40 +85,6 @@ pub struct WorkerSummary {
     pub processing_ms_p99: f64,
     /// Frames per server id.
     pub per_server: HashMap<String, u64>,
-}
-
-#[derive(Default)]
-struct Counts {
-    processed: AtomicU64,
-    failed: AtomicU64,
-    expired: AtomicU64,
-    idle: AtomicU64,
-    no_server: AtomicU64,
-    busy_us: AtomicU64,
-    times: Mutex<Option<hdrhistogram::Histogram<u64>>>,
-    per_server: Mutex<HashMap<String, u64>>,
-}
-
-impl Counts {
-    fn record(&self, took: Duration, server: &str, status: Status) {
-        match status {
-            Status::Processed => &self.processed,
-            Status::Failed => &self.failed,
-            Status::Expired => &self.expired,
-        }
-        .fetch_add(1, Ordering::Relaxed);
-        self.busy_us
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-        if let Some(h) = self.times.lock().as_mut() {
-            let _ = h.record(took.as_micros().max(1) as u64);
-        }
-        let mut per = self.per_server.lock();
-        if let Some(n) = per.get_mut(server) {
-            *n += 1;
-        } else if per.len() < 1024 {
-            per.insert(server.to_string(), 1);
-        }
-    }
 }
 
 /// Runs the worker until `shutdown`: each thread finishes (or, for an
@@ -486,23 +455,4 @@ fn handle(
         warn!("{e:#}");
     }
     counts.record(took, &given.server, status);
-}
-
-/// What became of a frame a worker took.
-#[derive(Clone, Copy)]
-enum Status {
-    Processed,
-    Failed,
-    Expired,
-}
-
-impl Status {
-    /// Its `Framelink-Status` (protocol.md).
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Processed => "processed",
-            Status::Failed => "failed",
-            Status::Expired => "expired",
-        }
-    }
 }
