@@ -14,3 +14,5 @@ pub mod decode;
 pub mod draw;
 pub mod encode;
 pub mod jpeg;
+pub mod letterbox;
+pub mod resize;

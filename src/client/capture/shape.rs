@@ -6,7 +6,7 @@ use crate::client::adapt::Adapter;
 use crate::client::source::Image;
 use crate::media::decode::decode_rgb;
 use crate::media::encode::Yuv;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,7 +120,7 @@ impl Shaper {
             let w = ((width as f64 * fraction) as u32 & !1).max(2);
             let h = ((height as f64 * fraction) as u32 & !1).max(2);
             self.scaled.resize(w as usize * h as usize * 3, 0);
-            resize(
+            crate::media::resize::rgb(
                 &mut self.resizer,
                 data,
                 width,
@@ -149,28 +149,4 @@ impl Shaper {
             },
         ))
     }
-}
-
-/// Resizes RGB pixels (`width`×`height`) into `out` (`w`×`h`), bilinear.
-fn resize(
-    resizer: &mut fast_image_resize::Resizer,
-    rgb: &[u8],
-    width: u32,
-    height: u32,
-    out: &mut [u8],
-    w: u32,
-    h: u32,
-) -> Result<()> {
-    use fast_image_resize::{images, FilterType, PixelType, ResizeAlg, ResizeOptions};
-    let src = images::ImageRef::new(width, height, rgb, PixelType::U8x3)
-        .context("frame buffer does not match its size")?;
-    let mut dst = images::Image::from_slice_u8(w, h, out, PixelType::U8x3)
-        .context("resize buffer does not match its size")?;
-    resizer
-        .resize(
-            &src,
-            &mut dst,
-            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
-        )
-        .context("resizing a frame failed")
 }
