@@ -9,7 +9,7 @@
 //! way is a bilinear resize.
 
 use crate::media::decode::{decoded_size, PixelOrder};
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 /// Largest side of a letterbox asked for.
 pub const MAX_SIDE: u32 = 8192;
@@ -139,6 +139,7 @@ impl Letterboxer {
         at_least: (u32, u32),
         order: PixelOrder,
     ) -> Result<(u32, u32)> {
+        use anyhow::Context;
         use turbojpeg::ScalingFactor;
         let (w, h) = (source.0 as usize, source.1 as usize);
         let factor = [
