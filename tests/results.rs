@@ -401,7 +401,11 @@ fn nothing_owed(summary: &framelink::client::ClientSummary, jsonl: &Path) {
     let text = serde_json::to_string(summary).unwrap();
     assert_eq!(r.results_owed, 0, "{text}");
     assert_eq!(
-        r.results_processed + r.results_skipped + r.results_failed + r.results_owed,
+        r.results_processed
+            + r.results_skipped
+            + r.results_failed
+            + r.results_expired
+            + r.results_owed,
         summary.figures.frames_accepted,
         "{text}"
     );
