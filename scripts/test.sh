@@ -22,7 +22,7 @@ timeout 900 target/py-venv/bin/python -m pytest -q python/tests
 # The pure-Rust path the README offers (no libjpeg-turbo, no camera): it
 # builds, and frames stream end to end and hostile input is refused on it.
 cargo clippy --no-default-features --all-targets --quiet -- -D warnings
-cargo test --no-default-features --test end_to_end --test hostile --test dos
+cargo test --no-default-features --test end_to_end --test hostile --test dos --test letterbox
 # The .deb: built (from the test build: the packaging is what is checked),
 # installed with dpkg -i, its programs, man pages and systemd units checked.
 ./scripts/package.sh --arch amd64 --profile dev --check

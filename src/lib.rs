@@ -76,3 +76,7 @@ pub mod worker;
 
 /// The TCP port framelink uses when none is given.
 pub const DEFAULT_PORT: u16 = 1998;
+
+/// The crate's version (both programs' `--version`, the Python package's
+/// `__version__`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

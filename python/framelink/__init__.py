@@ -9,6 +9,8 @@ answers with a result that goes back to the camera::
     with framelink.Server(listen="0.0.0.0:1998", max_latency_ms=80) as server:
         for frame in server:            # the newest fresh frame of any camera
             image = frame.to_numpy()    # H×W×3 uint8, BGR (OpenCV's order)
+            # or a model's input, letterboxed: frame.to_numpy(size=640, rgb=True,
+            # layout="chw", dtype="float32"); frame.letterbox(640).to_frame(boxes)
             frame.reply({"faces": 2})   # goes back to the camera as its RESULT
 
 Frames that waited past ``max_latency_ms`` are dropped before Python sees
@@ -28,9 +30,11 @@ from ._framelink import (
     DecodeError,
     Error,
     Frame,
+    Letterbox,
     Server,
     StoppedError,
     Worker,
+    __version__,
 )
 
 __all__ = [
@@ -39,7 +43,9 @@ __all__ = [
     "DecodeError",
     "Error",
     "Frame",
+    "Letterbox",
     "Server",
     "StoppedError",
     "Worker",
+    "__version__",
 ]

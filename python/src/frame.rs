@@ -1,13 +1,16 @@
 //! `framelink.Frame`: one frame handed to Python, answered once.
 
+use crate::layout;
 use crate::DecodeError;
 use framelink::media::decode::{self, PixelOrder};
+use framelink::media::letterbox::{self, Letterboxer, MAX_SIDE};
 use framelink::process::takers::Taken;
 use framelink::process::Output;
-use numpy::{PyArray1, PyArray3, PyArrayMethods};
+use numpy::{PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray2};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyString};
+use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A fresh frame from a camera. Answer it once with `reply()` (or `fail()`);
@@ -23,6 +26,150 @@ pub struct Frame {
 #[pyclass(module = "framelink", frozen)]
 struct JpegOwner {
     bytes: bytes::Bytes,
+}
+
+thread_local! {
+    /// Each thread's letterboxer: its decode and resize buffers are kept
+    /// from one frame to the next.
+    static LETTERBOXER: RefCell<Letterboxer> = RefCell::default();
+    /// Pixels decoded before they are laid out as CHW or as floats.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn cannot_write(e: numpy::AsSliceError) -> PyErr {
+    DecodeError::new_err(format!("cannot write the new array: {e}"))
+}
+
+/// A model's input size: `(w, h)`, or one number for a square.
+#[derive(FromPyObject, Clone, Copy)]
+pub(crate) enum Size {
+    Square(i64),
+    Sides(i64, i64),
+}
+
+impl Size {
+    fn checked(self) -> PyResult<(u32, u32)> {
+        let (w, h) = match self {
+            Size::Square(s) => (s, s),
+            Size::Sides(w, h) => (w, h),
+        };
+        let side = |v: i64| {
+            u32::try_from(v)
+                .ok()
+                .filter(|v| (1..=MAX_SIDE).contains(v))
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "size is (width, height) or one side, each 1..={MAX_SIDE}; got {w}x{h}"
+                    ))
+                })
+        };
+        Ok((side(w)?, side(h)?))
+    }
+}
+
+/// The padding's colour: a grey level, or three values.
+#[derive(FromPyObject)]
+pub(crate) enum Pad {
+    Grey(u8),
+    Colour(u8, u8, u8),
+}
+
+impl Pad {
+    fn colour(&self) -> [u8; 3] {
+        match *self {
+            Pad::Grey(v) => [v; 3],
+            Pad::Colour(a, b, c) => [a, b, c],
+        }
+    }
+}
+
+/// Where a frame sits in a letterbox (a model's input made by
+/// `frame.to_numpy(size=...)`), to map boxes found there back onto it.
+#[pyclass(module = "framelink", frozen)]
+pub struct Letterbox(letterbox::Letterbox);
+
+#[pymethods]
+impl Letterbox {
+    /// The letterbox's (width, height): the model's input size.
+    #[getter]
+    fn size(&self) -> (u32, u32) {
+        self.0.size
+    }
+
+    /// The frame's (width, height).
+    #[getter]
+    fn source(&self) -> (u32, u32) {
+        self.0.source
+    }
+
+    /// Letterbox pixels per frame pixel.
+    #[getter]
+    fn scale(&self) -> f64 {
+        self.0.scale
+    }
+
+    /// The padding at the left and at the top, in letterbox pixels.
+    #[getter]
+    fn pad(&self) -> (u32, u32) {
+        self.0.pad
+    }
+
+    /// The frame's (width, height) inside the letterbox.
+    #[getter]
+    fn content(&self) -> (u32, u32) {
+        self.0.content
+    }
+
+    /// Boxes found on the letterbox as boxes on the frame: `boxes` is N×4
+    /// or wider (x1, y1, x2, y2 in letterbox pixels, then anything: score,
+    /// class), or one box; returns a new float64 array of the same shape,
+    /// the first four columns in frame pixels (kept inside the frame), the
+    /// rest as they were.
+    fn to_frame<'py>(
+        &self,
+        py: Python<'py>,
+        boxes: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let np = py.import("numpy")?;
+        let array = np.call_method1("array", (boxes, "float64"))?;
+        let ndim: usize = array.getattr("ndim")?.extract()?;
+        let rows = match ndim {
+            1 => array.call_method1("reshape", (1, -1))?,
+            2 => array.clone(),
+            n => {
+                return Err(PyValueError::new_err(format!(
+                    "boxes are N×4 or wider (x1, y1, x2, y2, ...), or one box; got {n} dimensions"
+                )))
+            }
+        };
+        let rows: PyReadonlyArray2<f64> = rows.extract()?;
+        let view = rows.as_array();
+        if view.ncols() < 4 {
+            return Err(PyValueError::new_err(format!(
+                "boxes are x1, y1, x2, y2 (then anything); these have {} columns",
+                view.ncols()
+            )));
+        }
+        let mut mapped = view.to_owned();
+        for mut b in mapped.rows_mut() {
+            let (x1, y1) = self.0.to_source(b[0], b[1]);
+            let (x2, y2) = self.0.to_source(b[2], b[3]);
+            (b[0], b[1], b[2], b[3]) = (x1, y1, x2, y2);
+        }
+        let out = PyArray2::from_owned_array(py, mapped).into_any();
+        if ndim == 1 {
+            return out.call_method1("reshape", (-1,));
+        }
+        Ok(out)
+    }
+
+    fn __repr__(&self) -> String {
+        let l = &self.0;
+        format!(
+            "<framelink.Letterbox {}x{} in {}x{}: scale={:.4} pad=({}, {})>",
+            l.source.0, l.source.1, l.size.0, l.size.1, l.scale, l.pad.0, l.pad.1
+        )
+    }
 }
 
 impl Frame {
@@ -103,27 +250,123 @@ impl Frame {
         Ok(array)
     }
 
-    /// Decodes the frame (libjpeg-turbo, without the GIL) into a new
-    /// H×W×3 `uint8` array, BGR (OpenCV's order) unless `rgb=True`.
-    #[pyo3(signature = (rgb = false))]
-    fn to_numpy<'py>(&self, py: Python<'py>, rgb: bool) -> PyResult<Bound<'py, PyArray3<u8>>> {
-        let jpeg = &self.taken.frame.jpeg;
-        let (w, h) =
-            decode::decoded_size(jpeg).map_err(|e| DecodeError::new_err(format!("{e:#}")))?;
-        let array = unsafe { PyArray3::<u8>::new(py, [h as usize, w as usize, 3], false) };
-        // Safety: the array is new and not yet shared with Python code.
-        let out = unsafe { array.as_slice_mut() }
-            .map_err(|e| DecodeError::new_err(format!("cannot write the new array: {e}")))?;
+    /// Decodes the frame (libjpeg-turbo, without the GIL) into a new numpy
+    /// array: H×W×3 `uint8`, BGR (OpenCV's order) unless `rgb=True`.
+    ///
+    /// `size=(w, h)` (or one number for a square) letterboxes it to a
+    /// model's input: aspect kept, centred, padded with `pad` (one grey
+    /// level, or three values in the array's channel order), Ultralytics'
+    /// geometry; the JPEG is decoded already reduced by its DCT (a 1080p
+    /// frame for a 640 model never decodes whole) and resized in Rust.
+    /// `frame.letterbox(size)` maps boxes found on it back onto the frame.
+    ///
+    /// `layout="chw"` gives 3×H×W, `dtype="float32"` values scaled to 0–1:
+    /// `to_numpy(size=640, rgb=True, layout="chw", dtype="float32")[None]`
+    /// is what a YOLO ONNX model's `images` input takes as it is.
+    #[pyo3(signature = (rgb = false, size = None, pad = Pad::Grey(114), layout = "hwc", dtype = "uint8"))]
+    fn to_numpy<'py>(
+        &self,
+        py: Python<'py>,
+        rgb: bool,
+        size: Option<Size>,
+        pad: Pad,
+        layout: &str,
+        dtype: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let order = if rgb {
             PixelOrder::Rgb
         } else {
             PixelOrder::Bgr
         };
-        py.detach(|| decode::decode_into(jpeg, out, order))
-            .map_err(|e| {
-                DecodeError::new_err(format!("frame {}: {e:#}", self.taken.frame.frame_id))
-            })?;
-        Ok(array)
+        let chw = match layout {
+            "hwc" => false,
+            "chw" => true,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "layout is \"hwc\" or \"chw\", not {other:?}"
+                )))
+            }
+        };
+        let float = match dtype {
+            "uint8" => false,
+            "float32" => true,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "dtype is \"uint8\" or \"float32\", not {other:?}"
+                )))
+            }
+        };
+        let jpeg = &self.taken.frame.jpeg;
+        let id = self.taken.frame.frame_id;
+        let (w, h) = match size {
+            Some(s) => s.checked()?,
+            None => {
+                decode::decoded_size(jpeg).map_err(|e| DecodeError::new_err(format!("{e:#}")))?
+            }
+        };
+        let (w, h) = (w as usize, h as usize);
+        let shape = if chw { [3, h, w] } else { [h, w, 3] };
+        // The pad colour goes to the letterboxer as red, green, blue.
+        let pad = match (pad.colour(), order) {
+            (c, PixelOrder::Rgb) => c,
+            ([b, g, r], PixelOrder::Bgr) => [r, g, b],
+        };
+        let picture = move |out: &mut [u8]| -> anyhow::Result<()> {
+            match size {
+                None => decode::decode_into(jpeg, out, order),
+                Some(_) => LETTERBOXER.with_borrow_mut(|l| {
+                    l.decode(jpeg, (w as u32, h as u32), pad, order, out)
+                        .map(|_| ())
+                }),
+            }
+        };
+        let failed = |e: anyhow::Error| DecodeError::new_err(format!("frame {id}: {e:#}"));
+        if !chw && !float {
+            let array = unsafe { PyArray3::<u8>::new(py, shape, false) };
+            // Safety: the array is new and not yet shared with Python code.
+            let out = unsafe { array.as_slice_mut() }.map_err(cannot_write)?;
+            py.detach(|| picture(out)).map_err(failed)?;
+            return Ok(array.into_any());
+        }
+        // Decoded into a buffer of this thread's, then laid out as asked.
+        let laid_out = |out: &mut (dyn FnMut(&[u8]) + Send)| {
+            py.detach(|| {
+                SCRATCH.with_borrow_mut(|scratch| {
+                    scratch.resize(w * h * 3, 0);
+                    picture(scratch)?;
+                    out(scratch);
+                    Ok(())
+                })
+            })
+        };
+        if float {
+            let array = unsafe { PyArray3::<f32>::new(py, shape, false) };
+            // Safety: as above.
+            let out = unsafe { array.as_slice_mut() }.map_err(cannot_write)?;
+            laid_out(&mut |px| layout::to_f32(px, chw, out)).map_err(failed)?;
+            Ok(array.into_any())
+        } else {
+            let array = unsafe { PyArray3::<u8>::new(py, shape, false) };
+            // Safety: as above.
+            let out = unsafe { array.as_slice_mut() }.map_err(cannot_write)?;
+            laid_out(&mut |px| layout::to_chw(px, out)).map_err(failed)?;
+            Ok(array.into_any())
+        }
+    }
+
+    /// Where this frame sits in a letterbox of `size` (what
+    /// `to_numpy(size=...)` makes): its scale and padding, and
+    /// `to_frame(boxes)` to map boxes found on the letterbox back onto the
+    /// frame. Computed from the frame's size alone (nothing is decoded).
+    fn letterbox(&self, size: Size) -> PyResult<Letterbox> {
+        let source = (
+            self.taken.frame.width as u32,
+            self.taken.frame.height as u32,
+        );
+        Ok(Letterbox(letterbox::Letterbox::fit(
+            source,
+            size.checked()?,
+        )))
     }
 
     /// Answers the frame: its RESULT goes back to the camera that sent it.

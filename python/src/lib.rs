@@ -14,6 +14,7 @@ use std::time::Duration;
 
 mod client;
 mod frame;
+mod layout;
 mod running;
 mod server;
 mod worker;
@@ -173,10 +174,12 @@ fn _framelink(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DecodeError", py.get_type::<DecodeError>())?;
     m.add("StoppedError", py.get_type::<StoppedError>())?;
     m.add_class::<frame::Frame>()?;
+    m.add_class::<frame::Letterbox>()?;
     m.add_class::<server::Server>()?;
     m.add_class::<client::Client>()?;
     m.add_class::<worker::Worker>()?;
     m.add("DEFAULT_PORT", framelink::DEFAULT_PORT)?;
+    m.add("__version__", framelink::VERSION)?;
     Ok(())
 }
 

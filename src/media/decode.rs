@@ -113,6 +113,55 @@ pub fn decoded_size(jpeg: &[u8]) -> Result<(u32, u32)> {
 /// and copies (swapping to BGR when asked).
 pub fn decode_into(jpeg: &[u8], out: &mut [u8], order: PixelOrder) -> Result<()> {
     let (w, h) = decoded_size(jpeg)?;
+    decode_reduced_into(jpeg, (w, h), out, order).map(|_| ())
+}
+
+/// The denominators the decoder can reduce a picture by in its DCT, the
+/// largest first: 8, 4, 2 with libjpeg-turbo; the pure-Rust decoder
+/// decodes whole.
+const REDUCTIONS: &[u32] = if cfg!(feature = "turbojpeg") {
+    &[8, 4, 2, 1]
+} else {
+    &[1]
+};
+
+/// The size a picture of `size` decodes to by [`decode_reduced_into`]:
+/// reduced by its DCT (1/8, 1/4 or 1/2, rounding up, as libjpeg-turbo
+/// does) as far as both sides stay at least `at_least`; whole if no
+/// reduction does (or the decoder has none).
+pub fn reduced_size(size: (u32, u32), at_least: (u32, u32)) -> (u32, u32) {
+    reduced_by(size, reduction(size, at_least))
+}
+
+/// The denominator [`reduced_size`] reduces by.
+fn reduction(size: (u32, u32), at_least: (u32, u32)) -> u32 {
+    REDUCTIONS
+        .iter()
+        .copied()
+        .find(|&d| {
+            let (w, h) = reduced_by(size, d);
+            w >= at_least.0 && h >= at_least.1
+        })
+        .unwrap_or(1)
+}
+
+fn reduced_by(size: (u32, u32), by: u32) -> (u32, u32) {
+    (size.0.div_ceil(by), size.1.div_ceil(by))
+}
+
+/// Decodes `jpeg` reduced by its DCT as far as it stays at least
+/// `at_least` in both sides (a 1080p frame for a 640-wide model decodes
+/// at 960x540, never whole) into `out`, which must hold exactly the
+/// [`reduced_size`]'s `width * height * 3` bytes; returns that size.
+pub fn decode_reduced_into(
+    jpeg: &[u8],
+    at_least: (u32, u32),
+    out: &mut [u8],
+    order: PixelOrder,
+) -> Result<(u32, u32)> {
+    let full = decoded_size(jpeg)?;
+    let by = reduction(full, at_least);
+    let (w, h) = reduced_by(full, by);
     anyhow::ensure!(
         out.len() == w as usize * h as usize * 3,
         "a {w}x{h} frame needs {} bytes, the buffer has {}",
@@ -120,32 +169,38 @@ pub fn decode_into(jpeg: &[u8], out: &mut [u8], order: PixelOrder) -> Result<()>
         out.len()
     );
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decode_into_unchecked(jpeg, out, w, h, order)
+        decode_into_unchecked(jpeg, out, full, by, order)
     }))
     .unwrap_or_else(|panic| {
         Err(anyhow::anyhow!(
             "frame does not decode as JPEG: the decoder failed on it ({})",
             crate::logging::panic_text(&*panic)
         ))
-    })
+    })?;
+    Ok((w, h))
 }
 
 #[cfg(feature = "turbojpeg")]
 fn decode_into_unchecked(
     jpeg: &[u8],
     out: &mut [u8],
-    w: u32,
-    h: u32,
+    full: (u32, u32),
+    by: u32,
     order: PixelOrder,
 ) -> Result<()> {
+    let (w, h) = reduced_by(full, by);
     let mut d = turbojpeg::Decompressor::new().context("cannot start libjpeg-turbo")?;
     let header = d
         .read_header(jpeg)
         .context("frame does not decode as JPEG")?;
     anyhow::ensure!(
-        (header.width, header.height) == (w as usize, h as usize),
+        (header.width, header.height) == (full.0 as usize, full.1 as usize),
         "frame does not decode as JPEG: its headers disagree on its size"
     );
+    if by > 1 {
+        d.set_scaling_factor(turbojpeg::ScalingFactor::new(1, by as usize))
+            .context("libjpeg-turbo cannot reduce by this factor")?;
+    }
     let image = turbojpeg::Image {
         pixels: out,
         width: w as usize,
@@ -164,13 +219,13 @@ fn decode_into_unchecked(
 fn decode_into_unchecked(
     jpeg: &[u8],
     out: &mut [u8],
-    w: u32,
-    h: u32,
+    full: (u32, u32),
+    _by: u32,
     order: PixelOrder,
 ) -> Result<()> {
     let rgb = decode_unchecked(jpeg)?;
     anyhow::ensure!(
-        rgb.dimensions() == (w, h),
+        rgb.dimensions() == full,
         "frame does not decode as JPEG: its headers disagree on its size"
     );
     out.copy_from_slice(rgb.as_raw());
@@ -211,6 +266,52 @@ mod tests {
         out[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]); // 60000 x 60000
         let err = decode_rgb(&out).unwrap_err();
         assert!(format!("{err:#}").contains("60000x60000"), "{err:#}");
+    }
+
+    #[test]
+    fn a_reduced_decode_is_the_smallest_dct_reduction_still_at_least_the_size_asked() {
+        let reduces = cfg!(feature = "turbojpeg");
+        let expect = |reduced: (u32, u32), whole: (u32, u32)| if reduces { reduced } else { whole };
+        assert_eq!(
+            reduced_size((1920, 1080), (640, 360)),
+            expect((960, 540), (1920, 1080))
+        );
+        assert_eq!(
+            reduced_size((1920, 1080), (200, 100)),
+            expect((240, 135), (1920, 1080))
+        );
+        // Rounding up, as libjpeg-turbo does.
+        assert_eq!(
+            reduced_size((1921, 1081), (241, 136)),
+            expect((241, 136), (1921, 1081))
+        );
+        // Asked for more than the picture: whole.
+        assert_eq!(reduced_size((320, 240), (640, 640)), (320, 240));
+
+        let mut jpeg = Vec::new();
+        ImageEncoder::new(95)
+            .encode(&gradient(160, 96), 160, 96, &mut jpeg)
+            .unwrap();
+        let (w, h) = reduced_size((160, 96), (40, 24));
+        let mut out = vec![0u8; w as usize * h as usize * 3];
+        assert_eq!(
+            decode_reduced_into(&jpeg, (40, 24), &mut out, PixelOrder::Rgb).unwrap(),
+            (w, h)
+        );
+        // The reduced picture is the whole one, smaller: compare a pixel.
+        let mut whole = vec![0u8; 160 * 96 * 3];
+        decode_into(&jpeg, &mut whole, PixelOrder::Rgb).unwrap();
+        let by = 160 / w as usize;
+        let (x, y) = (w as usize / 2, h as usize / 2);
+        let a = &out[(y * w as usize + x) * 3..][..3];
+        let b = &whole[((y * by + by / 2) * 160 + x * by + by / 2) * 3..][..3];
+        for (a, b) in a.iter().zip(b) {
+            assert!((*a as i32 - *b as i32).abs() <= 24, "{a} against {b}");
+        }
+        if reduces {
+            let e = decode_reduced_into(&jpeg, (40, 24), &mut whole, PixelOrder::Rgb).unwrap_err();
+            assert!(format!("{e:#}").contains("needs"), "{e:#}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! 1080p frame for a 640 model never decodes at full size; the rest of the
 //! way is a bilinear resize.
 
-use crate::media::decode::{decoded_size, PixelOrder};
+use crate::media::decode::{self, decoded_size, PixelOrder};
 use anyhow::Result;
 
 /// Largest side of a letterbox asked for.
@@ -94,7 +94,9 @@ impl Letterboxer {
         );
         let source = decoded_size(jpeg)?;
         let lb = Letterbox::fit(source, size);
-        let (dw, dh) = self.decode_scaled(jpeg, source, lb.content, order)?;
+        let (dw, dh) = decode::reduced_size(source, lb.content);
+        self.decoded.resize(dw as usize * dh as usize * 3, 0);
+        decode::decode_reduced_into(jpeg, lb.content, &mut self.decoded, order)?;
         let content = if (dw, dh) == lb.content {
             &self.decoded
         } else {
@@ -126,80 +128,6 @@ impl Letterboxer {
             out[at..at + cw * 3].copy_from_slice(src);
         }
         Ok(lb)
-    }
-
-    /// Decodes `jpeg` (of `source` size) into `self.decoded`, scaled by the
-    /// DCT as far as it stays at least `at_least` in both sides; returns
-    /// the size decoded.
-    #[cfg(feature = "turbojpeg")]
-    fn decode_scaled(
-        &mut self,
-        jpeg: &[u8],
-        source: (u32, u32),
-        at_least: (u32, u32),
-        order: PixelOrder,
-    ) -> Result<(u32, u32)> {
-        use anyhow::Context;
-        use turbojpeg::ScalingFactor;
-        let (w, h) = (source.0 as usize, source.1 as usize);
-        let factor = [
-            ScalingFactor::ONE_EIGHTH,
-            ScalingFactor::ONE_QUARTER,
-            ScalingFactor::ONE_HALF,
-            ScalingFactor::ONE,
-        ]
-        .into_iter()
-        .find(|f| f.scale(w) >= at_least.0 as usize && f.scale(h) >= at_least.1 as usize)
-        .unwrap_or(ScalingFactor::ONE);
-        let (sw, sh) = (factor.scale(w), factor.scale(h));
-        self.decoded.resize(sw * sh * 3, 0);
-        let decoded = &mut self.decoded;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
-            let mut d = turbojpeg::Decompressor::new().context("cannot start libjpeg-turbo")?;
-            let header = d
-                .read_header(jpeg)
-                .context("frame does not decode as JPEG")?;
-            anyhow::ensure!(
-                (header.width, header.height) == (w, h),
-                "frame does not decode as JPEG: its headers disagree on its size"
-            );
-            d.set_scaling_factor(factor)
-                .context("libjpeg-turbo cannot scale by this factor")?;
-            let image = turbojpeg::Image {
-                pixels: &mut decoded[..],
-                width: sw,
-                pitch: sw * 3,
-                height: sh,
-                format: match order {
-                    PixelOrder::Rgb => turbojpeg::PixelFormat::RGB,
-                    PixelOrder::Bgr => turbojpeg::PixelFormat::BGR,
-                },
-            };
-            d.decompress(jpeg, image)
-                .context("frame does not decode as JPEG")
-        }))
-        .unwrap_or_else(|panic| {
-            Err(anyhow::anyhow!(
-                "frame does not decode as JPEG: the decoder failed on it ({})",
-                crate::logging::panic_text(&*panic)
-            ))
-        })?;
-        Ok((sw as u32, sh as u32))
-    }
-
-    /// The pure-Rust path: decodes at full size (no DCT scaling there).
-    #[cfg(not(feature = "turbojpeg"))]
-    fn decode_scaled(
-        &mut self,
-        jpeg: &[u8],
-        source: (u32, u32),
-        _at_least: (u32, u32),
-        order: PixelOrder,
-    ) -> Result<(u32, u32)> {
-        self.decoded
-            .resize(source.0 as usize * source.1 as usize * 3, 0);
-        crate::media::decode::decode_into(jpeg, &mut self.decoded, order)?;
-        Ok(source)
     }
 }
 
