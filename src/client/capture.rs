@@ -104,16 +104,11 @@ enum Layout {
 
 /// A raw frame on its way to an encoder thread.
 struct RawFrame {
-    id: u64,
+    raw: Raw,
     /// The pixels, copied as the source gave them (no conversion here: the
     /// encoder thread converts if its encoder needs to).
     pixels: Vec<u8>,
     layout: Layout,
-    width: u32,
-    height: u32,
-    at: Instant,
-    quality: u8,
-    level: usize,
 }
 
 fn dims(w: u32, h: u32) -> Result<(u16, u16)> {
@@ -148,167 +143,39 @@ pub fn run(
         superseded: superseded.clone(),
         order: Mutex::default(),
     });
-    let mut id = 0u64;
-
-    if encoders.len() <= 1 {
-        let mut encoder = Tuned::new(encoders.pop().context("no encoder")?);
-        let mut buf = Vec::new();
-        while !shutdown.is_triggered() && !publisher.is_orphaned() {
-            outages.health.asking();
-            let captured = match source.next_frame() {
-                Ok(c) => c,
-                Err(e) => match failed(&mut outages, e, &publisher, shutdown) {
-                    Continue(again) => {
-                        source = again;
-                        continue;
-                    }
-                    Break(end) => return end,
-                },
-            };
-            outages.health.frame();
-            let at = captured.at;
-            let (level, (jpeg, w, h, as_captured)) = match shaper.shape(captured.image, at)? {
-                (_, Shaped::Skip) => continue,
-                (_, ref shaped) if left_out(shaped) => continue,
-                (level, Shaped::Jpeg(data, w, h)) => {
-                    (level, (Bytes::copy_from_slice(data), w, h, true))
-                }
-                (
-                    level,
-                    Shaped::Rgb {
-                        data,
-                        width,
-                        height,
-                        quality,
-                    },
-                ) => {
-                    encoder.rgb(data, width, height, quality, &mut buf)?;
-                    (level, (Bytes::copy_from_slice(&buf), width, height, false))
-                }
-                (
-                    level,
-                    Shaped::Yuv {
-                        data,
-                        width,
-                        height,
-                        quality,
-                    },
-                ) => {
-                    encoder.yuv(data, width, height, quality, &mut buf)?;
-                    (level, (Bytes::copy_from_slice(&buf), width, height, false))
-                }
-            };
-            let (width, height) = dims(w, h)?;
-            publisher.publish(EncodedFrame {
-                id,
-                jpeg,
-                width,
-                height,
-                captured_at: at,
-                level,
-                as_captured,
-            });
-            id += 1;
+    let mut encoding = if encoders.len() <= 1 {
+        Encoding::Here {
+            encoder: Tuned::new(encoders.pop().context("no encoder")?),
+            buf: Vec::new(),
         }
-        return Ok(());
-    }
-
-    // One buffer per encoder plus one being filled: the capture thread waits
-    // for a free buffer, so it never renders or copies frames faster than they
-    // can be encoded (a camera keeps its own newest frame meanwhile), and this
-    // queue never holds more than the buffers there are.
-    let buffers = encoders.len() + 1;
-    let (raw_tx, raw_rx) = crossbeam_channel::bounded::<RawFrame>(buffers);
-    let (pool_tx, pool_rx) = crossbeam_channel::bounded::<Vec<u8>>(buffers);
-    for _ in 0..buffers {
-        let _ = pool_tx.try_send(Vec::new());
-    }
-    for (i, encoder) in encoders.into_iter().enumerate() {
-        let (rx, publisher, pool, shutdown) = (
-            raw_rx.clone(),
-            publisher.clone(),
-            pool_tx.clone(),
-            shutdown.clone(),
-        );
-        std::thread::Builder::new()
-            .name(format!("encode {i}"))
-            .spawn(move || {
-                let mut buf = Vec::new();
-                let mut encoder = Tuned::new(encoder);
-                // Ends when the capture thread is gone (disconnected), on shutdown,
-                // or when nobody reads the output slot.
-                loop {
-                    let raw = match rx.recv_timeout(TICK) {
-                        Ok(raw) => raw,
-                        Err(RecvTimeoutError::Timeout)
-                            if !shutdown.is_triggered() && !publisher.is_orphaned() =>
-                        {
-                            continue
-                        }
-                        Err(_) => return,
-                    };
-                    let (w, h, q) = (raw.width, raw.height, raw.quality);
-                    let encoded = match raw.layout {
-                        Layout::Rgb => encoder.rgb(&raw.pixels, w, h, q, &mut buf),
-                        Layout::Yuyv => encoder.yuv(Yuv::Yuyv(&raw.pixels), w, h, q, &mut buf),
-                        Layout::I420 => encoder.yuv(Yuv::I420(&raw.pixels), w, h, q, &mut buf),
-                    };
-                    match encoded.and_then(|_| dims(w, h)) {
-                        Ok((width, height)) => publisher.finish(
-                            raw.id,
-                            Some(EncodedFrame {
-                                id: raw.id,
-                                jpeg: Bytes::copy_from_slice(&buf),
-                                width,
-                                height,
-                                captured_at: raw.at,
-                                level: raw.level,
-                                as_captured: false,
-                            }),
-                        ),
-                        Err(e) => {
-                            tracing::warn!("frame {} not encoded: {e:#}", raw.id);
-                            publisher.finish(raw.id, None);
-                        }
-                    }
-                    let _ = pool.try_send(raw.pixels);
-                }
-            })?;
-    }
+    } else {
+        Encoding::threads(encoders, &publisher, shutdown)?
+    };
+    let mut id = 0u64;
     while !shutdown.is_triggered() && !publisher.is_orphaned() {
-        let buffer = match pool_rx.recv_timeout(TICK) {
-            Ok(buf) => buf,
-            Err(_) => continue,
-        };
+        if !encoding.ready() {
+            continue;
+        }
         outages.health.asking();
         let captured = match source.next_frame() {
             Ok(c) => c,
-            Err(e) => {
-                let _ = pool_tx.try_send(buffer);
-                match failed(&mut outages, e, &publisher, shutdown) {
-                    Continue(again) => {
-                        source = again;
-                        continue;
-                    }
-                    Break(end) => return end,
+            Err(e) => match failed(&mut outages, e, &publisher, shutdown) {
+                Continue(again) => {
+                    source = again;
+                    continue;
                 }
-            }
+                Break(end) => return end,
+            },
         };
         outages.health.frame();
         let at = captured.at;
-        match shaper.shape(captured.image, at)? {
-            (_, Shaped::Skip) => {
-                let _ = pool_tx.try_send(buffer);
-                continue;
-            }
-            (_, ref shaped) if left_out(shaped) => {
-                let _ = pool_tx.try_send(buffer);
-                continue;
-            }
-            (level, Shaped::Jpeg(data, width, height)) => {
+        let (level, shaped) = shaper.shape(captured.image, at)?;
+        let (pixels, width, height, quality) = match shaped {
+            Shaped::Skip => continue,
+            ref shaped if left_out(shaped) => continue,
+            Shaped::Jpeg(data, width, height) => {
                 let (width, height) = dims(width, height)?;
                 // After the frames still encoding: in capture order.
-                publisher.expect(id);
                 publisher.finish(
                     id,
                     Some(EncodedFrame {
@@ -321,56 +188,219 @@ pub fn run(
                         as_captured: true,
                     }),
                 );
-                let _ = pool_tx.try_send(buffer);
+                id += 1;
+                continue;
             }
-            (level, shaped @ (Shaped::Rgb { .. } | Shaped::Yuv { .. })) => {
-                // Copied as it is: an encoder thread converts if it must.
-                let (data, layout, width, height, quality) = match shaped {
-                    Shaped::Rgb {
-                        data,
-                        width,
-                        height,
-                        quality,
-                    } => (data, Layout::Rgb, width, height, quality),
-                    Shaped::Yuv {
-                        data: Yuv::Yuyv(data),
-                        width,
-                        height,
-                        quality,
-                    } => (data, Layout::Yuyv, width, height, quality),
-                    Shaped::Yuv {
-                        data: Yuv::I420(data),
-                        width,
-                        height,
-                        quality,
-                    } => (data, Layout::I420, width, height, quality),
-                    Shaped::Skip | Shaped::Jpeg(..) => unreachable!("matched above"),
-                };
-                let mut pixels = buffer;
-                pixels.clear();
-                pixels.extend_from_slice(data);
-                publisher.expect(id);
-                // Never full: there are only as many buffers as it holds.
-                if raw_tx
-                    .try_send(RawFrame {
-                        id,
-                        pixels,
-                        layout,
-                        width,
-                        height,
-                        at,
-                        quality,
-                        level,
-                    })
-                    .is_err()
-                {
-                    publisher.finish(id, None);
-                }
-            }
-        }
+            Shaped::Rgb {
+                data,
+                width,
+                height,
+                quality,
+            } => (Pixels::Rgb(data), width, height, quality),
+            Shaped::Yuv {
+                data,
+                width,
+                height,
+                quality,
+            } => (Pixels::Yuv(data), width, height, quality),
+        };
+        let raw = Raw {
+            id,
+            width,
+            height,
+            at,
+            quality,
+            level,
+        };
+        encoding.encode(raw, pixels, &publisher)?;
         id += 1;
     }
     Ok(())
+}
+
+/// A frame's pixels as the shaper gives them.
+enum Pixels<'a> {
+    Rgb(&'a [u8]),
+    Yuv(Yuv<'a>),
+}
+
+/// What is known of a frame to encode, besides its pixels.
+#[derive(Clone, Copy)]
+struct Raw {
+    id: u64,
+    width: u32,
+    height: u32,
+    at: Instant,
+    quality: u8,
+    level: usize,
+}
+
+impl Raw {
+    fn encoded(&self, jpeg: &[u8]) -> Result<EncodedFrame> {
+        let (width, height) = dims(self.width, self.height)?;
+        Ok(EncodedFrame {
+            id: self.id,
+            jpeg: Bytes::copy_from_slice(jpeg),
+            width,
+            height,
+            captured_at: self.at,
+            level: self.level,
+            as_captured: false,
+        })
+    }
+}
+
+/// Where the capture loop's frames are encoded.
+enum Encoding {
+    /// On the capture thread itself (one encoder): an encoder's error ends
+    /// the stage.
+    Here { encoder: Tuned, buf: Vec<u8> },
+    /// On encoder threads: raw frames go to them with a buffer from a pool
+    /// of one per encoder plus one being filled, so the capture thread waits
+    /// for a free buffer and never renders or copies frames faster than they
+    /// can be encoded (a camera keeps its own newest frame meanwhile), and
+    /// the queue never holds more than the buffers there are. A frame that
+    /// fails to encode is logged and left out.
+    Threads {
+        raw: crossbeam_channel::Sender<RawFrame>,
+        free: crossbeam_channel::Receiver<Vec<u8>>,
+        /// The free buffer the next frame is copied into.
+        held: Option<Vec<u8>>,
+    },
+}
+
+impl Encoding {
+    /// Starts an encoder thread for each of `encoders`. Each ends when the
+    /// capture thread is gone (the raw frames' channel disconnects), on
+    /// `shutdown`, or when nobody reads the output slot.
+    fn threads(
+        encoders: Vec<Box<dyn Encoder>>,
+        publisher: &Arc<Publisher>,
+        shutdown: &Shutdown,
+    ) -> Result<Encoding> {
+        let buffers = encoders.len() + 1;
+        let (raw_tx, raw_rx) = crossbeam_channel::bounded::<RawFrame>(buffers);
+        let (free_tx, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(buffers);
+        for _ in 0..buffers {
+            let _ = free_tx.try_send(Vec::new());
+        }
+        for (i, encoder) in encoders.into_iter().enumerate() {
+            let (rx, publisher, free, shutdown) = (
+                raw_rx.clone(),
+                publisher.clone(),
+                free_tx.clone(),
+                shutdown.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("encode {i}"))
+                .spawn(move || {
+                    encode_thread(Tuned::new(encoder), rx, &publisher, free, &shutdown)
+                })?;
+        }
+        Ok(Encoding::Threads {
+            raw: raw_tx,
+            free: free_rx,
+            held: None,
+        })
+    }
+
+    /// True when a frame can be taken from the source: always when encoding
+    /// here; on threads, once a buffer is free (false after waiting a
+    /// [`TICK`] for one: look at the shutdown and ask again).
+    fn ready(&mut self) -> bool {
+        match self {
+            Encoding::Here { .. } => true,
+            Encoding::Threads { free, held, .. } => {
+                if held.is_none() {
+                    *held = free.recv_timeout(TICK).ok();
+                }
+                held.is_some()
+            }
+        }
+    }
+
+    /// Encodes the frame here and publishes it, or hands it to an encoder
+    /// thread (in capture order: frames after it wait for it).
+    fn encode(&mut self, raw: Raw, pixels: Pixels<'_>, publisher: &Publisher) -> Result<()> {
+        let (w, h, q) = (raw.width, raw.height, raw.quality);
+        match self {
+            Encoding::Here { encoder, buf } => {
+                match pixels {
+                    Pixels::Rgb(data) => encoder.rgb(data, w, h, q, buf)?,
+                    Pixels::Yuv(data) => encoder.yuv(data, w, h, q, buf)?,
+                }
+                publisher.finish(raw.id, Some(raw.encoded(buf)?));
+            }
+            Encoding::Threads {
+                raw: to_encoders,
+                held,
+                ..
+            } => {
+                // Copied as it is: an encoder thread converts if it must.
+                let (data, layout) = match pixels {
+                    Pixels::Rgb(data) => (data, Layout::Rgb),
+                    Pixels::Yuv(Yuv::Yuyv(data)) => (data, Layout::Yuyv),
+                    Pixels::Yuv(Yuv::I420(data)) => (data, Layout::I420),
+                };
+                let mut buffer = held.take().unwrap_or_default();
+                buffer.clear();
+                buffer.extend_from_slice(data);
+                publisher.expect(raw.id);
+                // Never full: there are only as many buffers as it holds.
+                let sent = to_encoders.try_send(RawFrame {
+                    raw,
+                    pixels: buffer,
+                    layout,
+                });
+                if sent.is_err() {
+                    publisher.finish(raw.id, None);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An encoder thread: encodes raw frames until the capture thread is gone
+/// (disconnected), on shutdown, or when nobody reads the output slot;
+/// returns each buffer to the pool.
+fn encode_thread(
+    mut encoder: Tuned,
+    rx: crossbeam_channel::Receiver<RawFrame>,
+    publisher: &Publisher,
+    free: crossbeam_channel::Sender<Vec<u8>>,
+    shutdown: &Shutdown,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let RawFrame {
+            raw,
+            pixels,
+            layout,
+        } = match rx.recv_timeout(TICK) {
+            Ok(frame) => frame,
+            Err(RecvTimeoutError::Timeout)
+                if !shutdown.is_triggered() && !publisher.is_orphaned() =>
+            {
+                continue
+            }
+            Err(_) => return,
+        };
+        let (w, h, q) = (raw.width, raw.height, raw.quality);
+        let encoded = match layout {
+            Layout::Rgb => encoder.rgb(&pixels, w, h, q, &mut buf),
+            Layout::Yuyv => encoder.yuv(Yuv::Yuyv(&pixels), w, h, q, &mut buf),
+            Layout::I420 => encoder.yuv(Yuv::I420(&pixels), w, h, q, &mut buf),
+        };
+        match encoded.and_then(|_| raw.encoded(&buf)) {
+            Ok(frame) => publisher.finish(raw.id, Some(frame)),
+            Err(e) => {
+                tracing::warn!("frame {} not encoded: {e:#}", raw.id);
+                publisher.finish(raw.id, None);
+            }
+        }
+        let _ = free.try_send(pixels);
+    }
 }
 
 /// The source failed with `e`: it is opened again (Continue), or the stage

@@ -12,14 +12,14 @@ mod status;
 pub use capture::EncodedFrame;
 use session::{connect_loop, Tracking};
 pub use session::{Link, REFUSED_RETRY};
-use status::compact_status;
 pub use status::ClientSummary;
+use status::StatusLine;
 
 use crate::client::adapt::{Adapter, Ladder, Setting};
 use crate::latest::{self};
 use crate::media::encode;
 use crate::shutdown::Shutdown;
-use crate::stats::Running;
+use crate::stats::{Running, Side};
 use crate::wire::auth::Token;
 use anyhow::{bail, Result};
 use parking_lot::Mutex;
@@ -331,53 +331,18 @@ fn run_watched(
             });
         }
         if let Some(every) = config.stats_interval {
-            let (stats, superseded, unchanged, shutdown, adapter, tracking) = (
-                &stats,
-                &superseded,
-                &unchanged_count,
-                &shutdown,
-                &adapter,
-                &tracking,
-            );
-            let detailed = config.detailed_status;
-            // Standard output then carries results only.
-            let results_on_stdout = config.results_on_stdout();
-            s.spawn(move || {
-                let (mut reported, mut reported_unchanged) = (0, 0);
-                while !shutdown.wait_timeout(every) {
-                    let now = superseded.load(std::sync::atomic::Ordering::Relaxed);
-                    let now_unchanged = unchanged.load(std::sync::atomic::Ordering::Relaxed);
-                    let mut st = stats.lock();
-                    st.add_superseded(now - reported);
-                    st.add_unchanged(now_unchanged - reported_unchanged);
-                    reported = now;
-                    reported_unchanged = now_unchanged;
-                    let (t, elapsed) = st.take_interval();
-                    drop(st);
-                    let link = tracking.link.lock().clone();
-                    let mut line = if detailed {
-                        format!(
-                            "{} | {} | {}",
-                            link.word(),
-                            t.status_line(elapsed, true),
-                            adapter.status()
-                        )
-                    } else {
-                        let sent = *tracking.sent.lock();
-                        compact_status(&link, &t, elapsed, &adapter.setting_text(sent))
-                    };
-                    if let Some(lost) = tracking.source.lost() {
-                        line += &format!(
-                            " | source lost for {:.0} s: {}",
-                            lost.since.elapsed().as_secs_f64(),
-                            lost.why
-                        );
-                    }
-                    if !crate::output::line_to(results_on_stdout, &line) {
-                        return;
-                    }
-                }
-            });
+            let line = StatusLine {
+                stats: &stats,
+                superseded: &superseded,
+                unchanged: &unchanged_count,
+                adapter: &adapter,
+                tracking: &tracking,
+                detailed: config.detailed_status,
+                // Standard output then carries results only.
+                results_on_stdout: config.results_on_stdout(),
+            };
+            let shutdown = &shutdown;
+            s.spawn(move || line.run(every, shutdown));
         }
         let r = connect_loop(
             &config,
@@ -418,7 +383,7 @@ fn run_watched(
     let mut total = stats.lock().total.clone();
     total.counts.superseded = superseded.load(std::sync::atomic::Ordering::Relaxed);
     total.counts.unchanged = unchanged_count.load(std::sync::atomic::Ordering::Relaxed);
-    let mut figures = total.figures(true);
+    let mut figures = total.figures(Side::Client);
     // Outages between connections do not dilute the rate.
     figures.fps_accepted = (total.fps_accepted_besides(between) * 100.0).round() / 100.0;
     let (source_outages, source_lost) = health.totals();

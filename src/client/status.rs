@@ -1,9 +1,13 @@
 //! What the client says: its compact status line and its end-of-run summary.
 
-use super::adapt::AdaptSummary;
+use super::adapt::{AdaptSummary, Adapter};
+use super::session::Tracking;
 use super::Link;
-use crate::stats::Figures;
+use crate::shutdown::Shutdown;
+use crate::stats::{Figures, Running, Side};
+use parking_lot::Mutex;
 use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The end-of-run figures of a client.
@@ -66,9 +70,66 @@ impl ClientSummary {
     }
 }
 
+/// What the status line is made of: the run's tally and the counters kept
+/// beside it, the adaptation's setting and the link's state.
+pub(super) struct StatusLine<'a> {
+    pub stats: &'a Mutex<Running>,
+    /// Frames replaced in the slot before the sender took them, in all.
+    pub superseded: &'a AtomicU64,
+    /// Frames left out as unchanged, in all.
+    pub unchanged: &'a AtomicU64,
+    pub adapter: &'a Adapter,
+    pub tracking: &'a Tracking,
+    /// `--status detailed`: every figure, not the compact line.
+    pub detailed: bool,
+    /// Results go to standard output: the line goes to standard error.
+    pub results_on_stdout: bool,
+}
+
+impl StatusLine<'_> {
+    /// Prints a line every `every`, each of that interval's figures, until
+    /// `shutdown` (which ends the wait) or until the line's stream is closed.
+    pub(super) fn run(&self, every: Duration, shutdown: &Shutdown) {
+        let (mut reported, mut reported_unchanged) = (0, 0);
+        while !shutdown.wait_timeout(every) {
+            let now = self.superseded.load(Ordering::Relaxed);
+            let now_unchanged = self.unchanged.load(Ordering::Relaxed);
+            let mut st = self.stats.lock();
+            st.add_superseded(now - reported);
+            st.add_unchanged(now_unchanged - reported_unchanged);
+            reported = now;
+            reported_unchanged = now_unchanged;
+            let (t, elapsed) = st.take_interval();
+            drop(st);
+            let link = self.tracking.link.lock().clone();
+            let mut line = if self.detailed {
+                format!(
+                    "{} | {} | {}",
+                    link.word(),
+                    t.status_line(elapsed, Side::Client),
+                    self.adapter.status()
+                )
+            } else {
+                let sent = *self.tracking.sent.lock();
+                compact_status(&link, &t, elapsed, &self.adapter.setting_text(sent))
+            };
+            if let Some(lost) = self.tracking.source.lost() {
+                line += &format!(
+                    " | source lost for {:.0} s: {}",
+                    lost.since.elapsed().as_secs_f64(),
+                    lost.why
+                );
+            }
+            if !crate::output::line_to(self.results_on_stdout, &line) {
+                return;
+            }
+        }
+    }
+}
+
 /// The default status line: link state and the figures a user watches, in
 /// about 80 columns (`--status detailed` has every figure).
-pub(super) fn compact_status(
+fn compact_status(
     link: &Link,
     t: &crate::stats::Tally,
     elapsed: Duration,
