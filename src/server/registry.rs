@@ -6,7 +6,7 @@ use super::record::Recorder;
 use super::source_state::SourceState;
 use super::{ClientSummary, ServerSummary, Shared};
 use crate::process::ClientId;
-use crate::stats::{Percentiles, Running, Tally};
+use crate::stats::{Percentiles, Running, Side, Tally};
 use crate::wire::{ProcessResult, ResultKind, ResultStatus};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -158,7 +158,7 @@ impl Registry {
             "{} client{} | {}",
             live.len(),
             if live.len() == 1 { "" } else { "s" },
-            sum.status_line(elapsed, false)
+            sum.status_line(elapsed, Side::Server)
         );
         let mut lost: Vec<(ClientId, String)> = live
             .iter()
@@ -244,14 +244,14 @@ impl Registry {
                 ClientSummary {
                     name: name.to_string(),
                     connections: g.connections,
-                    figures: g.tally.figures(false),
+                    figures: g.tally.figures(Side::Server),
                     source_up: up_now.get(name).map(|&(_, up)| up),
                     source_outages: g.source_outages,
                 }
             })
             .collect();
         ServerSummary {
-            total: total.figures(false),
+            total: total.figures(Side::Server),
             processor: String::new(),
             frames_processed: 0,
             frames_process_failed: 0,
