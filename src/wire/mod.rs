@@ -11,6 +11,7 @@ pub mod auth;
 pub mod codec;
 pub mod codes;
 pub mod connection;
+mod foreign;
 pub mod message;
 pub mod rx_time;
 pub mod transport;
