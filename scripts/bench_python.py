@@ -205,11 +205,41 @@ def decode_ms(jpegs, decode, rounds=5):
     return statistics.median(times)
 
 
+def cv2_letterbox_chw(jpeg, size=640):
+    """What a detector's Python code does without framelink: decode, resize
+    and pad as Ultralytics' LetterBox, then RGB, channels first, float 0-1."""
+    image = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+    h, w = image.shape[:2]
+    r = min(size / h, size / w)
+    nw, nh = round(w * r), round(h * r)
+    image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    dw, dh = (size - nw) / 2, (size - nh) / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    return np.ascontiguousarray(image[..., ::-1].transpose(2, 0, 1)).astype(np.float32) / 255.0
+
+
+def model_input(frames, size=640):
+    """Median ms of a 640x640 letterboxed CHW float32 input: framelink's
+    to_numpy(size=...) and the OpenCV + numpy way, on the same frames."""
+    ours = decode_ms(frames, lambda f: f.to_numpy(size=size, rgb=True, layout="chw", dtype="float32"))
+    theirs = decode_ms(frames, lambda f: cv2_letterbox_chw(f.jpeg, size))
+    a = frames[0].to_numpy(size=size, rgb=True, layout="chw", dtype="float32")
+    b = cv2_letterbox_chw(frames[0].jpeg, size)
+    assert a.shape == b.shape == (3, size, size), (a.shape, b.shape)
+    return ours, theirs, float(np.abs(a - b).mean() * 255)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="each throughput run")
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="each detector run")
+    parser.add_argument("--model-input-only", action="store_true", help="only the model input section")
     args = parser.parse_args()
+    if args.model_input_only:
+        model_input_section()
+        return
     print(f"# framelink (Python) against imageZMQ {imagezmq.__version__}\n")
     print(f"{os.cpu_count()} cores; loopback; JPEG quality 80; sender and receiver in separate processes.\n")
 
@@ -251,6 +281,8 @@ def main():
         print(f"| {width}×{height} | {size:.0f} kB | {fl_bind:.3f} ms | {ours:.2f} ms | {theirs:.2f} ms |")
         shutil.rmtree(folder)
 
+    model_input_section()
+
     print("\n## Age of the frame a 100 ms detector is handed (camera at 30 fps, 640×480)\n")
     print("| | frames handed/s | age p50 | age p99 | age max |")
     print("|---|---|---|---|---|")
@@ -262,6 +294,32 @@ def main():
     ]
     for name, (fps, ages) in runs:
         print(f"| {name} | {fps:.1f} | {pct(ages, 50):.1f} ms | {pct(ages, 99):.1f} ms | {max(ages):.1f} ms |")
+
+
+def model_input_section():
+    print("\n## A detector's input: 640×640 letterboxed, RGB, CHW float32 0–1\n")
+    print(f"OpenCV {cv2.__version__}: `cv2.imdecode` + `cv2.resize` + `cv2.copyMakeBorder` + transpose and scale in numpy, "
+          "against `frame.to_numpy(size=640, rgb=True, layout=\"chw\", dtype=\"float32\")`; median of the same frames, "
+          "one Python thread.\n")
+    print("| frame | framelink | OpenCV + numpy | framelink ÷ OpenCV | mean difference (levels of 255) |")
+    print("|---|---|---|---|---|")
+    for width, height in SIZES:
+        jpegs = test_pattern_jpegs(width, height)
+        folder = jpeg_folder(jpegs)
+        with framelink.Server(listen="127.0.0.1:0") as server:
+            child = client(server.address, width, height, 0, folder)
+            frames = []
+            try:
+                for _ in range(len(jpegs)):
+                    frames.append(server.take(timeout=WAIT))
+            finally:
+                child.kill()
+                child.wait()
+            ours, theirs, diff = model_input(frames)
+            for f in frames:
+                f.reply()
+        print(f"| {width}×{height} | {ours:.2f} ms | {theirs:.2f} ms | {ours / theirs:.2f}× | {diff:.2f} |")
+        shutil.rmtree(folder)
 
 
 if __name__ == "__main__":
