@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::nats::NatsServer;
-use support::{json_lines, server_config, TestClient, TestServer, WAIT};
+use support::{json_lines, json_lines_so_far, server_config, TestClient, TestServer, WAIT};
 
 fn pool_server(nats: &NatsServer, id: &str, timeout: Duration) -> TestServer {
     let mut nc = framelink::nats::NatsConfig::new(nats.url());
@@ -110,11 +110,7 @@ impl Processor for Slow {
 fn wait_results(jsonl: &Path, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let lines = if jsonl.exists() {
-            json_lines(jsonl)
-        } else {
-            Vec::new()
-        };
+        let lines = json_lines_so_far(jsonl);
         if done(&lines) {
             return lines;
         }

@@ -161,11 +161,7 @@ fn frames_skipped_behind_a_stuck_processor_say_so() {
     // After a second on one frame, skipped frames carry the server's note.
     let deadline = std::time::Instant::now() + support::WAIT;
     let note = loop {
-        let lines = if jsonl.exists() {
-            json_lines(&jsonl)
-        } else {
-            Vec::new()
-        };
+        let lines = support::json_lines_so_far(&jsonl);
         if let Some(l) = lines
             .iter()
             .find(|l| l["status"] == "skipped" && l["kind"] == "text")

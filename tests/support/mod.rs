@@ -470,6 +470,18 @@ pub fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The whole lines of JSON written to `path` so far, while a client is
+/// still writing it: a last line not yet ended by its newline is left for
+/// the next look (none if the file is not there yet).
+pub fn json_lines_so_far(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+    whole
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
 /// A child process's standard output or error, collected by a thread as it
 /// comes, so a test can wait for a line and read everything afterwards.
 #[derive(Clone, Default)]
