@@ -61,7 +61,36 @@ class Letterbox:
 
 class Server:
     """framelink-server on threads of its own; `for frame in server` takes fresh frames."""
-    def __init__(self, *, display: bool = False, **flags: Any) -> None: ...
+    # __init__ from framelink-server's flags: python/stubs.py writes it
+    def __init__(
+        self,
+        *,
+        display: bool = False,
+        listen: Union[str, int, float] = "0.0.0.0:1998",  # Address and port to listen on: ADDRESS:PORT, HOST:PORT, :PORT or PORT (all addresses), or ADDRES…
+        max_latency_ms: int = 80,  # Frames older than this on arrival (capture to fully received) are dropped as stale (1 to 3 600 0…
+        max_frame_bytes: int = 16777216,  # Largest frame accepted, in bytes; a client announcing a larger one is disconnected
+        max_pixels: int = 16777216,  # Largest frame accepted in pixels (width x height, at most 67108864 = 8192x8192): a larger frame…
+        max_clients: int = 64,  # Most clients connected at once; one more is told the server is full
+        window: int = 2,  # Tickets kept outstanding per client: 1 is stop-and-wait (one frame per round trip); more lets a…
+        io_timeout: float = 10.0,  # Seconds a client has for its whole handshake, and for each whole message once its first byte arr…
+        process_timeout: float = 2.0,  # Seconds an `exec:` processor may take on one frame before it is killed and restarted; on a serve…
+        exec_input: Literal["jpeg", "gray"] = "jpeg",  # What an `exec:` processor is fed: `jpeg` (as it arrived) or `gray` (decoded 8-bit pixels)
+        record: str = ...,  # Record accepted frames (the JPEG bytes as they arrived) under DIR/CLIENT/, with an index
+        record_max_mb: int = ...,  # Most megabytes of JPEG kept under --record: the oldest files are deleted first
+        http: Union[str, int, float] = ...,  # Serve the live view on this address: a page with every client's video and figures, `/stats.json`…
+        tls_cert: str = ...,  # Serve TLS with this certificate chain (PEM); needs --tls-key
+        tls_key: str = ...,  # The private key (PEM) of --tls-cert
+        self_signed: bool = False,  # Serve the live view and the browser camera (`/camera`) over HTTPS with a certificate made at sta…
+        server_id: str = ...,  # This server's id in a worker pool: results come back on `PREFIX.results.ID` (default: host name…
+        nats_creds: str = ...,  # A NATS credentials file (JWT and NKey seed, `.creds`)
+        nats_tls_ca: str = ...,  # Trust this CA (PEM) for the NATS broker's TLS certificate (and require TLS)
+        nats_prefix: str = "framelink",  # The first part of every NATS subject: pools on one broker with different prefixes stay apart
+        token: str = ...,  # Shared secret both sides prove they know (it never crosses the wire); the server's live view wan…
+        duration: float = ...,  # Stop after this many seconds (default: run until Ctrl-C)
+        stats_interval: float = 1.0,  # Seconds between status lines; 0 turns them off
+        summary_json: str = ...,  # Write the final summary to this file as one JSON object
+    ) -> None: ...
+    # end of what python/stubs.py writes
     @property
     def address(self) -> str: ...
     @property
@@ -84,7 +113,38 @@ class Results:
 
 class Client:
     """framelink-client sending the frames given to send()."""
-    def __init__(self, server: str, **flags: Any) -> None: ...
+    # __init__ from framelink-client's flags: python/stubs.py writes it
+    def __init__(
+        self,
+        server: str,
+        *,
+        width: int = 640,  # Frame width: the camera picks its closest mode
+        height: int = 480,  # Frame height: the camera picks its closest mode
+        fps: float = 30.0,  # Frames a second to capture; 0 means as fast as possible (test pattern and folder only)
+        quality: int = 80,  # JPEG quality, 1-100, for frames this client encodes
+        encoder: Literal["auto", "turbojpeg", "image"] = "auto",  # JPEG encoder for frames this client encodes: `auto` is libjpeg-turbo when built in
+        encode_threads: int = ...,  # Threads encoding frames, released in capture order (1..=16). Default: one per core for a source…
+        drop_same_frames: int = ...,  # Leave out a frame equal to the last one sent (a camera's JPEG: the same image data; raw pixels:…
+        source_timeout: float = 5.0,  # Seconds without a frame before the source counts as lost (at least three frame times at --fps):…
+        subsampling: Literal["420", "422", "444"] = "420",  # Chroma subsampling for frames encoded with libjpeg-turbo
+        name: str = ...,  # Name shown by the server for this client (default: this machine's host name)
+        token: str = ...,  # Shared secret both sides prove they know (it never crosses the wire); the server's live view wan…
+        duration: float = ...,  # Stop after this many seconds (default: run until Ctrl-C)
+        stats_interval: float = 1.0,  # Seconds between status lines; 0 turns them off
+        summary_json: str = ...,  # Write the final summary to this file as one JSON object
+        results_jsonl: str = ...,  # Write every processing result the server sends back as one JSON line to this file (`-` for stand…
+        save_results: str = ...,  # Save results that are pictures (e.g. annotated frames) in this folder as FRAME_ID.jpg
+        adapt: Literal["on", "off"] = "on",  # Adapt to the link: lower JPEG quality, then the frame size, then the frame rate when frames arri…
+        min_quality: int = 30,  # The lowest JPEG quality adaptation may use (1-100, at most --quality)
+        min_width: int = 320,  # The narrowest frame adaptation may send, in pixels
+        tls_ca: str = ...,  # Connect with TLS, trusting the server certificate (or its CA) in this PEM file
+        tls_name: str = ...,  # The name the server's certificate must carry (default: the host in SERVER)
+        connect_timeout: float = 3.0,  # Seconds to wait for the server to accept a connection
+        io_timeout: float = 10.0,  # Seconds the server may stall mid-message, and a send may block, before reconnecting
+        max_backoff: float = 2.0,  # Longest wait, in seconds, between reconnection attempts
+        status: Literal["compact", "detailed"] = "compact",  # Status lines: `compact` (link state, accepted fps, drops, age p99, rate, setting, results) or `d…
+    ) -> None: ...
+    # end of what python/stubs.py writes
     def send(self, image: Union[npt.NDArray[np.uint8], bytes, bytearray], rgb: bool = False) -> None: ...
     def results(self, timeout: Optional[float] = None) -> Results: ...
     @property
@@ -95,7 +155,24 @@ class Client:
 
 class Worker:
     """A framelink pool worker behind NATS; `for frame in worker` takes frames."""
-    def __init__(self, nats: str, **flags: Any) -> None: ...
+    # __init__ from framelink-worker's flags: python/stubs.py writes it
+    def __init__(
+        self,
+        nats: str,
+        *,
+        process_timeout: float = 2.0,  # Seconds an `exec:` processor may take on one frame before it is killed and restarted; on a serve…
+        exec_input: Literal["jpeg", "gray"] = "jpeg",  # What an `exec:` processor is fed: `jpeg` (as it arrived) or `gray` (decoded 8-bit pixels)
+        concurrency: int = 1,  # Frames processed at once, each by its own processor (an `exec:` program each)
+        name: str = ...,  # This worker's name in logs and results (default: host name and process id)
+        nats_creds: str = ...,  # A NATS credentials file (JWT and NKey seed, `.creds`)
+        nats_tls_ca: str = ...,  # Trust this CA (PEM) for the NATS broker's TLS certificate (and require TLS)
+        nats_prefix: str = "framelink",  # The first part of every NATS subject: pools on one broker with different prefixes stay apart
+        token: str = ...,  # Shared secret both sides prove they know (it never crosses the wire); the server's live view wan…
+        duration: float = ...,  # Stop after this many seconds (default: run until Ctrl-C)
+        stats_interval: float = 1.0,  # Seconds between status lines; 0 turns them off
+        summary_json: str = ...,  # Write the final summary to this file as one JSON object
+    ) -> None: ...
+    # end of what python/stubs.py writes
     @property
     def running(self) -> bool: ...
     def __iter__(self) -> Iterator[Frame]: ...

@@ -32,13 +32,24 @@ pub struct Client {
     summary: Mutex<Option<String>>,
 }
 
+/// framelink-client's flags `Client` does not take as keywords: the
+/// server is its first argument, and the source flags are the program's
+/// (a Python client sends the frames given to `send()`).
+pub(crate) const NOT_KEYWORDS: &[&str] = &[
+    "server",
+    "source",
+    "camera",
+    "list_cameras",
+    "camera_format",
+];
+
 #[pymethods]
 impl Client {
     #[new]
     #[pyo3(signature = (server, **kwargs))]
     fn new(server: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Client> {
         if let Some(k) = kwargs {
-            for key in ["source", "camera", "list_cameras", "camera_format"] {
+            for key in NOT_KEYWORDS.iter().filter(|k| **k != "server") {
                 if k.contains(key)? {
                     return Err(PyValueError::new_err(format!(
                         "{key}: a Python client sends the frames given to send(); {key}= is framelink-client's"

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 mod client;
 mod frame;
+mod keywords;
 mod layout;
 mod running;
 mod server;
@@ -180,6 +181,7 @@ fn _framelink(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<worker::Worker>()?;
     m.add("DEFAULT_PORT", framelink::DEFAULT_PORT)?;
     m.add("__version__", framelink::VERSION)?;
+    m.add_function(wrap_pyfunction!(keywords::keywords, m)?)?;
     Ok(())
 }
 

@@ -22,6 +22,10 @@ pub struct Server {
     http_address: Option<String>,
 }
 
+/// framelink-server's flags `Server` does not take as keywords:
+/// `processor` (its frames go to Python), `no_display` (`display=True`).
+pub(crate) const NOT_KEYWORDS: &[&str] = &["processor", "no_display"];
+
 #[pymethods]
 impl Server {
     #[new]

@@ -22,6 +22,10 @@ pub struct Worker {
     running: Running,
 }
 
+/// framelink-worker's flags `Worker` does not take as keywords: the
+/// broker is its first argument, and its frames go to Python.
+pub(crate) const NOT_KEYWORDS: &[&str] = &["nats", "processor"];
+
 #[pymethods]
 impl Worker {
     #[new]

@@ -1,6 +1,7 @@
 """The type stubs (framelink/__init__.pyi) name exactly what the extension has."""
 
 import ast
+import importlib.util
 import pathlib
 
 import framelink
@@ -32,3 +33,19 @@ def test_every_class_and_call_has_a_stub_and_every_stub_exists():
         assert obj.__doc__, f"{name} has no docstring"
         for attr in public:
             assert getattr(obj, attr).__doc__, f"{name}.{attr} has no docstring"
+
+
+def test_the_keyword_arguments_are_the_programs_flags():
+    """The stubs' __init__ signatures are what python/stubs.py makes of the
+    programs' clap definitions (run it after changing a flag)."""
+    spec = importlib.util.spec_from_file_location("stubs", pathlib.Path(__file__).parents[1] / "stubs.py")
+    stubs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stubs)
+    text = STUBS.read_text()
+    assert stubs.generated(text) == text, "run: python python/stubs.py"
+    # What an editor then shows: the flag's type and its default.
+    assert "        max_latency_ms: int = 80," in text
+    assert '        adapt: Literal["on", "off"] = "on",' in text
+    # Flags a class refuses are not offered.
+    server = text[text.index("class Server:") : text.index("class Results:")]
+    assert "processor:" not in server and "no_display:" not in server
