@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,51 +21,52 @@ impl Drop for Killed {
     }
 }
 
-/// Starts Xvfb on a free display number and waits for its socket.
+/// Starts Xvfb on a display number of its own choosing (`-displayfd`:
+/// it writes the number once it accepts connections, so tests running in
+/// parallel, or an X server left by an earlier run, never collide) and
+/// waits for it, at most [`WAIT`]: reading its answer blocks until Xvfb
+/// writes it or exits.
 fn xvfb() -> (Killed, String) {
-    // Tests run in parallel: each takes its own numbers to try.
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(90);
-    loop {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if n >= 130 {
-            break;
-        }
-        let (socket, lock) = (format!("/tmp/.X11-unix/X{n}"), format!("/tmp/.X{n}-lock"));
-        match std::fs::read_to_string(&lock) {
-            // A live X server holds this number.
-            Ok(pid) if Path::new(&format!("/proc/{}", pid.trim())).exists() => continue,
-            // Left by a killed one (the display-loss test kills its Xvfb):
-            // free, once its files are gone (else the old socket would
-            // look like the new server being ready).
-            Ok(_) => {
-                let _ = std::fs::remove_file(&lock);
-                let _ = std::fs::remove_file(&socket);
+    let mut child = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1280x720x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("Xvfb is installed (Debian package xvfb; scripts/setup.sh installs it)");
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let child = Killed(child);
+    let (tx, number) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    // Drained all along (Xvfb must never block on it), kept for a failure.
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let said = said.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                said.lock().unwrap().push_str(&(line + "\n"));
             }
-            Err(_) if Path::new(&socket).exists() => continue,
-            Err(_) => {}
-        }
-        let child = Command::new("Xvfb")
-            .args([
-                format!(":{n}").as_str(),
-                "-screen",
-                "0",
-                "1280x720x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb is installed (Debian package xvfb; scripts/setup.sh installs it)");
-        let child = Killed(child);
-        let deadline = Instant::now() + WAIT;
-        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            assert!(Instant::now() < deadline, "Xvfb :{n} did not start");
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
-        return (child, format!(":{n}"));
+        });
     }
-    panic!("no free X display number in 90..130");
+    let line = number.recv_timeout(WAIT).unwrap_or_default();
+    match line.trim().parse::<u32>() {
+        Ok(n) => (child, format!(":{n}")),
+        Err(_) => panic!(
+            "Xvfb did not start within {WAIT:?}; it said: {}",
+            said.lock().unwrap()
+        ),
+    }
 }
 
 /// A screenshot of the whole screen as (width, height, RGB bytes), from `xwd`.
