@@ -162,6 +162,16 @@ fn keywordize(text: &str) -> String {
     out
 }
 
+/// `async for frame in source` (a `Server` or a `Worker`): the async
+/// generator of `framelink/_aio.py`, whose takes wait in the event loop's
+/// executor, so the loop never blocks on them.
+pub(crate) fn async_frames<'py>(source: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    source
+        .py()
+        .import("framelink._aio")?
+        .call_method1("frames", (source,))
+}
+
 /// A JSON text (a summary) as Python objects, through Python's own `json`.
 pub(crate) fn json_to_py<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
     py.import("json")?.call_method1("loads", (text,))

@@ -65,6 +65,19 @@ impl Worker {
         !self.running.is_finished()
     }
 
+    /// `async for frame in worker`: the same frames for an asyncio program;
+    /// each take waits in the event loop's default executor (one at a
+    /// time), so the loop goes on with its other coroutines meanwhile. Ends
+    /// when the worker stops; raises its error if it failed.
+    fn __aiter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        crate::async_frames(slf.into_any())
+    }
+
+    /// `async for frame in worker.aframes()`: as `async for frame in worker`.
+    fn aframes<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        crate::async_frames(slf.into_any())
+    }
+
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
         slf
     }

@@ -26,7 +26,7 @@ def test_every_class_and_call_has_a_stub_and_every_stub_exists():
             continue
         assert name in stubs, f"{name} has no stub"
         public = {a for a in dir(obj) if not a.startswith("_")}
-        dunder = {"__iter__", "__next__", "__enter__", "__exit__"} & set(dir(obj))
+        dunder = {"__iter__", "__next__", "__aiter__", "__enter__", "__exit__"} & set(dir(obj))
         assert public | dunder <= stubs[name] | {"__init__"}, f"{name}: no stub for {sorted(public - stubs[name])}"
         missing = {s for s in stubs[name] if s != "__init__" and not hasattr(obj, s)}
         assert not missing, f"{name}: stubs for calls it lacks: {sorted(missing)}"
