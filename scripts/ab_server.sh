@@ -28,24 +28,23 @@ tick=$(getconf CLK_TCK)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-run() { # $1: A or B; prints "cpu_ms_per_frame fps"
+run() { # $1: A or B; writes "cpu_ms_per_frame fps" to $out/result
     local port=$((20000 + RANDOM % 20000))
     "${server[$1]}" --listen "127.0.0.1:$port" --no-display --stats-interval 0 \
-        --duration $((seconds + 4)) --summary-json "$out/s.json" 2>/dev/null &
+        --duration $((seconds + 4)) --summary-json "$out/s.json" >/dev/null 2>&1 &
     local pid=$!
     sleep 0.5
     "$client" "127.0.0.1:$port" --source test-pattern --width "$width" --height "$height" \
-        --fps 0 --adapt off --stats-interval 0 --duration "$seconds" 2>/dev/null
+        --fps 0 --adapt off --stats-interval 0 --duration "$seconds" >/dev/null 2>&1
     local cpu
     cpu=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     kill -INT "$pid" 2>/dev/null || true
     wait "$pid" || true
-    python3 - "$out/s.json" "$cpu" "$tick" <<'EOF'
+    python3 - "$out/s.json" "$cpu" "$tick" >"$out/result" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
-frames = s["total"]["frames_accepted"]
 cpu_ms = int(sys.argv[2]) * 1000 / int(sys.argv[3])
-print(f"{cpu_ms / max(frames, 1):.3f} {s['total']['fps_accepted']:.0f}")
+print(f"{cpu_ms / max(s['frames_accepted'], 1):.3f} {s['fps_accepted']:.0f}")
 EOF
 }
 
@@ -53,7 +52,8 @@ echo "| round | server | CPU per accepted frame | accepted fps |"
 echo "|---|---|---|---|"
 for r in $(seq 1 "$rounds"); do
     for side in A B; do
-        read -r cpu fps < <(run "$side")
+        run "$side"
+        read -r cpu fps <"$out/result"
         name=$([[ $side == A ]] && echo "A $(git rev-parse --short "$base")" || echo "B $(git rev-parse --short HEAD)")
         echo "| $r | $name | $cpu ms | $fps |"
     done

@@ -11,7 +11,7 @@ use crate::latest::LatestReceiver;
 use crate::shutdown::{Shutdown, TICK};
 use crate::wire::connection::{self, ConnError, Reader, Writer};
 use crate::wire::{
-    micros_u32, Encoding, FrameHeader, Goodbye, GoodbyeCode, Message, Outcome, Ticket,
+    micros_u32, Encoding, FrameHeader, Goodbye, GoodbyeCode, Message, Outcome, Ticket, Welcome,
 };
 use anyhow::{bail, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -120,20 +120,21 @@ pub(super) enum SendEnd {
 /// the frame slot, waking every tick to watch `shutdown`; ends when the
 /// reader ends (its ticket sender is dropped) or a send fails.
 ///
-/// With `source_state` (both sides set `SOURCE_STATE`) it tells the server
-/// when the source is lost and back (SOURCE), checked every tick while it
-/// waits: at once if the source is lost when the session starts.
-#[allow(clippy::too_many_arguments)]
+/// The server's `welcome` sets the terms: frames over its `max_frame_bytes`
+/// are not sent, and when both sides set `SOURCE_STATE` it is told when the
+/// source is lost and back (SOURCE), checked every tick while it waits: at
+/// once if the source is lost when the session starts.
 pub(super) fn send_loop(
     writer: &mut Writer,
     tickets: &Receiver<(Ticket, Instant)>,
     frames: &LatestReceiver<EncodedFrame>,
-    max_frame_bytes: u32,
-    source_state: bool,
+    welcome: &Welcome,
     tracking: &Tracking,
     shutdown: &Shutdown,
     watch: &Watch,
 ) -> SendEnd {
+    let max_frame_bytes = welcome.max_frame_bytes;
+    let source_state = welcome.capabilities & crate::wire::CAP_SOURCE_STATE != 0;
     let reader_done = &watch.reader_done;
     let mut warned_too_large = false;
     // A new connection starts with the source up: only a loss needs saying.
