@@ -12,6 +12,7 @@ send_jpg), on loopback and through a link that delays 10 ms each way.
 """
 
 import argparse
+import contextlib
 import os
 import pathlib
 import shutil
@@ -194,6 +195,27 @@ def framelink_run(width, height, seconds, fps=0, detector=0.0, source="test-patt
     return n / elapsed, ages, cpu / n * 1e3, binding / n * 1e3
 
 
+@contextlib.contextmanager
+def held_frames(width, height, folder, n):
+    """`n` frames of `folder`'s JPEGs taken from a framelink.Server and held,
+    the sender stopped, so conversions are timed on a quiet machine; each is
+    answered at the end."""
+    with framelink.Server(listen="127.0.0.1:0") as server:
+        child = client(server.address, width, height, 0, folder)
+        frames = []
+        try:
+            for _ in range(n):
+                frames.append(server.take(timeout=WAIT))
+        finally:
+            child.kill()
+            child.wait()
+        try:
+            yield frames
+        finally:
+            for f in frames:
+                f.reply()
+
+
 def decode_ms(jpegs, decode, rounds=5):
     """Median time of one decode (ms)."""
     times = []
@@ -264,19 +286,9 @@ def main():
     print("| size | JPEG | take() + reply() on the Python thread | to_numpy() | cv2.imdecode(frame.jpeg) |")
     print("|---|---|---|---|---|")
     for width, height, jpegs, folder, fl_bind in details:
-        with framelink.Server(listen="127.0.0.1:0") as server:
-            child = client(server.address, width, height, 0, folder)
-            frames = []
-            try:
-                for _ in range(len(jpegs)):
-                    frames.append(server.take(timeout=WAIT))
-            finally:
-                child.kill()
-                child.wait()
+        with held_frames(width, height, folder, len(jpegs)) as frames:
             ours = decode_ms(frames, lambda f: f.to_numpy())
             theirs = decode_ms(frames, lambda f: cv2.imdecode(f.jpeg, cv2.IMREAD_COLOR))
-            for f in frames:
-                f.reply()
         size = statistics.mean(len(j) for j in jpegs) / 1e3
         print(f"| {width}×{height} | {size:.0f} kB | {fl_bind:.3f} ms | {ours:.2f} ms | {theirs:.2f} ms |")
         shutil.rmtree(folder)
@@ -306,18 +318,8 @@ def model_input_section():
     for width, height in SIZES:
         jpegs = test_pattern_jpegs(width, height)
         folder = jpeg_folder(jpegs)
-        with framelink.Server(listen="127.0.0.1:0") as server:
-            child = client(server.address, width, height, 0, folder)
-            frames = []
-            try:
-                for _ in range(len(jpegs)):
-                    frames.append(server.take(timeout=WAIT))
-            finally:
-                child.kill()
-                child.wait()
+        with held_frames(width, height, folder, len(jpegs)) as frames:
             ours, theirs, diff = model_input(frames)
-            for f in frames:
-                f.reply()
         print(f"| {width}×{height} | {ours:.2f} ms | {theirs:.2f} ms | {ours / theirs:.2f}× | {diff:.2f} |")
         shutil.rmtree(folder)
 

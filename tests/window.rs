@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,8 +23,7 @@ impl Drop for Killed {
 /// Starts Xvfb on a display number of its own choosing (`-displayfd`:
 /// it writes the number once it accepts connections, so tests running in
 /// parallel, or an X server left by an earlier run, never collide) and
-/// waits for it, at most [`WAIT`]: reading its answer blocks until Xvfb
-/// writes it or exits.
+/// waits for it, at most [`WAIT`] (the wait ends sooner if Xvfb exits).
 fn xvfb() -> (Killed, String) {
     let mut child = Command::new("Xvfb")
         .args([
@@ -41,30 +39,15 @@ fn xvfb() -> (Killed, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("Xvfb is installed (Debian package xvfb; scripts/setup.sh installs it)");
-    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = support::Collected::read(child.stdout.take().unwrap());
+    let err = support::Collected::read(child.stderr.take().unwrap());
     let child = Killed(child);
-    let (tx, number) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    // Drained all along (Xvfb must never block on it), kept for a failure.
-    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    {
-        let said = said.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                said.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-    }
-    let line = number.recv_timeout(WAIT).unwrap_or_default();
-    match line.trim().parse::<u32>() {
+    let said = out.wait_for("\n", WAIT).unwrap_or_default();
+    match said.trim().parse::<u32>() {
         Ok(n) => (child, format!(":{n}")),
         Err(_) => panic!(
             "Xvfb did not start within {WAIT:?}; it said: {}",
-            said.lock().unwrap()
+            err.text()
         ),
     }
 }
