@@ -6,7 +6,7 @@ use framelink::media::decode::{self, PixelOrder};
 use framelink::media::letterbox::{self, Letterboxer, MAX_SIDE};
 use framelink::process::takers::Taken;
 use framelink::process::Output;
-use numpy::{PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray2};
+use numpy::{Element, PyArray1, PyArray3, PyArrayMethods, PyReadwriteArray2};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyString};
@@ -36,8 +36,18 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-fn cannot_write(e: numpy::AsSliceError) -> PyErr {
-    DecodeError::new_err(format!("cannot write the new array: {e}"))
+/// A new array of `shape`, its elements written by `fill` without the GIL.
+fn filled<'py, T: Element + Send>(
+    py: Python<'py>,
+    shape: [usize; 3],
+    fill: impl FnOnce(&mut [T]) -> anyhow::Result<()> + Send,
+) -> anyhow::Result<Bound<'py, PyAny>> {
+    let array = unsafe { PyArray3::<T>::new(py, shape, false) };
+    // Safety: the array is new and not yet shared with Python code.
+    let out = unsafe { array.as_slice_mut() }
+        .map_err(|e| anyhow::anyhow!("cannot write the new array: {e}"))?;
+    py.detach(|| fill(out))?;
+    Ok(array.into_any())
 }
 
 /// A model's input size: `(w, h)`, or one number for a square.
@@ -130,8 +140,11 @@ impl Letterbox {
         py: Python<'py>,
         boxes: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let np = py.import("numpy")?;
-        let array = np.call_method1("array", (boxes, "float64"))?;
+        // A copy of their own (numpy.array copies), mapped in place; one
+        // box is seen as a row of it.
+        let array = py
+            .import("numpy")?
+            .call_method1("array", (boxes, "float64"))?;
         let ndim: usize = array.getattr("ndim")?.extract()?;
         let rows = match ndim {
             1 => array.call_method1("reshape", (1, -1))?,
@@ -142,25 +155,20 @@ impl Letterbox {
                 )))
             }
         };
-        let rows: PyReadonlyArray2<f64> = rows.extract()?;
-        let view = rows.as_array();
-        if view.ncols() < 4 {
+        let mut rows: PyReadwriteArray2<f64> = rows.extract()?;
+        let mut rows = rows.as_array_mut();
+        if rows.ncols() < 4 {
             return Err(PyValueError::new_err(format!(
                 "boxes are x1, y1, x2, y2 (then anything); these have {} columns",
-                view.ncols()
+                rows.ncols()
             )));
         }
-        let mut mapped = view.to_owned();
-        for mut b in mapped.rows_mut() {
+        for mut b in rows.rows_mut() {
             let (x1, y1) = self.0.to_source(b[0], b[1]);
             let (x2, y2) = self.0.to_source(b[2], b[3]);
             (b[0], b[1], b[2], b[3]) = (x1, y1, x2, y2);
         }
-        let out = PyArray2::from_owned_array(py, mapped).into_any();
-        if ndim == 1 {
-            return out.call_method1("reshape", (-1,));
-        }
-        Ok(out)
+        Ok(array)
     }
 
     fn __repr__(&self) -> String {
@@ -306,11 +314,7 @@ impl Frame {
         };
         let (w, h) = (w as usize, h as usize);
         let shape = if chw { [3, h, w] } else { [h, w, 3] };
-        // The pad colour goes to the letterboxer as red, green, blue.
-        let pad = match (pad.colour(), order) {
-            (c, PixelOrder::Rgb) => c,
-            ([b, g, r], PixelOrder::Bgr) => [r, g, b],
-        };
+        let pad = pad.colour();
         let picture = move |out: &mut [u8]| -> anyhow::Result<()> {
             match size {
                 None => decode::decode_into(jpeg, out, order),
@@ -320,38 +324,26 @@ impl Frame {
                 }),
             }
         };
-        let failed = |e: anyhow::Error| DecodeError::new_err(format!("frame {id}: {e:#}"));
-        if !chw && !float {
-            let array = unsafe { PyArray3::<u8>::new(py, shape, false) };
-            // Safety: the array is new and not yet shared with Python code.
-            let out = unsafe { array.as_slice_mut() }.map_err(cannot_write)?;
-            py.detach(|| picture(out)).map_err(failed)?;
-            return Ok(array.into_any());
-        }
-        // Decoded into a buffer of this thread's, then laid out as asked.
-        let laid_out = |out: &mut (dyn FnMut(&[u8]) + Send)| {
-            py.detach(|| {
-                SCRATCH.with_borrow_mut(|scratch| {
-                    scratch.resize(w * h * 3, 0);
-                    picture(scratch)?;
-                    out(scratch);
-                    Ok(())
-                })
+        // The picture decoded into a buffer of this thread's, then laid out
+        // as asked.
+        let laid_out = |lay: &mut dyn FnMut(&[u8])| {
+            SCRATCH.with_borrow_mut(|scratch| {
+                scratch.resize(w * h * 3, 0);
+                picture(scratch)?;
+                lay(scratch);
+                Ok(())
             })
         };
-        if float {
-            let array = unsafe { PyArray3::<f32>::new(py, shape, false) };
-            // Safety: as above.
-            let out = unsafe { array.as_slice_mut() }.map_err(cannot_write)?;
-            laid_out(&mut |px| layout::to_f32(px, chw, out)).map_err(failed)?;
-            Ok(array.into_any())
-        } else {
-            let array = unsafe { PyArray3::<u8>::new(py, shape, false) };
-            // Safety: as above.
-            let out = unsafe { array.as_slice_mut() }.map_err(cannot_write)?;
-            laid_out(&mut |px| layout::to_chw(px, out)).map_err(failed)?;
-            Ok(array.into_any())
-        }
+        let array = match (chw, float) {
+            (false, false) => filled::<u8>(py, shape, picture),
+            (_, true) => filled::<f32>(py, shape, |out| {
+                laid_out(&mut |px| layout::to_f32(px, chw, out))
+            }),
+            (true, false) => {
+                filled::<u8>(py, shape, |out| laid_out(&mut |px| layout::to_chw(px, out)))
+            }
+        };
+        array.map_err(|e| DecodeError::new_err(format!("frame {id}: {e:#}")))
     }
 
     /// Where this frame sits in a letterbox of `size` (what

@@ -3,30 +3,30 @@
 
 /// `hwc` as 3×H×W.
 pub(crate) fn to_chw(hwc: &[u8], out: &mut [u8]) {
-    let plane = hwc.len() / 3;
-    let (r, rest) = out.split_at_mut(plane);
-    let (g, b) = rest.split_at_mut(plane);
-    for (((px, r), g), b) in hwc.chunks_exact(3).zip(r).zip(g).zip(b) {
-        (*r, *g, *b) = (px[0], px[1], px[2]);
-    }
+    planes(hwc, out, |v| v);
 }
 
 /// `hwc` as `float32` in 0–1, channels first when `chw`.
 pub(crate) fn to_f32(hwc: &[u8], chw: bool, out: &mut [f32]) {
     const SCALE: f32 = 1.0 / 255.0;
-    if !chw {
+    let scaled = |v: u8| v as f32 * SCALE;
+    if chw {
+        planes(hwc, out, scaled);
+    } else {
         for (o, &v) in out.iter_mut().zip(hwc) {
-            *o = v as f32 * SCALE;
+            *o = scaled(v);
         }
-        return;
     }
+}
+
+/// Each pixel's three values of `hwc`, made by `value`, into `out`'s three
+/// planes.
+fn planes<T>(hwc: &[u8], out: &mut [T], value: impl Fn(u8) -> T) {
     let plane = hwc.len() / 3;
     let (r, rest) = out.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
     for (((px, r), g), b) in hwc.chunks_exact(3).zip(r).zip(g).zip(b) {
-        *r = px[0] as f32 * SCALE;
-        *g = px[1] as f32 * SCALE;
-        *b = px[2] as f32 * SCALE;
+        (*r, *g, *b) = (value(px[0]), value(px[1]), value(px[2]));
     }
 }
 

@@ -69,7 +69,8 @@ pub struct Letterboxer {
 
 impl Letterboxer {
     /// Decodes `jpeg` into `out` (`size.0 * size.1 * 3` bytes, rows packed,
-    /// in `order`) letterboxed, padded with `pad` (red, green, blue).
+    /// in `order`) letterboxed, padded with `pad` (its three values in
+    /// `order` too).
     pub fn decode(
         &mut self,
         jpeg: &[u8],
@@ -114,18 +115,32 @@ impl Letterboxer {
             )?;
             &self.resized
         };
-        let colour = match order {
-            PixelOrder::Rgb => pad,
-            PixelOrder::Bgr => [pad[2], pad[1], pad[0]],
-        };
-        for px in out.chunks_exact_mut(3) {
-            px.copy_from_slice(&colour);
-        }
+        // Each row once: padding where the picture is not, the picture
+        // where it is.
         let row = size.0 as usize * 3;
-        let (cw, pad_x, pad_y) = (lb.content.0 as usize, lb.pad.0 as usize, lb.pad.1 as usize);
-        for (y, src) in content.chunks_exact(cw * 3).enumerate() {
-            let at = (pad_y + y) * row + pad_x * 3;
-            out[at..at + cw * 3].copy_from_slice(src);
+        let (cw, pad_x, pad_y) = (
+            lb.content.0 as usize * 3,
+            lb.pad.0 as usize * 3,
+            lb.pad.1 as usize,
+        );
+        let fill = |to: &mut [u8]| {
+            for px in to.chunks_exact_mut(3) {
+                px.copy_from_slice(&pad);
+            }
+        };
+        let mut pictured = content.chunks_exact(cw);
+        for (y, line) in out.chunks_exact_mut(row).enumerate() {
+            let src = if y >= pad_y { pictured.next() } else { None };
+            match src {
+                Some(src) => {
+                    let (left, rest) = line.split_at_mut(pad_x);
+                    let (middle, right) = rest.split_at_mut(cw);
+                    fill(left);
+                    middle.copy_from_slice(src);
+                    fill(right);
+                }
+                None => fill(line),
+            }
         }
         Ok(lb)
     }
@@ -170,7 +185,7 @@ mod tests {
         let mut lbx = Letterboxer::default();
         let mut out = vec![0u8; 64 * 64 * 3];
         let lb = lbx
-            .decode(&jpeg, (64, 64), [114, 115, 116], PixelOrder::Bgr, &mut out)
+            .decode(&jpeg, (64, 64), [116, 115, 114], PixelOrder::Bgr, &mut out)
             .unwrap();
         assert_eq!((lb.content, lb.pad), ((64, 36), (0, 14)));
         let px = |x: usize, y: usize| &out[(y * 64 + x) * 3..(y * 64 + x) * 3 + 3];
