@@ -46,7 +46,8 @@ impl Publisher {
         }
     }
 
-    pub(super) fn publish(&self, frame: EncodedFrame) {
+    /// Puts `frame` in the slot, unless a newer one went there first.
+    fn publish(&self, frame: EncodedFrame) {
         let mut guard = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         let (slot, last) = &mut *guard;
         if last.is_some_and(|l| frame.id <= l) {
